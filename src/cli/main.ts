@@ -1,0 +1,101 @@
+/**
+ * `befw` command line. Every command takes `-c FILE`; errors print one clear line to stderr and
+ * exit non-zero. The ACL token is never an argument: it comes from the config's token_file (or
+ * token), or the environment.
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { startAgent } from '../agent/agent.js';
+import { createLogger } from '../agent/logger.js';
+import { compileOptions } from '../agent/reconciler.js';
+import { readSnapshot } from '../agent/snapshot.js';
+import { type Config, ConfigError, DEFAULT_CONFIG_PATH } from '../config/config.js';
+import { loadConfig, loadTemplates, resolveToken } from '../config/load.js';
+import { createConsulApi } from '../consul/client.js';
+import { compile } from '../rules/compile.js';
+import type { Plan } from '../rules/types.js';
+import { formatPlan, formatShow } from './format.js';
+
+const VERSION = '0.1.0';
+
+function parseAt(value: string): number {
+  if (/^-?[0-9]+$/.test(value)) return Number(value) * 1000;
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms)) throw new InvalidArgumentError('expected Unix seconds or an ISO 8601 time');
+  return ms;
+}
+
+interface ReadOpts {
+  config: string;
+  json?: boolean;
+  at?: number;
+}
+
+async function readPlan(opts: ReadOpts): Promise<{ config: Config; plan: Plan; now: number }> {
+  const config = await loadConfig(opts.config);
+  const token = await resolveToken(config);
+  const consul = createConsulApi({ ...config.consul, token, timeoutMs: config.consulTimeout * 1000 });
+  const snapshot = await readSnapshot(consul, config);
+  const now = opts.at ?? Date.now();
+  return { config, plan: compile(snapshot, compileOptions(config), now), now };
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('befw')
+    .description('Host-based distributed firewall: Consul services and KV grants enforced as ipsets and the BEFW iptables chain.')
+    .version(VERSION)
+    .showHelpAfterError();
+
+  const configOption = (cmd: Command): Command => cmd.option('-c, --config <file>', 'befw.conf to use', DEFAULT_CONFIG_PATH);
+
+  configOption(program.command('agent'))
+    .description('run the agent in the foreground: enforce state.bin, then keep the kernel in line with Consul')
+    .action(async (opts: ReadOpts) => {
+      const config = await loadConfig(opts.config);
+      const log = createLogger(config.logLevel);
+      const agent = await startAgent(config, log);
+      const stop = (signal: string): void => {
+        log.info({ event: 'signal', signal }, 'stopping');
+        void agent.stop();
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+      await agent.done;
+    });
+
+  configOption(program.command('plan'))
+    .description('print the sets and BEFW rules that would be applied now, without touching the kernel')
+    .option('--json', 'print the plan as JSON')
+    .option('--at <time>', 'compile for another moment (Unix seconds or ISO 8601) to preview expiry', parseAt)
+    .action(async (opts: ReadOpts) => {
+      const { config, plan } = await readPlan(opts);
+      if (opts.json) process.stdout.write(`${JSON.stringify(plan, null, 2)}\n`);
+      else process.stdout.write(`${formatPlan(plan, (await loadTemplates(config)).service)}\n`);
+    });
+
+  configOption(program.command('show'))
+    .description('list the services on this node with their effective clients and expiry')
+    .option('--json', 'print services and sets as JSON')
+    .option('--at <time>', 'show the state at another moment (Unix seconds or ISO 8601)', parseAt)
+    .action(async (opts: ReadOpts) => {
+      const { plan, now } = await readPlan(opts);
+      if (opts.json) process.stdout.write(`${JSON.stringify({ services: plan.services, sets: plan.setViews, diagnostics: plan.diagnostics }, null, 2)}\n`);
+      else process.stdout.write(`${formatShow(plan, now)}\n`);
+    });
+
+  return program;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync([...argv]);
+    return 0;
+  } catch (err) {
+    const e = err as Error & { code?: string; exitCode?: number };
+    if (typeof e.code === 'string' && e.code.startsWith('commander.')) return e.exitCode ?? 1;
+    const prefix = err instanceof ConfigError ? 'config error' : 'error';
+    process.stderr.write(`befw: ${prefix}: ${e.message}\n`);
+    return 1;
+  }
+}

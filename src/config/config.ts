@@ -1,0 +1,186 @@
+/**
+ * `befw.conf`: BEFW's `key=value` format, `#` comments. Each line is checked against a JSON
+ * schema (ajv) and then turned into a typed Config; every problem names the file, the line and
+ * the key, and none of them falls back to a silent default.
+ */
+import { Ajv, type ErrorObject } from 'ajv';
+import { parseNet, printable } from '../rules/address.js';
+import { SET_NAME } from '../rules/kvLayout.js';
+import type { Net } from '../rules/address.js';
+import type { StaticSetConfig, Target } from '../rules/types.js';
+import { BUILTIN_SETS, RULES_ALLOW } from '../rules/compile.js';
+import { BASE_NAME_MAX } from '../rules/setNames.js';
+
+export interface Config {
+  readonly file: string;
+  /** Consul agent HTTP address. */
+  readonly consul: { readonly host: string; readonly port: number; readonly secure: boolean };
+  /** Datacenter whose KV holds befw/ (null: the agent's own). */
+  readonly dc: string | null;
+  /** Inline token (BEFW compatibility); prefer token_file. Never logged. */
+  readonly token: string | null;
+  readonly tokenFile: string | null;
+  readonly nodeName: string | null;
+  readonly nodeDc: string | null;
+  readonly servicesDir: string;
+  readonly ipsetsDir: string;
+  /** Service rule template; null: the built-in one. */
+  readonly rulesTemplate: string | null;
+  /** Base ruleset template installed at start; null: leave the base alone, only ensure the jump. */
+  readonly firewallTemplate: string | null;
+  readonly customSets: readonly StaticSetConfig[];
+  readonly managementNets: readonly Net[];
+  readonly statePath: string;
+  /** Seconds between reads of Consul while idle. */
+  readonly pollInterval: number;
+  /** Seconds before a Consul request is abandoned. */
+  readonly consulTimeout: number;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+}
+
+export const DEFAULT_CONFIG_PATH = '/etc/befw.conf';
+
+export class ConfigError extends Error {
+  constructor(
+    readonly file: string,
+    readonly line: number | null,
+    readonly key: string | null,
+    readonly reason: string,
+  ) {
+    super(`${file}${line === null ? '' : `:${line}`}${key === null ? '' : ` (${key})`}: ${reason}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const PATH = { type: 'string', pattern: '^/[^\\u0000-\\u001f]*$' } as const;
+const NAME = { type: 'string', pattern: '^[A-Za-z0-9._-]{1,128}$' } as const;
+const SECONDS = { type: 'string', pattern: '^[1-9][0-9]{0,5}$' } as const;
+
+/** Schema of the raw key=value map: each value is still text, as written. */
+const SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    address: { type: 'string', pattern: '^(https?://)?[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$' },
+    dc: NAME,
+    token: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,256}$' },
+    token_file: PATH,
+    nodename: NAME,
+    nodedc: NAME,
+    services: PATH,
+    ipsets: PATH,
+    rules: PATH,
+    firewall: PATH,
+    state: PATH,
+    poll_interval: SECONDS,
+    consul_timeout_sec: SECONDS,
+    log_level: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] },
+    [`set.${RULES_ALLOW}`]: { type: 'string', pattern: '^[0-9A-Fa-f.:/; ]*$' },
+  },
+  patternProperties: {
+    '^set\\.(?!rules_allow$)[a-z0-9._-]+$': { type: 'string', pattern: '^(-?[0-9]{1,6};)?(ACCEPT|DROP|REJECT|NOOP)$' },
+  },
+} as const;
+
+const ajv = new Ajv({ allErrors: true });
+const validate = ajv.compile(SCHEMA);
+
+const HINTS: Record<string, string> = {
+  address: 'expected host:port, e.g. 127.0.0.1:8500',
+  poll_interval: 'expected whole seconds, 1 or more',
+  consul_timeout_sec: 'expected whole seconds, 1 or more',
+  token: 'expected a Consul ACL token (letters, digits, ".", "_", "-")',
+};
+
+function explain(e: ErrorObject, key: string): string {
+  if (e.keyword === 'additionalProperties') return 'unknown key';
+  if (e.keyword === 'enum') return `expected one of ${(e.params as { allowedValues: string[] }).allowedValues.join(', ')}`;
+  if (key.startsWith('set.') && key !== `set.${RULES_ALLOW}`) return 'expected PRIORITY;TARGET with TARGET ACCEPT, DROP, REJECT or NOOP';
+  if (key === `set.${RULES_ALLOW}`) return 'expected networks separated by ";"';
+  if (HINTS[key] !== undefined) return HINTS[key];
+  if (SCHEMA.properties[key as keyof typeof SCHEMA.properties] === PATH) return 'expected an absolute path';
+  return 'expected a name of letters, digits, ".", "_" or "-"';
+}
+
+export function parseConfig(text: string, file: string): Config {
+  const raw: Record<string, string> = {};
+  const lineOf = new Map<string, number>();
+  text.split('\n').forEach((rawLine, i) => {
+    const n = i + 1;
+    const line = rawLine.replace(/\r$/, '').trim();
+    if (line === '' || line.startsWith('#')) return;
+    const eq = line.indexOf('=');
+    if (eq <= 0) throw new ConfigError(file, n, null, `expected key=value, found "${printable(line)}"`);
+    const key = line.slice(0, eq).trim();
+    const value = line.slice(eq + 1).trim();
+    if (lineOf.has(key)) throw new ConfigError(file, n, key, `duplicate key (first set on line ${lineOf.get(key)})`);
+    raw[key] = value;
+    lineOf.set(key, n);
+  });
+
+  if (!validate(raw)) {
+    const e = validate.errors?.[0];
+    if (e !== undefined) {
+      const key = e.keyword === 'additionalProperties' ? (e.params as { additionalProperty: string }).additionalProperty : e.instancePath.replace(/^\//, '').replaceAll('~1', '/').replaceAll('~0', '~');
+      throw new ConfigError(file, lineOf.get(key) ?? null, printable(key), explain(e, key));
+    }
+  }
+
+  const at = (key: string): number | null => lineOf.get(key) ?? null;
+  const customSets: StaticSetConfig[] = [];
+  let managementNets: Net[] = [];
+  for (const [key, value] of Object.entries(raw)) {
+    if (!key.startsWith('set.')) continue;
+    const name = key.slice(4);
+    if (name === RULES_ALLOW) {
+      managementNets = value
+        .split(';')
+        .map((s) => s.trim())
+        .filter((s) => s !== '')
+        .map((s) => {
+          const net = parseNet(s);
+          if (!net.ok) throw new ConfigError(file, at(key), key, `"${printable(s)}": ${net.error}`);
+          return { family: net.value.family, cidr: net.value.cidr, prefix: net.value.prefix };
+        });
+      continue;
+    }
+    if (BUILTIN_SETS.some((b) => b.name === name)) throw new ConfigError(file, at(key), key, `${name} is built in (priority 2, REJECT) and cannot be redefined`);
+    if (!SET_NAME.test(name) || name.length > BASE_NAME_MAX || name.endsWith('_v6')) {
+      throw new ConfigError(file, at(key), key, `set name must be 1-${BASE_NAME_MAX} of [a-z0-9._-] and not end in _v6`);
+    }
+    const parts = value.split(';');
+    const target = parts[parts.length - 1] as Target;
+    // BEFW gave sets without a priority the next number after the built-ins, in file order.
+    const priority = parts.length === 2 ? Number(parts[0]) : 3 + customSets.length;
+    if (priority < 3) throw new ConfigError(file, at(key), key, 'custom sets come after rules_allow (1) and rules_deny (2): priority must be 3 or more');
+    customSets.push({ name, priority, target });
+  }
+  if (raw.token !== undefined && raw.token_file !== undefined) {
+    throw new ConfigError(file, at('token_file'), 'token_file', 'set token or token_file, not both');
+  }
+
+  const address = raw.address ?? '127.0.0.1:8500';
+  const m = /^(https?:\/\/)?([^:/]+)(?::([0-9]+))?\/?$/.exec(address);
+  const port = Number(m?.[3] ?? '8500');
+  if (m === null || port < 1 || port > 65535) throw new ConfigError(file, at('address'), 'address', HINTS.address ?? '');
+
+  return {
+    file,
+    consul: { host: m[2] ?? '127.0.0.1', port, secure: m[1] === 'https://' },
+    dc: raw.dc ?? null,
+    token: raw.token ?? null,
+    tokenFile: raw.token_file ?? null,
+    nodeName: raw.nodename ?? null,
+    nodeDc: raw.nodedc ?? null,
+    servicesDir: raw.services ?? '/etc/befw.service.d',
+    ipsetsDir: raw.ipsets ?? '/etc/befw.ipset.d',
+    rulesTemplate: raw.rules ?? null,
+    firewallTemplate: raw.firewall ?? null,
+    customSets,
+    managementNets,
+    statePath: raw.state ?? '/var/lib/befw/state.bin',
+    pollInterval: Number(raw.poll_interval ?? '1'),
+    consulTimeout: Number(raw.consul_timeout_sec ?? '10'),
+    logLevel: (raw.log_level as Config['logLevel'] | undefined) ?? 'info',
+  };
+}

@@ -1,0 +1,118 @@
+/**
+ * ipset: reading the kernel's sets (one `ipset list -t` for all headers) and writing one
+ * `ipset restore` batch per apply. Set names and members in the batch come from the plan, which
+ * only holds canonical CIDRs and validated names.
+ */
+import type { PlanSet } from '../rules/types.js';
+import { type CommandRunner, runChecked } from './exec.js';
+
+export const IPSET = 'ipset';
+/** Temporary sets start with a character no planned set name can contain. */
+export const TEMP_PREFIX = '~befw';
+
+export interface KernelSetHeader {
+  readonly name: string;
+  readonly type: string;
+  readonly family: string;
+  readonly maxelem: number;
+  readonly references: number;
+  readonly entries: number;
+}
+
+/** Parses `ipset list -t` (terse: headers only). */
+export function parseIpsetListTerse(text: string): KernelSetHeader[] {
+  const out: KernelSetHeader[] = [];
+  for (const block of text.split(/\n(?=Name: )/)) {
+    const field = (label: string): string | undefined => new RegExp(`^${label}: (.*)$`, 'm').exec(block)?.[1];
+    const name = field('Name');
+    if (name === undefined) continue;
+    const header = field('Header') ?? '';
+    out.push({
+      name,
+      type: field('Type') ?? '',
+      family: /\bfamily (\S+)/.exec(header)?.[1] ?? '',
+      maxelem: Number(/\bmaxelem (\d+)/.exec(header)?.[1] ?? '0'),
+      references: Number(field('References') ?? '0'),
+      entries: Number(field('Number of entries') ?? '0'),
+    });
+  }
+  return out;
+}
+
+export async function listSetHeaders(runner: CommandRunner): Promise<Map<string, KernelSetHeader>> {
+  const r = await runChecked(runner, IPSET, ['list', '-t']);
+  return new Map(parseIpsetListTerse(r.stdout).map((h) => [h.name, h]));
+}
+
+export class IncompatibleSetError extends Error {
+  constructor(readonly set: string, readonly found: KernelSetHeader) {
+    super(`set ${set} exists as ${found.type} family ${found.family} and is referenced ${found.references} time(s); cannot replace it with hash:net`);
+    this.name = 'IncompatibleSetError';
+  }
+}
+
+function compatible(h: KernelSetHeader, s: PlanSet): boolean {
+  return h.type === 'hash:net' && h.family === s.family;
+}
+
+export interface SetScript {
+  readonly script: string;
+  readonly created: string[];
+  readonly swapped: string[];
+}
+
+/**
+ * One restore batch that brings every planned set to its planned members: a new set is created
+ * and filled in place (nothing references it yet); an existing one is rebuilt in a temporary set
+ * and swapped in, so packets see either the old or the new membership, never a partial one.
+ */
+export function buildSetScript(sets: readonly PlanSet[], kernel: ReadonlyMap<string, KernelSetHeader>): SetScript {
+  const lines: string[] = [];
+  const created: string[] = [];
+  const swapped: string[] = [];
+  for (const name of kernel.keys()) {
+    if (name.startsWith(TEMP_PREFIX)) lines.push(`destroy ${name}`); // left by a crash mid-apply
+  }
+  let temp = 0;
+  for (const s of sets) {
+    const header = `hash:net family ${s.family} maxelem ${s.maxelem}`;
+    const existing = kernel.get(s.name);
+    if (existing !== undefined && !compatible(existing, s)) {
+      if (existing.references > 0) throw new IncompatibleSetError(s.name, existing);
+      lines.push(`destroy ${s.name}`);
+    }
+    if (existing === undefined || !compatible(existing, s)) {
+      lines.push(`create ${s.name} ${header}`);
+      for (const m of s.members) lines.push(`add ${s.name} ${m}`);
+      created.push(s.name);
+      continue;
+    }
+    const t = `${TEMP_PREFIX}${temp++}`;
+    lines.push(`create ${t} ${header}`);
+    for (const m of s.members) lines.push(`add ${t} ${m}`);
+    lines.push(`swap ${t} ${s.name}`, `destroy ${t}`);
+    swapped.push(s.name);
+  }
+  lines.push('');
+  return { script: lines.join('\n'), created, swapped };
+}
+
+export async function restoreSets(runner: CommandRunner, script: string): Promise<void> {
+  await runChecked(runner, IPSET, ['restore'], { input: script });
+}
+
+/** Destroys sets one batch at a time; a set still referenced elsewhere is reported, not forced. */
+export async function destroySets(runner: CommandRunner, names: readonly string[]): Promise<{ destroyed: string[]; failed: { name: string; error: string }[] }> {
+  if (names.length === 0) return { destroyed: [], failed: [] };
+  const batch = await runner.run(IPSET, ['restore'], { input: names.map((n) => `destroy ${n}`).join('\n') + '\n' });
+  if (batch.code === 0) return { destroyed: [...names], failed: [] };
+  const destroyed: string[] = [];
+  const failed: { name: string; error: string }[] = [];
+  for (const n of names) {
+    const r = await runner.run(IPSET, ['destroy', n]);
+    // "does not exist" means an earlier line of the batch got it: that is the wanted outcome.
+    if (r.code === 0 || /does not exist/.test(r.stderr)) destroyed.push(n);
+    else failed.push({ name: n, error: r.stderr.trim() });
+  }
+  return { destroyed, failed };
+}

@@ -1,0 +1,148 @@
+/**
+ * Data shared by the pure core: what a snapshot of the world looks like going in, and what a
+ * plan looks like coming out. Nothing here knows about Consul's client, files or processes.
+ */
+import type { Family, Net } from './address.js';
+
+export type Scope = 'world' | 'dc' | 'node';
+export type Proto = 'tcp' | 'udp';
+export type Mode = 'default' | 'enforcing';
+export type Target = 'ACCEPT' | 'DROP' | 'REJECT' | 'NOOP';
+
+export interface NodeIdentity {
+  /** Short, lower-case node name, as used in node-scope keys. */
+  readonly name: string;
+  /** The node's own Consul datacenter, as used in datacenter-scope keys. */
+  readonly dc: string;
+}
+
+export interface KvPair {
+  readonly key: string;
+  readonly value: string | null;
+}
+
+/** A service as the local Consul agent reports it (`/v1/agent/services`). */
+export interface AgentService {
+  readonly id: string;
+  readonly name: string;
+  readonly port: number;
+  readonly tags: readonly string[];
+}
+
+export interface PortRange {
+  readonly proto: Proto;
+  readonly from: number;
+  readonly to: number;
+}
+
+/** A service declared by a JSON file in the services directory, already schema-checked. */
+export interface FileService {
+  readonly file: string;
+  readonly name: string;
+  readonly port: number;
+  readonly protocol: Proto;
+  readonly mode: Mode;
+  readonly ports: readonly PortRange[];
+}
+
+export interface IpsetFile {
+  readonly file: string;
+  /** The set the file adds to: its base name without `.ipset`. */
+  readonly set: string;
+  readonly text: string;
+}
+
+export type Severity = 'error' | 'warning';
+
+export interface Diagnostic {
+  readonly severity: Severity;
+  /** Stable machine-readable reason, e.g. `bad-expiry`, `bad-address`, `alias-cycle`. */
+  readonly code: string;
+  /** Where: a KV key, `file:line`, or a service name. Already made printable. */
+  readonly subject: string;
+  readonly message: string;
+}
+
+/** Everything the compiler needs from the outside world, read at one moment. */
+export interface Snapshot {
+  readonly node: NodeIdentity;
+  readonly agentServices: readonly AgentService[];
+  readonly fileServices: readonly FileService[];
+  readonly kv: readonly KvPair[];
+  readonly ipsetFiles: readonly IpsetFile[];
+  /** Problems found while reading inputs (bad service files, unreadable ipset files). */
+  readonly inputDiagnostics: readonly Diagnostic[];
+}
+
+export interface StaticSetConfig {
+  readonly name: string;
+  readonly priority: number;
+  readonly target: Target;
+}
+
+export interface CompileOptions {
+  /** Custom sets from `set.NAME=PRIORITY;TARGET`; rules_allow and rules_deny are built in. */
+  readonly customSets: readonly StaticSetConfig[];
+  /** Management networks (`set.rules_allow=`): permanent members of rules_allow. */
+  readonly managementNets: readonly Net[];
+}
+
+/** One kernel ipset as the plan wants it. */
+export interface PlanSet {
+  readonly name: string;
+  readonly family: 'inet' | 'inet6';
+  /** Canonical CIDRs, sorted, unique, /0 already split. */
+  readonly members: readonly string[];
+  readonly maxelem: number;
+}
+
+export type ChainRule =
+  | { readonly kind: 'static'; readonly set: string; readonly target: Exclude<Target, 'NOOP'> }
+  | {
+      readonly kind: 'service';
+      readonly service: string;
+      readonly set: string;
+      readonly proto: Proto;
+      /** `8080` or `30000:30100`, as iptables' --dport takes it. */
+      readonly port: string;
+      readonly mode: Mode;
+    };
+
+/** An enforced member with where it came from, for `befw show` and status. */
+export interface EffectiveMember {
+  readonly cidr: string;
+  readonly family: Family;
+  /** Unix ms when it leaves the kernel, or null for never. */
+  readonly expiresAt: number | null;
+  /** Human-readable origins: `world`, `dc`, `node`, `alias $x$`, `file f.ipset`, `config`. */
+  readonly via: readonly string[];
+}
+
+export interface SetView {
+  /** Logical name as written in Consul keys (`web_tcp_8080`, `rules_allow`). */
+  readonly logical: string;
+  /** Kernel name of the IPv4 set; the IPv6 twin is `${kernel}_v6`. */
+  readonly kernel: string;
+  readonly kind: 'service' | 'static';
+  readonly members: readonly EffectiveMember[];
+}
+
+export interface ServiceView {
+  readonly name: string;
+  readonly set: string;
+  readonly mode: Mode;
+  readonly ports: readonly PortRange[];
+  readonly origins: readonly string[];
+}
+
+export interface Plan {
+  readonly sets: readonly PlanSet[];
+  readonly rules: readonly ChainRule[];
+  /** Hash of sets and rules: equal fingerprints mean the kernel would not change. */
+  readonly fingerprint: string;
+  /** Unix ms of the earliest expiry among enforced members, or null. */
+  readonly nextExpiry: number | null;
+  readonly services: readonly ServiceView[];
+  readonly setViews: readonly SetView[];
+  readonly diagnostics: readonly Diagnostic[];
+}
