@@ -1,0 +1,323 @@
+/**
+ * A disposable two-host lab for integration tests and the demo:
+ *
+ *   client ns  --veth--  node ns (Consul -dev on loopback, befw agent, TCP listeners)
+ *   198.51.100.2-9          198.51.100.1       (and 203.0.113.1 / .2-9)
+ *   2001:db8:100::2-9       2001:db8:100::1
+ *
+ * Only documentation addresses, only inside namespaces made here; nothing touches the host's
+ * own firewall (ipsets and iptables are per network namespace). The test process stays in the
+ * root namespace and reaches Consul through a unix socket Consul also listens on, so the agent
+ * still talks to Consul over loopback TCP inside its namespace as it would on a real node.
+ * Everything is removed by destroy(), and by an exit hook if a test dies half-way.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+
+export const ROOT = new URL('../../../', import.meta.url).pathname;
+const HELPERS = new URL('./', import.meta.url).pathname;
+
+export const NODE_V4 = '198.51.100.1';
+export const NODE_V6 = '2001:db8:100::1';
+export const NODE_MGMT_V4 = '203.0.113.1';
+/** Client addresses: index 2..9 exist in the client namespace. */
+export const clientV4 = (i: number): string => `198.51.100.${i}`;
+export const clientV6 = (i: number): string => `2001:db8:100::${i}`;
+export const mgmtV4 = (i: number): string => `203.0.113.${i}`;
+export const NODE_NAME = 'node1';
+export const DC = 'dc1';
+
+export function consulBinary(): string {
+  const env = process.env.CONSUL_BIN;
+  if (env !== undefined && env !== '') return env;
+  const cached = join(ROOT, '.cache/consul/consul');
+  if (existsSync(cached)) return cached;
+  const r = spawnSync('sh', ['-c', 'command -v consul'], { encoding: 'utf8' });
+  if (r.status === 0 && r.stdout.trim() !== '') return r.stdout.trim();
+  throw new Error('no consul binary: set CONSUL_BIN or run scripts/install-deps.sh');
+}
+
+function sh(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr || r.error?.message}`);
+  return r.stdout;
+}
+
+export function nsExec(ns: string, cmd: string, args: string[]): string {
+  return sh('ip', ['netns', 'exec', ns, cmd, ...args]);
+}
+
+const live = new Set<Sandbox>();
+process.on('exit', () => {
+  for (const s of live) s.destroySync();
+});
+
+/** Namespaces left by a test process that no longer exists. */
+function sweepStale(): void {
+  const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  for (const line of (r.stdout ?? '').split('\n')) {
+    const m = /^(befwt-(\d+)-[0-9a-f]+-[a-z]+)/.exec(line);
+    if (m === null) continue;
+    const pid = Number(m[2]);
+    let alive = true;
+    try {
+      process.kill(pid, 0);
+    } catch {
+      alive = false;
+    }
+    if (!alive) spawnSync('ip', ['netns', 'del', m[1] ?? '']);
+  }
+}
+
+export type ProbeResult = 'open' | 'refused' | 'timeout';
+
+interface Pending {
+  resolve: (r: ProbeResult) => void;
+}
+
+export interface AgentProcess {
+  readonly proc: ChildProcess;
+  readonly logPath: string;
+  /** Lines logged so far, parsed. */
+  events(): Record<string, unknown>[];
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export class Sandbox {
+  readonly id = randomBytes(3).toString('hex');
+  readonly nodeNs = `befwt-${process.pid}-${this.id}-node`;
+  readonly clientNs = `befwt-${process.pid}-${this.id}-client`;
+  readonly dir = mkdtempSync(join(tmpdir(), 'befw-sandbox-'));
+  readonly consulSock = join(this.dir, 'consul.sock');
+  private readonly procs = new Set<ChildProcess>();
+  private probeProc: ChildProcess | null = null;
+  private probeSeq = 0;
+  private readonly pending = new Map<number, Pending>();
+  private destroyed = false;
+
+  static async create(): Promise<Sandbox> {
+    sweepStale();
+    const s = new Sandbox();
+    live.add(s);
+    try {
+      s.network();
+      await s.startConsul();
+      s.startProbe();
+    } catch (err) {
+      await s.destroy();
+      throw err;
+    }
+    return s;
+  }
+
+  private network(): void {
+    const { nodeNs: n, clientNs: c, id } = this;
+    sh('ip', ['netns', 'add', n]);
+    sh('ip', ['netns', 'add', c]);
+    const vn = `bt${id}n`;
+    const vc = `bt${id}c`;
+    sh('ip', ['link', 'add', vn, 'netns', n, 'type', 'veth', 'peer', 'name', vc, 'netns', c]);
+    for (const ns of [n, c]) nsExec(ns, 'ip', ['link', 'set', 'lo', 'up']);
+    nsExec(n, 'ip', ['addr', 'add', `${NODE_V4}/24`, 'dev', vn]);
+    nsExec(n, 'ip', ['addr', 'add', `${NODE_MGMT_V4}/24`, 'dev', vn]);
+    nsExec(n, 'ip', ['-6', 'addr', 'add', `${NODE_V6}/64`, 'dev', vn, 'nodad']);
+    for (let i = 2; i <= 9; i++) {
+      nsExec(c, 'ip', ['addr', 'add', `${clientV4(i)}/24`, 'dev', vc]);
+      nsExec(c, 'ip', ['addr', 'add', `${mgmtV4(i)}/24`, 'dev', vc]);
+      nsExec(c, 'ip', ['-6', 'addr', 'add', `${clientV6(i)}/64`, 'dev', vc, 'nodad']);
+    }
+    nsExec(n, 'ip', ['link', 'set', vn, 'up']);
+    nsExec(c, 'ip', ['link', 'set', vc, 'up']);
+  }
+
+  spawnIn(ns: string, cmd: string, args: string[], logName: string): ChildProcess {
+    const log = createWriteStream(join(this.dir, logName));
+    const p = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    p.stdout?.pipe(log);
+    p.stderr?.pipe(log);
+    this.procs.add(p);
+    p.on('exit', () => this.procs.delete(p));
+    return p;
+  }
+
+  private async startConsul(): Promise<void> {
+    this.spawnIn(
+      this.nodeNs,
+      consulBinary(),
+      [
+        'agent', '-dev', '-node', NODE_NAME, '-datacenter', DC, '-bind', '127.0.0.1', '-client', '127.0.0.1',
+        '-hcl', `addresses { http = "127.0.0.1 unix://${this.consulSock}" }`,
+      ],
+      'consul.log',
+    );
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      try {
+        const leader = await this.consul('GET', '/v1/status/leader');
+        if (leader.status === 200 && leader.body.length > 4) {
+          const self = await this.consul('GET', '/v1/agent/self');
+          if (self.status === 200) return;
+        }
+      } catch {
+        // not listening yet
+      }
+      await sleep(100);
+    }
+    throw new Error(`consul did not start: ${this.log('consul.log').slice(-2000)}`);
+  }
+
+  /** Raw HTTP to the sandbox's Consul over its unix socket. */
+  consul(method: string, path: string, body?: string): Promise<{ status: number; body: string }> {
+    return new Promise((resolve, reject) => {
+      const req = request({ socketPath: this.consulSock, method, path, headers: { host: 'consul' } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (d: Buffer) => chunks.push(d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+      });
+      req.on('error', reject);
+      req.setTimeout(10_000, () => req.destroy(new Error(`consul ${method} ${path} timed out`)));
+      req.end(body);
+    });
+  }
+
+  async kvPut(key: string, value: string): Promise<void> {
+    const r = await this.consul('PUT', `/v1/kv/${encodeKey(key)}`, value);
+    if (r.status !== 200) throw new Error(`kv put ${key}: ${r.status} ${r.body}`);
+  }
+
+  async kvDelete(key: string, recurse = false): Promise<void> {
+    const r = await this.consul('DELETE', `/v1/kv/${encodeKey(key)}${recurse ? '?recurse' : ''}`);
+    if (r.status !== 200) throw new Error(`kv delete ${key}: ${r.status} ${r.body}`);
+  }
+
+  async registerService(svc: { id?: string; name: string; port: number; tags: string[] }): Promise<void> {
+    const r = await this.consul('PUT', '/v1/agent/service/register', JSON.stringify({ ID: svc.id ?? svc.name, Name: svc.name, Port: svc.port, Tags: svc.tags }));
+    if (r.status !== 200) throw new Error(`register ${svc.name}: ${r.status} ${r.body}`);
+  }
+
+  async agentServices(): Promise<Record<string, { Service: string; Port: number; Tags: string[] }>> {
+    const r = await this.consul('GET', '/v1/agent/services');
+    return JSON.parse(r.body) as Record<string, { Service: string; Port: number; Tags: string[] }>;
+  }
+
+  /** TCP listeners on the node (dual-stack), accepting and closing every connection. */
+  async listen(ports: number[]): Promise<void> {
+    const p = this.spawnIn(this.nodeNs, process.execPath, [join(HELPERS, 'listener.js'), ...ports.map(String)], `listener-${ports.join('-')}.log`);
+    await new Promise<void>((resolve, reject) => {
+      const rl = createInterface({ input: p.stdout! });
+      rl.once('line', (l) => (l.startsWith('listening') ? resolve() : reject(new Error(l))));
+      p.once('exit', (code) => reject(new Error(`listener exited ${code}`)));
+    });
+  }
+
+  private startProbe(): void {
+    const p = spawn('ip', ['netns', 'exec', this.clientNs, process.execPath, join(HELPERS, 'probe.js')], { stdio: ['pipe', 'pipe', 'inherit'] });
+    this.procs.add(p);
+    this.probeProc = p;
+    createInterface({ input: p.stdout! }).on('line', (line) => {
+      const msg = JSON.parse(line) as { id: number; result: ProbeResult };
+      this.pending.get(msg.id)?.resolve(msg.result);
+      this.pending.delete(msg.id);
+    });
+  }
+
+  /** One TCP connection attempt from `src` (a client address) to `dst`:`port`. */
+  probe(src: string, dst: string, port: number, timeoutMs = 400): Promise<ProbeResult> {
+    const id = ++this.probeSeq;
+    return new Promise((resolve) => {
+      this.pending.set(id, { resolve });
+      this.probeProc?.stdin?.write(`${JSON.stringify({ id, src, dst, port, timeoutMs })}\n`);
+    });
+  }
+
+  /** Polls until the probe gives the wanted answer; returns ms taken, or throws with the last answer. */
+  async waitFor(want: 'open' | 'blocked', src: string, dst: string, port: number, withinMs: number): Promise<number> {
+    const t0 = Date.now();
+    let last: ProbeResult = 'timeout';
+    while (Date.now() - t0 < withinMs) {
+      last = await this.probe(src, dst, port, 250);
+      if ((want === 'open') === (last === 'open')) return Date.now() - t0;
+      if (want === 'open') await sleep(20);
+    }
+    throw new Error(`${src} -> ${dst}:${port} still ${last} after ${withinMs} ms (wanted ${want})`);
+  }
+
+  writeFile(name: string, text: string): string {
+    const p = join(this.dir, name);
+    mkdirSync(dirname(p), { recursive: true });
+    writeFileSync(p, text);
+    return p;
+  }
+
+  log(name: string): string {
+    try {
+      return readFileSync(join(this.dir, name), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Starts `befw agent -c <config>` inside the node namespace. */
+  startAgent(configPath: string, logName = 'agent.log'): AgentProcess {
+    const p = this.spawnIn(this.nodeNs, process.execPath, [join(ROOT, 'bin/befw'), 'agent', '-c', configPath], logName);
+    const logPath = join(this.dir, logName);
+    return {
+      proc: p,
+      logPath,
+      events: () =>
+        this.log(logName)
+          .split('\n')
+          .filter((l) => l.startsWith('{'))
+          .map((l) => JSON.parse(l) as Record<string, unknown>),
+      stop: (signal: NodeJS.Signals = 'SIGTERM') =>
+        new Promise((resolve) => {
+          if (p.exitCode !== null) return resolve(p.exitCode);
+          p.once('exit', (code) => resolve(code));
+          p.kill(signal);
+        }),
+    };
+  }
+
+  /** Runs a befw CLI command inside the node namespace. */
+  befw(args: string[]): { code: number; stdout: string; stderr: string } {
+    const r = spawnSync('ip', ['netns', 'exec', this.nodeNs, process.execPath, join(ROOT, 'bin/befw'), ...args], { encoding: 'utf8' });
+    return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  inNode(cmd: string, args: string[]): string {
+    return nsExec(this.nodeNs, cmd, args);
+  }
+
+  async destroy(): Promise<void> {
+    const waits = [...this.procs].map((p) => new Promise<void>((resolve) => (p.exitCode !== null || p.signalCode !== null ? resolve() : p.once('exit', () => resolve()))));
+    for (const p of this.procs) p.kill('SIGKILL');
+    await Promise.race([Promise.all(waits), sleep(3000)]);
+    this.destroySync();
+  }
+
+  destroySync(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const p of this.procs) p.kill('SIGKILL');
+    for (const ns of [this.nodeNs, this.clientNs]) spawnSync('ip', ['netns', 'del', ns]);
+    if (process.env.BEFW_KEEP_SANDBOX === undefined) rmSync(this.dir, { recursive: true, force: true });
+    live.delete(this);
+  }
+}
+
+function encodeKey(key: string): string {
+  return key.split('/').map(encodeURIComponent).join('/');
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export function nowSec(): number {
+  return Math.floor(Date.now() / 1000);
+}
