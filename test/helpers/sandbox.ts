@@ -285,7 +285,7 @@ export class Sandbox {
 
   /** Runs a befw CLI command inside the node namespace. */
   befw(args: string[]): { code: number; stdout: string; stderr: string } {
-    const r = spawnSync('ip', ['netns', 'exec', this.nodeNs, process.execPath, join(ROOT, 'bin/befw'), ...args], { encoding: 'utf8' });
+    const r = spawnSync('ip', ['netns', 'exec', this.nodeNs, process.execPath, join(ROOT, 'bin/befw'), ...args], { encoding: 'utf8', maxBuffer: 1 << 30 });
     return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
   }
 
