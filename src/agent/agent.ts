@@ -1,36 +1,53 @@
 /**
  * The agent's composition root and loop. Builds the real adapters (Consul over HTTP, processes
  * for ipset/iptables, state.bin on disk) and runs reconciles one at a time, triggered by:
- *   - start (after enforcing state.bin),
- *   - the poll interval (re-read Consul),
- *   - the next expiry in the enforced plan (so an entry leaves at its second),
- *   - SIGHUP (reconcile now).
- * SIGTERM/SIGINT stop the loop and leave the kernel exactly as it is.
+ *   - the watchers (KV and services blocking queries, directory watches),
+ *   - the next expiry in the enforced plan, so an entry leaves at its second,
+ *   - the periodic full resync (jittered), which rebuilds every set and rewrites the chain,
+ *   - SIGHUP (full reconcile now).
+ * Triggers are coalesced: a burst of changes gives one reconcile, at most COALESCE_MAX_MS after
+ * its first change. SIGTERM/SIGINT stop the loop and leave the kernel exactly as it is.
  */
 import type { Config } from '../config/config.js';
 import { loadTemplates, resolveToken } from '../config/load.js';
+import { DEFAULT_WATCH_OPTIONS } from '../consul/blockingWatch.js';
 import { createConsulApi } from '../consul/client.js';
 import { createDataplane } from '../dataplane/driver.js';
 import { processRunner } from '../dataplane/exec.js';
 import { createFileStateStore } from '../state/stateStore.js';
+import { Coalescer } from './coalescer.js';
 import { type Logger, createLogger } from './logger.js';
 import { Reconciler } from './reconciler.js';
+import { type ChangeReason, WatchedInputs } from './watchedInputs.js';
 
+/** Quiet period and ceiling for coalescing: small against the 20 ms propagation target. */
+export const COALESCE_QUIET_MS = 2;
+export const COALESCE_MAX_MS = 50;
 /** Wake slightly after the expiry second so that the compile sees the entry as expired. */
 const EXPIRY_SLACK_MS = 5;
-/** Longest single timer: also bounds how stale a wrongly computed expiry could get. */
-const MAX_SLEEP_MS = 60_000;
+/** Longest single timer (Node's limit is ~24.8 days; re-arming is cheap). */
+const MAX_TIMER_MS = 60 * 60_000;
+
+type Reason = ChangeReason | 'start' | 'expiry' | 'resync' | 'sighup';
 
 export interface AgentHandle {
   stop(): Promise<void>;
   readonly done: Promise<void>;
+  readonly reconciler: Reconciler;
 }
 
 export async function startAgent(config: Config, log: Logger = createLogger(config.logLevel)): Promise<AgentHandle> {
   const templates = await loadTemplates(config);
   const token = await resolveToken(config);
   const consul = createConsulApi({ ...config.consul, token, timeoutMs: config.consulTimeout * 1000 });
+  let coalescer: Coalescer<Reason> | null = null;
+  const inputs = new WatchedInputs(consul, config, log, (reason) => coalescer?.poke(reason), {
+    ...DEFAULT_WATCH_OPTIONS,
+    waitMs: config.consulWait * 1000,
+    maxStaleMs: config.maxStale * 1000,
+  });
   const reconciler = new Reconciler({
+    source: () => inputs.snapshot(),
     consul,
     dataplane: createDataplane(processRunner),
     store: createFileStateStore(config.statePath),
@@ -41,56 +58,74 @@ export async function startAgent(config: Config, log: Logger = createLogger(conf
   });
 
   log.info(
-    { event: 'start', config: config.file, consul: `${config.consul.host}:${config.consul.port}`, tokenSource: token === null ? 'none' : config.token !== null ? 'config' : config.tokenFile !== null ? 'token_file' : 'environment', state: config.statePath },
+    {
+      event: 'start',
+      config: config.file,
+      consul: `${config.consul.host}:${config.consul.port}`,
+      tokenSource: token === null ? 'none' : config.token !== null ? 'config' : config.tokenFile !== null ? 'token_file' : 'environment',
+      state: config.statePath,
+    },
     'befw agent starting',
   );
 
-  let stopping = false;
-  let timer: NodeJS.Timeout | null = null;
-  let wake: (() => void) | null = null;
-  const sleep = (ms: number): Promise<void> =>
-    new Promise((resolve) => {
-      wake = resolve;
-      timer = setTimeout(resolve, ms);
-    });
-  const interrupt = (): void => {
-    if (timer !== null) clearTimeout(timer);
-    wake?.();
+  let expiryTimer: NodeJS.Timeout | null = null;
+  let resyncTimer: NodeJS.Timeout | null = null;
+  const armExpiry = (): void => {
+    if (expiryTimer !== null) clearTimeout(expiryTimer);
+    expiryTimer = null;
+    const next = reconciler.nextExpiry;
+    if (next === null) return;
+    const delay = Math.max(0, next - Date.now() + EXPIRY_SLACK_MS);
+    expiryTimer = setTimeout(() => coalescer?.poke('expiry'), Math.min(delay, MAX_TIMER_MS));
+  };
+  const armResync = (): void => {
+    const base = config.resyncInterval * 1000;
+    // Jitter spreads a fleet's resyncs (and their re-reads of Consul) over time.
+    resyncTimer = setTimeout(() => {
+      coalescer?.poke('resync');
+      armResync();
+    }, base * (0.9 + Math.random() * 0.2));
   };
 
+  coalescer = new Coalescer<Reason>(
+    { quietMs: COALESCE_QUIET_MS, maxDelayMs: COALESCE_MAX_MS },
+    async (reasons) => {
+      const full = reasons.has('resync') || reasons.has('sighup');
+      if (full) inputs.invalidate();
+      const outcome = await reconciler.reconcile([...reasons].join(','), full);
+      if (outcome.kind === 'apply-failed') {
+        // Retry soon: the driver has forgotten what it believed, so the retry is a full apply.
+        setTimeout(() => coalescer?.poke('resync'), 1000);
+      }
+      armExpiry();
+    },
+    (err) => log.error({ event: 'reconcile-crashed', err: err instanceof Error ? err.stack : String(err) }, 'reconcile threw; will retry on the next trigger'),
+  );
+
   const onHup = (): void => {
-    log.info({ event: 'sighup' }, 'reconcile requested');
-    interrupt();
+    log.info({ event: 'sighup' }, 'full reconcile requested');
+    coalescer?.poke('sighup');
   };
   process.on('SIGHUP', onHup);
 
-  const done = (async () => {
-    await reconciler.enforceSaved();
-    let reason = 'start';
-    while (!stopping) {
-      const outcome = await reconciler.reconcile(reason);
-      if (outcome.kind === 'apply-failed') log.warn({ event: 'retry-scheduled' }, 'will retry on the next pass');
-      if (stopping) break;
-      const now = Date.now();
-      let delay = config.pollInterval * 1000;
-      reason = 'poll';
-      const next = reconciler.nextExpiry;
-      if (next !== null && next - now + EXPIRY_SLACK_MS < delay) {
-        delay = Math.max(0, next - now + EXPIRY_SLACK_MS);
-        reason = 'expiry';
-      }
-      await sleep(Math.min(delay, MAX_SLEEP_MS));
-    }
-    process.off('SIGHUP', onHup);
-    log.info({ event: 'stopped' }, 'befw agent stopped; firewall left as it is');
-  })();
+  await reconciler.enforceSaved();
+  armExpiry();
+  inputs.start();
+  armResync();
 
+  let resolveDone: () => void = () => undefined;
+  const done = new Promise<void>((resolve) => (resolveDone = resolve));
   return {
     done,
+    reconciler,
     async stop() {
-      stopping = true;
-      interrupt();
-      await done;
+      process.off('SIGHUP', onHup);
+      if (expiryTimer !== null) clearTimeout(expiryTimer);
+      if (resyncTimer !== null) clearTimeout(resyncTimer);
+      await coalescer?.close();
+      await inputs.stop();
+      log.info({ event: 'stopped' }, 'befw agent stopped; firewall left as it is');
+      resolveDone();
     },
   };
 }

@@ -12,10 +12,9 @@ import type { ConsulApi } from '../consul/client.js';
 import type { ApplyReport, Dataplane } from '../dataplane/driver.js';
 import { compile } from '../rules/compile.js';
 import { planRegistrations } from '../rules/registrations.js';
-import type { CompileOptions, NodeIdentity, Plan, Snapshot } from '../rules/types.js';
+import type { CompileOptions, Plan, Snapshot } from '../rules/types.js';
 import type { StateStore } from '../state/stateStore.js';
 import type { Logger } from './logger.js';
-import { readIdentity, readSnapshot } from './snapshot.js';
 
 export type Outcome =
   | { readonly kind: 'applied'; readonly plan: Plan; readonly report: ApplyReport; readonly source: 'consul' | 'saved' }
@@ -24,6 +23,9 @@ export type Outcome =
   | { readonly kind: 'apply-failed'; readonly error: Error; readonly plan: Plan };
 
 export interface ReconcilerDeps {
+  /** Where snapshots come from: the watchers' last answers in the agent. Rejects when unknown. */
+  readonly source: () => Promise<Snapshot>;
+  /** For registering service files with the local agent. */
   readonly consul: ConsulApi;
   readonly dataplane: Dataplane;
   readonly store: StateStore;
@@ -38,10 +40,11 @@ export function compileOptions(config: Config): CompileOptions {
 }
 
 export class Reconciler {
-  private node: NodeIdentity | null = null;
   private lastGood: { snapshot: Snapshot; plan: Plan } | null = null;
   private owned = new Set<string>();
   private baseInstalled = false;
+  /** An apply failed since the last success: retry even if the plan looks unchanged. */
+  private failedSince = false;
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
@@ -71,38 +74,44 @@ export class Reconciler {
     return this.enforce(loaded.state.snapshot, 'saved');
   }
 
-  async reconcile(reason: string): Promise<Outcome> {
-    const { consul, config, log } = this.deps;
+  /**
+   * `full` rebuilds every set and rewrites the chain even when the plan is unchanged: the
+   * periodic resync that proves the kernel equals the plan.
+   */
+  async reconcile(reason: string, full = false): Promise<Outcome> {
+    const { log } = this.deps;
     let snapshot: Snapshot;
     try {
-      this.node ??= await readIdentity(consul, config);
-      snapshot = await readSnapshot(consul, config, this.node);
+      snapshot = await this.deps.source();
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
       log.warn({ event: 'read-failed', reason, err: error.message }, 'cannot read inputs; keeping the last good state');
-      const fallback = this.lastGood === null ? null : await this.enforce(this.lastGood.snapshot, 'saved');
+      const fallback = this.lastGood === null ? null : await this.enforce(this.lastGood.snapshot, 'saved', full);
       return { kind: 'read-failed', error, fallback };
     }
     await this.syncServiceFiles(snapshot);
-    return this.enforce(snapshot, 'consul');
+    return this.enforce(snapshot, 'consul', full);
   }
 
-  private async enforce(snapshot: Snapshot, source: 'consul' | 'saved'): Promise<Outcome> {
+  private async enforce(snapshot: Snapshot, source: 'consul' | 'saved', full = false): Promise<Outcome> {
     const { config, log, templates } = this.deps;
     const plan = compile(snapshot, compileOptions(config), this.deps.now());
     const installBase = templates.base !== null && !this.baseInstalled;
-    if (!installBase && this.lastGood !== null && this.lastGood.plan.fingerprint === plan.fingerprint) {
+    const unchanged = this.lastGood !== null && this.lastGood.plan.fingerprint === plan.fingerprint && !this.failedSince;
+    if (!installBase && !full && unchanged) {
       this.lastGood = { snapshot, plan };
       return { kind: 'unchanged', plan, source };
     }
     let report: ApplyReport;
     try {
-      report = await this.deps.dataplane.apply({ plan, owned: [...this.owned], template: templates.service, base: installBase ? templates.base : null });
+      report = await this.deps.dataplane.apply({ plan, owned: [...this.owned], template: templates.service, base: installBase ? templates.base : null, full });
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
       log.error({ event: 'apply-failed', fingerprint: plan.fingerprint, err: error.message }, 'apply failed');
+      this.failedSince = true;
       return { kind: 'apply-failed', error, plan };
     }
+    this.failedSince = false;
     if (installBase) this.baseInstalled = true;
     this.owned = new Set([...plan.sets.map((s) => s.name), ...report.notDestroyed.map((f) => f.name)]);
     this.lastGood = { snapshot, plan };
@@ -110,6 +119,10 @@ export class Reconciler {
       {
         event: 'applied',
         source,
+        mode: report.mode,
+        added: report.added,
+        deleted: report.deleted,
+        chainWritten: report.chainWritten,
         fingerprint: plan.fingerprint,
         sets: plan.sets.length,
         rules: plan.rules.length,

@@ -31,8 +31,12 @@ export interface Config {
   readonly customSets: readonly StaticSetConfig[];
   readonly managementNets: readonly Net[];
   readonly statePath: string;
-  /** Seconds between reads of Consul while idle. */
-  readonly pollInterval: number;
+  /** Seconds between full resyncs (re-read everything, rebuild every set); jittered by 10%. */
+  readonly resyncInterval: number;
+  /** Seconds a blocking query waits in Consul (below its 10-minute cap). */
+  readonly consulWait: number;
+  /** Largest acceptable staleness of a stale read, in seconds, before re-reading consistently. */
+  readonly maxStale: number;
   /** Seconds before a Consul request is abandoned. */
   readonly consulTimeout: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
@@ -72,7 +76,9 @@ const SCHEMA = {
     rules: PATH,
     firewall: PATH,
     state: PATH,
-    poll_interval: SECONDS,
+    resync_interval: SECONDS,
+    consul_wait: { type: 'string', pattern: '^([1-9]|[1-9][0-9]|[1-5][0-9][0-9])$' },
+    max_stale: SECONDS,
     consul_timeout_sec: SECONDS,
     log_level: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] },
     [`set.${RULES_ALLOW}`]: { type: 'string', pattern: '^[0-9A-Fa-f.:/; ]*$' },
@@ -87,7 +93,9 @@ const validate = ajv.compile(SCHEMA);
 
 const HINTS: Record<string, string> = {
   address: 'expected host:port, e.g. 127.0.0.1:8500',
-  poll_interval: 'expected whole seconds, 1 or more',
+  resync_interval: 'expected whole seconds, 1 or more',
+  consul_wait: 'expected whole seconds from 1 to 599 (Consul caps waits at 10 minutes)',
+  max_stale: 'expected whole seconds, 1 or more',
   consul_timeout_sec: 'expected whole seconds, 1 or more',
   token: 'expected a Consul ACL token (letters, digits, ".", "_", "-")',
 };
@@ -103,7 +111,9 @@ function explain(e: ErrorObject, key: string): string {
 }
 
 export function parseConfig(text: string, file: string): Config {
-  const raw: Record<string, string> = {};
+  // No prototype: `__proto__=x` must become a key the schema rejects as unknown, not a silent
+  // no-op assignment to the object's prototype.
+  const raw = Object.create(null) as Record<string, string>;
   const lineOf = new Map<string, number>();
   text.split('\n').forEach((rawLine, i) => {
     const n = i + 1;
@@ -179,7 +189,9 @@ export function parseConfig(text: string, file: string): Config {
     customSets,
     managementNets,
     statePath: raw.state ?? '/var/lib/befw/state.bin',
-    pollInterval: Number(raw.poll_interval ?? '1'),
+    resyncInterval: Number(raw.resync_interval ?? '300'),
+    consulWait: Number(raw.consul_wait ?? '300'),
+    maxStale: Number(raw.max_stale ?? '5'),
     consulTimeout: Number(raw.consul_timeout_sec ?? '10'),
     logLevel: (raw.log_level as Config['logLevel'] | undefined) ?? 'info',
   };

@@ -4,8 +4,11 @@
  * package. The ACL token travels in the X-Consul-Token header (the package's default), never in a
  * URL, an argv or a log line.
  */
+import { EventEmitter } from 'node:events';
+import type { IncomingHttpHeaders } from 'node:http';
 import Consul from 'consul';
 import type { AgentService, KvPair } from '../rules/types.js';
+import type { BlockingAnswer, BlockingQuery } from './blockingWatch.js';
 
 export interface AgentIdentity {
   readonly nodeName: string;
@@ -27,6 +30,13 @@ export interface ConsulApi {
   kvTree(prefix: string, dc: string | null): Promise<KvPair[]>;
   register(service: ServiceRegistration): Promise<void>;
   deregister(id: string): Promise<void>;
+  /** Blocking read of a KV prefix (recursive). */
+  kvTreeBlocking(prefix: string, dc: string | null, q: BlockingQuery): Promise<BlockingAnswer<KvPair[]>>;
+  /**
+   * Blocking read of the node's services in the catalog. The agent's own service list cannot
+   * block, so the catalog tells when to look; the agent's list stays the data.
+   */
+  nodeServicesBlocking(node: string, q: BlockingQuery): Promise<BlockingAnswer<AgentService[]>>;
 }
 
 export class ConsulError extends Error {
@@ -65,6 +75,42 @@ interface RawKvItem {
   Value?: unknown;
 }
 
+function toKvPairs(res: unknown): KvPair[] {
+  if (res === undefined || res === null) return []; // 404: nothing under the prefix
+  const items = (Array.isArray(res) ? res : [res]) as RawKvItem[];
+  return items.flatMap((i) => (typeof i.Key === 'string' ? [{ key: i.Key, value: typeof i.Value === 'string' ? i.Value : null }] : []));
+}
+
+function toServices(raw: Record<string, RawAgentService>): AgentService[] {
+  const out: AgentService[] = [];
+  for (const s of Object.values(raw)) {
+    if (typeof s.ID !== 'string' || typeof s.Service !== 'string') continue;
+    const tags = Array.isArray(s.Tags) ? s.Tags.filter((t): t is string => typeof t === 'string') : [];
+    out.push({ id: s.ID, name: s.Service, port: typeof s.Port === 'number' ? s.Port : 0, tags });
+  }
+  return out;
+}
+
+/** A request context that makes the package return [response, body] and cancels on abort. */
+function blockingCtx(signal: AbortSignal): EventEmitter & { includeResponse: true } {
+  const ctx = Object.assign(new EventEmitter(), { includeResponse: true as const });
+  signal.addEventListener('abort', () => ctx.emit('cancel'), { once: true });
+  return ctx;
+}
+
+function answerMeta(headers: IncomingHttpHeaders): { index: number; lastContactMs: number | null; knownLeader: boolean | null } {
+  const one = (h: string | string[] | undefined): string | undefined => (Array.isArray(h) ? h[0] : h);
+  const index = Number(one(headers['x-consul-index']) ?? NaN);
+  const lc = one(headers['x-consul-lastcontact']);
+  const kl = one(headers['x-consul-knownleader']);
+  return { index, lastContactMs: lc === undefined ? null : Number(lc), knownLeader: kl === undefined ? null : kl === 'true' };
+}
+
+/** Client-side timeout: Consul adds up to wait/16 of jitter to the wait. */
+function blockingTimeout(waitMs: number, base: number): number {
+  return waitMs + Math.ceil(waitMs / 16) + base;
+}
+
 export function createConsulApi(opts: ConsulApiOptions): ConsulApi {
   const client = new Consul({
     host: opts.host,
@@ -98,24 +144,44 @@ export function createConsulApi(opts: ConsulApiOptions): ConsulApi {
     async services() {
       const res = await call('agent/services', () => client.agent.service.list({ timeout } as never));
       if (typeof res !== 'object' || res === null) throw new ConsulError('agent/services', null, 'answer is not an object');
-      const out: AgentService[] = [];
-      for (const raw of Object.values(res as Record<string, RawAgentService>)) {
-        if (typeof raw.ID !== 'string' || typeof raw.Service !== 'string') continue;
-        const tags = Array.isArray(raw.Tags) ? raw.Tags.filter((t): t is string => typeof t === 'string') : [];
-        out.push({ id: raw.ID, name: raw.Service, port: typeof raw.Port === 'number' ? raw.Port : 0, tags });
-      }
-      return out;
+      return toServices(res as Record<string, RawAgentService>);
     },
 
     async kvTree(prefix, dc) {
       const res = await call(`kv ${prefix}`, () =>
         client.kv.get({ key: prefix, recurse: true, timeout, ...(dc === null ? {} : { dc }) } as never),
       );
-      if (res === undefined || res === null) return []; // 404: nothing under the prefix
-      const items = (Array.isArray(res) ? res : [res]) as RawKvItem[];
-      return items.flatMap((i) =>
-        typeof i.Key === 'string' ? [{ key: i.Key, value: typeof i.Value === 'string' ? i.Value : null }] : [],
-      );
+      return toKvPairs(res);
+    },
+
+    async kvTreeBlocking(prefix, dc, q) {
+      const res = (await call(`kv ${prefix} (blocking)`, () =>
+        client.kv.get({
+          key: prefix,
+          recurse: true,
+          index: String(q.index),
+          wait: `${Math.ceil(q.waitMs / 1000)}s`,
+          ...(q.stale ? { stale: true } : {}),
+          ...(dc === null ? {} : { dc }),
+          ctx: blockingCtx(q.signal),
+          timeout: blockingTimeout(q.waitMs, timeout),
+        } as never),
+      )) as unknown as [{ headers: IncomingHttpHeaders }, unknown];
+      return { ...answerMeta(res[0].headers), data: toKvPairs(res[1]) };
+    },
+
+    async nodeServicesBlocking(node, q) {
+      const res = (await call(`catalog node ${node} (blocking)`, () =>
+        client.catalog.node.services({
+          node,
+          index: String(q.index),
+          wait: `${Math.ceil(q.waitMs / 1000)}s`,
+          ...(q.stale ? { stale: true } : {}),
+          ctx: blockingCtx(q.signal),
+          timeout: blockingTimeout(q.waitMs, timeout),
+        } as never),
+      )) as unknown as [{ headers: IncomingHttpHeaders }, { Services?: Record<string, RawAgentService> } | undefined];
+      return { ...answerMeta(res[0].headers), data: toServices(res[1]?.Services ?? {}) };
     },
 
     async register(s) {

@@ -59,46 +59,121 @@ export interface SetScript {
   readonly script: string;
   readonly created: string[];
   readonly swapped: string[];
+  readonly added: number;
+  readonly deleted: number;
+}
+
+/** Membership the driver last wrote to a set. */
+export interface AppliedSet {
+  readonly family: PlanSet['family'];
+  readonly maxelem: number;
+  readonly members: readonly string[];
 }
 
 /**
- * One restore batch that brings every planned set to its planned members: a new set is created
- * and filled in place (nothing references it yet); an existing one is rebuilt in a temporary set
- * and swapped in, so packets see either the old or the new membership, never a partial one.
+ * Lines that rebuild one set: a new set is created and filled in place (nothing references it
+ * yet); an existing one is filled as a temporary set and swapped in, so packets see either the
+ * old or the new membership, never a partial one.
  */
-export function buildSetScript(sets: readonly PlanSet[], kernel: ReadonlyMap<string, KernelSetHeader>): SetScript {
+function rebuildLines(s: PlanSet, existing: KernelSetHeader | undefined, temp: string, lines: string[]): 'created' | 'swapped' {
+  const header = `hash:net family ${s.family} maxelem ${s.maxelem}`;
+  if (existing !== undefined && !compatible(existing, s)) {
+    if (existing.references > 0) throw new IncompatibleSetError(s.name, existing);
+    lines.push(`destroy ${s.name}`);
+  }
+  if (existing === undefined || !compatible(existing, s)) {
+    lines.push(`create ${s.name} ${header}`);
+    for (const m of s.members) lines.push(`add ${s.name} ${m}`);
+    return 'created';
+  }
+  lines.push(`create ${temp} ${header}`);
+  for (const m of s.members) lines.push(`add ${temp} ${m}`);
+  lines.push(`swap ${temp} ${s.name}`, `destroy ${temp}`);
+  return 'swapped';
+}
+
+/** Walks two sorted member lists once; calls back for each member only in one of them. */
+export function diffSorted(before: readonly string[], after: readonly string[], onAdd: (m: string) => void, onDel: (m: string) => void): void {
+  let i = 0;
+  let j = 0;
+  while (i < before.length || j < after.length) {
+    const a = before[i];
+    const b = after[j];
+    if (b === undefined || (a !== undefined && a < b)) {
+      onDel(a as string);
+      i++;
+    } else if (a === undefined || b < a) {
+      onAdd(b);
+      j++;
+    } else {
+      i++;
+      j++;
+    }
+  }
+}
+
+/**
+ * One restore batch that brings every planned set to its planned members.
+ * `applied` is what the driver last wrote: a set found there with the same type and size limit
+ * only gets `add`/`del` lines for the difference (a single-member change is one line, whatever
+ * the set's size); any other set is rebuilt. Leftover temporary sets are destroyed first.
+ * `kernel` must list the kernel's sets whenever a set is rebuilt.
+ */
+export function buildSetScript(
+  sets: readonly PlanSet[],
+  kernel: ReadonlyMap<string, KernelSetHeader>,
+  applied: ReadonlyMap<string, AppliedSet> = new Map(),
+): SetScript {
   const lines: string[] = [];
   const created: string[] = [];
   const swapped: string[] = [];
+  let added = 0;
+  let deleted = 0;
   for (const name of kernel.keys()) {
     if (name.startsWith(TEMP_PREFIX)) lines.push(`destroy ${name}`); // left by a crash mid-apply
   }
   let temp = 0;
   for (const s of sets) {
-    const header = `hash:net family ${s.family} maxelem ${s.maxelem}`;
-    const existing = kernel.get(s.name);
-    if (existing !== undefined && !compatible(existing, s)) {
-      if (existing.references > 0) throw new IncompatibleSetError(s.name, existing);
-      lines.push(`destroy ${s.name}`);
-    }
-    if (existing === undefined || !compatible(existing, s)) {
-      lines.push(`create ${s.name} ${header}`);
-      for (const m of s.members) lines.push(`add ${s.name} ${m}`);
-      created.push(s.name);
+    const prev = applied.get(s.name);
+    if (prev !== undefined && prev.family === s.family && prev.maxelem === s.maxelem) {
+      if (prev.members === s.members) continue;
+      diffSorted(
+        prev.members,
+        s.members,
+        (m) => {
+          lines.push(`add ${s.name} ${m}`);
+          added++;
+        },
+        (m) => {
+          lines.push(`del ${s.name} ${m}`);
+          deleted++;
+        },
+      );
       continue;
     }
-    const t = `${TEMP_PREFIX}${temp++}`;
-    lines.push(`create ${t} ${header}`);
-    for (const m of s.members) lines.push(`add ${t} ${m}`);
-    lines.push(`swap ${t} ${s.name}`, `destroy ${t}`);
-    swapped.push(s.name);
+    const how = rebuildLines(s, kernel.get(s.name), `${TEMP_PREFIX}${temp++}`, lines);
+    (how === 'created' ? created : swapped).push(s.name);
+    added += s.members.length;
   }
   lines.push('');
-  return { script: lines.join('\n'), created, swapped };
+  return { script: lines.length === 1 ? '' : lines.join('\n'), created, swapped, added, deleted };
 }
 
+/** Whether any planned set needs a rebuild (and so a listing of the kernel's sets). */
+export function needsRebuild(sets: readonly PlanSet[], applied: ReadonlyMap<string, AppliedSet>): boolean {
+  return sets.some((s) => {
+    const prev = applied.get(s.name);
+    return prev === undefined || prev.family !== s.family || prev.maxelem !== s.maxelem;
+  });
+}
+
+/**
+ * `-exist` makes an add of a present member or a del of a missing one a no-op: after drift the
+ * batch still converges instead of failing half-way.
+ */
 export async function restoreSets(runner: CommandRunner, script: string): Promise<void> {
-  await runChecked(runner, IPSET, ['restore'], { input: script });
+  if (script === '') return;
+  await runChecked(runner, IPSET, ['-exist', 'restore'], { input: script });
 }
 
 /** Destroys sets one batch at a time; a set still referenced elsewhere is reported, not forced. */

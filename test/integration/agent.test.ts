@@ -31,7 +31,6 @@ describe('agent in a namespace against a real Consul', () => {
         `ipsets=${sb.dir}/ipsets`,
         `state=${sb.dir}/state/state.bin`,
         'set.rules_allow=203.0.113.0/28',
-        'poll_interval=1',
         'log_level=debug',
       ].join('\n'),
     );
@@ -187,7 +186,7 @@ describe('agent in a namespace against a real Consul', () => {
     // A config pointing at a Consul port nothing listens on: only state.bin can grant.
     const offline = sb.writeFile(
       'offline.conf',
-      [`address=127.0.0.1:1`, `services=${sb.dir}/services`, `ipsets=${sb.dir}/ipsets`, `state=${sb.dir}/state/state.bin`, 'set.rules_allow=203.0.113.0/28', 'consul_timeout_sec=1', 'poll_interval=1'].join('\n'),
+      [`address=127.0.0.1:1`, `services=${sb.dir}/services`, `ipsets=${sb.dir}/ipsets`, `state=${sb.dir}/state/state.bin`, 'set.rules_allow=203.0.113.0/28', 'consul_timeout_sec=1'].join('\n'),
     );
     // Empty the set (the chain still drops non-members) so only the agent can bring the grant back.
     sb.inNode('ipset', ['flush', WEB_SET]);
@@ -195,6 +194,13 @@ describe('agent in a namespace against a real Consul', () => {
     agent = sb.startAgent(offline, 'agent-offline.log');
     await sb.waitFor('open', clientV4(8), NODE_V4, WEB, SOON_MS);
     assert.notEqual(await sb.probe(clientV4(6), NODE_V4, WEB), 'open');
-    assert.ok(agent.events().some((e) => e.event === 'read-failed'));
+    const events = agent.events();
+    assert.ok(events.some((e) => e.event === 'state-loaded'), 'state.bin was loaded');
+    assert.ok(events.some((e) => e.event === 'applied' && e.source === 'saved'), 'and applied');
+    const deadline = Date.now() + 3000;
+    while (!agent.events().some((e) => e.event === 'watch-error')) {
+      assert.ok(Date.now() < deadline, 'the Consul outage is reported');
+      await sleep(50);
+    }
   });
 });

@@ -1,0 +1,167 @@
+/**
+ * One Consul blocking-query loop, following Consul's own rules for clients (and what
+ * consul-template learned running them at scale):
+ *   - the index we send is the last one seen; if an answer's index is lower than the one sent
+ *     (snapshot restore, key deletion, leader change) the next query starts again from 0;
+ *   - an index below 1 is never sent back as is (it would not block): it becomes 1;
+ *   - an answer with an unchanged index is normal (the wait ran out) and triggers nothing;
+ *   - the loop is rate-limited by a token bucket, so there is no sleep before a query: a change
+ *     is seen as soon as Consul answers, and only a loop that spins is slowed down;
+ *   - errors back off exponentially with full jitter, reset by the next good answer;
+ *   - reads are stale (any server answers, the leader is not flooded) but an answer whose
+ *     X-Consul-LastContact is above the bound, or that knows no leader, is re-read consistently.
+ * The transport is injected, so the loop is tested against scripted answers.
+ */
+
+export interface BlockingQuery {
+  readonly index: number;
+  readonly waitMs: number;
+  readonly stale: boolean;
+  readonly signal: AbortSignal;
+}
+
+export interface BlockingAnswer<T> {
+  readonly index: number;
+  readonly data: T;
+  /** X-Consul-LastContact in ms (stale reads), null when absent. */
+  readonly lastContactMs: number | null;
+  readonly knownLeader: boolean | null;
+}
+
+export type BlockingFetch<T> = (q: BlockingQuery) => Promise<BlockingAnswer<T>>;
+
+export interface WatchOptions {
+  /** Server-side wait; Consul caps it at 10 minutes. */
+  readonly waitMs: number;
+  /** Largest acceptable X-Consul-LastContact for a stale answer. */
+  readonly maxStaleMs: number;
+  /** Token bucket: burst size and refill per second. */
+  readonly burst: number;
+  readonly ratePerSec: number;
+  readonly backoffBaseMs: number;
+  readonly backoffMaxMs: number;
+  readonly random: () => number;
+  readonly sleep: (ms: number, signal: AbortSignal) => Promise<void>;
+  readonly now: () => number;
+}
+
+export const DEFAULT_WATCH_OPTIONS: WatchOptions = {
+  waitMs: 5 * 60_000,
+  maxStaleMs: 5_000,
+  burst: 10,
+  ratePerSec: 10,
+  backoffBaseMs: 250,
+  backoffMaxMs: 30_000,
+  random: Math.random,
+  sleep: abortableSleep,
+  now: () => Date.now(),
+};
+
+export interface WatchEvents<T> {
+  /** A new answer (index moved, or the first one). */
+  onData(data: T, meta: { index: number; stale: boolean; lastContactMs: number | null }): void;
+  onError(err: Error, meta: { attempt: number; retryInMs: number }): void;
+  /** For status and tests: the index was reset or corrected. */
+  onIndexReset?(meta: { sent: number; got: number; next: number }): void;
+}
+
+export function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** The index to send next, given the one sent and the one received. */
+export function nextIndex(sent: number, got: number): number {
+  if (!Number.isFinite(got) || got < sent) return 0;
+  return got < 1 ? 1 : got;
+}
+
+export class BlockingWatch<T> {
+  private readonly abort = new AbortController();
+  private tokens: number;
+  private lastRefill: number;
+  private running: Promise<void> | null = null;
+  /** Answers received, for status. */
+  answers = 0;
+  errors = 0;
+
+  constructor(
+    readonly name: string,
+    private readonly fetch: BlockingFetch<T>,
+    private readonly events: WatchEvents<T>,
+    private readonly opts: WatchOptions = DEFAULT_WATCH_OPTIONS,
+  ) {
+    this.tokens = opts.burst;
+    this.lastRefill = opts.now();
+  }
+
+  start(): void {
+    this.running ??= this.loop();
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.running;
+  }
+
+  private async takeToken(): Promise<void> {
+    const { opts } = this;
+    for (;;) {
+      const now = opts.now();
+      this.tokens = Math.min(opts.burst, this.tokens + ((now - this.lastRefill) / 1000) * opts.ratePerSec);
+      this.lastRefill = now;
+      if (this.tokens >= 1) {
+        this.tokens -= 1;
+        return;
+      }
+      await opts.sleep(Math.ceil(((1 - this.tokens) / opts.ratePerSec) * 1000), this.abort.signal);
+      if (this.abort.signal.aborted) return;
+    }
+  }
+
+  private async loop(): Promise<void> {
+    const { opts, events } = this;
+    const signal = this.abort.signal;
+    let index = 0;
+    let attempt = 0;
+    let first = true;
+    while (!signal.aborted) {
+      await this.takeToken();
+      if (signal.aborted) break;
+      try {
+        let answer = await this.fetch({ index, waitMs: opts.waitMs, stale: true, signal });
+        let stale = true;
+        if ((answer.lastContactMs !== null && answer.lastContactMs > opts.maxStaleMs) || answer.knownLeader === false) {
+          // Too old to trust: ask again, consistently and without blocking.
+          answer = await this.fetch({ index: 0, waitMs: 0, stale: false, signal });
+          stale = false;
+        }
+        if (signal.aborted) break;
+        this.answers++;
+        attempt = 0;
+        const next = nextIndex(index, answer.index);
+        if (next !== answer.index || answer.index < index) events.onIndexReset?.({ sent: index, got: answer.index, next });
+        const changed = first || answer.index !== index || next === 0;
+        first = false;
+        index = next;
+        if (changed) events.onData(answer.data, { index: answer.index, stale, lastContactMs: answer.lastContactMs });
+      } catch (err) {
+        if (signal.aborted) break;
+        this.errors++;
+        const ceiling = Math.min(opts.backoffMaxMs, opts.backoffBaseMs * 2 ** Math.min(attempt, 20));
+        const delay = Math.floor(opts.random() * ceiling);
+        attempt++;
+        events.onError(err instanceof Error ? err : new Error(String(err)), { attempt, retryInMs: delay });
+        await opts.sleep(delay, signal);
+      }
+    }
+  }
+}
