@@ -1,0 +1,170 @@
+/**
+ * The blocking-query loop against scripted Consul answers: index handling (first answer, going
+ * backwards, 0), unchanged answers, errors with jittered backoff, staleness, rate limiting.
+ * Time is virtual: `sleep` advances a fake clock, so nothing here waits for real.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { type BlockingAnswer, type BlockingQuery, BlockingWatch, type WatchOptions, nextIndex } from '../../src/consul/blockingWatch.js';
+
+type Step = { answer: BlockingAnswer<string> } | { error: Error };
+
+interface Run {
+  queries: BlockingQuery[];
+  data: { data: string; index: number; stale: boolean }[];
+  errors: { message: string; attempt: number; retryInMs: number }[];
+  resets: { sent: number; got: number; next: number }[];
+  sleeps: number[];
+  clock: number;
+}
+
+function answer(index: number, data: string, extra: Partial<BlockingAnswer<string>> = {}): Step {
+  return { answer: { index, data, lastContactMs: 0, knownLeader: true, ...extra } };
+}
+
+/** Runs the watch over a script; it stops itself when the script runs out. */
+async function runScript(script: Step[], opts: Partial<WatchOptions> = {}): Promise<Run> {
+  const run: Run = { queries: [], data: [], errors: [], resets: [], sleeps: [], clock: 0 };
+  let watch: BlockingWatch<string> | null = null;
+  let finish: () => void = () => undefined;
+  const finished = new Promise<void>((resolve) => (finish = resolve));
+  const steps = [...script];
+  const fetch = async (q: BlockingQuery): Promise<BlockingAnswer<string>> => {
+    run.queries.push({ ...q });
+    const step = steps.shift();
+    if (step === undefined) {
+      const stopping = watch?.stop();
+      finish();
+      await stopping;
+      throw new Error('script done');
+    }
+    if ('error' in step) throw step.error;
+    return step.answer;
+  };
+  watch = new BlockingWatch<string>(
+    'test',
+    fetch,
+    {
+      onData: (data, meta) => run.data.push({ data, index: meta.index, stale: meta.stale }),
+      onError: (err, meta) => run.errors.push({ message: err.message, ...meta }),
+      onIndexReset: (meta) => run.resets.push(meta),
+    },
+    {
+      waitMs: 300_000,
+      maxStaleMs: 5000,
+      burst: 1000,
+      ratePerSec: 1000,
+      backoffBaseMs: 250,
+      backoffMaxMs: 30_000,
+      random: () => 0.5,
+      sleep: async (ms) => {
+        run.sleeps.push(ms);
+        run.clock += ms;
+      },
+      now: () => run.clock,
+      ...opts,
+    },
+  );
+  watch.start();
+  await finished;
+  return run;
+}
+
+describe('nextIndex', () => {
+  it('follows the answer, resets when it goes backwards, never sends below 1', () => {
+    assert.equal(nextIndex(0, 10), 10);
+    assert.equal(nextIndex(10, 12), 12);
+    assert.equal(nextIndex(10, 10), 10);
+    assert.equal(nextIndex(10, 4), 0);
+    assert.equal(nextIndex(0, 0), 1);
+    assert.equal(nextIndex(5, Number.NaN), 0);
+  });
+});
+
+describe('BlockingWatch against scripted answers', () => {
+  it('starts at index 0, then blocks on the index it was given, with a stale read and the wait', async () => {
+    const run = await runScript([answer(7, 'a'), answer(9, 'b')]);
+    assert.deepEqual(
+      run.queries.slice(0, 3).map((q) => [q.index, q.stale, q.waitMs]),
+      [
+        [0, true, 300_000],
+        [7, true, 300_000],
+        [9, true, 300_000],
+      ],
+    );
+    assert.deepEqual(run.data, [
+      { data: 'a', index: 7, stale: true },
+      { data: 'b', index: 9, stale: true },
+    ]);
+  });
+
+  it('treats an unchanged index (the wait ran out) as normal: no data event, same index again', async () => {
+    const run = await runScript([answer(7, 'a'), answer(7, 'a'), answer(7, 'a'), answer(8, 'c')]);
+    assert.deepEqual(run.data.map((d) => d.data), ['a', 'c']);
+    assert.deepEqual(run.queries.map((q) => q.index).slice(0, 4), [0, 7, 7, 7]);
+    assert.equal(run.errors.length, 0);
+    assert.deepEqual(run.sleeps, [], 'no sleep between queries');
+  });
+
+  it('resets to 0 when the index goes backwards (snapshot restore) and reports the new data', async () => {
+    const run = await runScript([answer(50, 'a'), answer(20, 'restored'), answer(21, 'next')]);
+    assert.deepEqual(run.queries.map((q) => q.index).slice(0, 3), [0, 50, 0]);
+    assert.deepEqual(run.resets[0], { sent: 50, got: 20, next: 0 });
+    assert.deepEqual(run.data.map((d) => d.data), ['a', 'restored', 'next']);
+  });
+
+  it('never sends an index below 1 back to Consul', async () => {
+    const run = await runScript([answer(0, 'zero'), answer(0, 'zero'), answer(3, 'three')]);
+    assert.deepEqual(run.queries.map((q) => q.index).slice(0, 3), [0, 1, 0]);
+    assert.equal(run.data[0]?.data, 'zero');
+  });
+
+  it('backs off with full jitter on errors, growing exponentially, and resets after an answer', async () => {
+    const e = (): Step => ({ error: new Error('connection refused') });
+    const run = await runScript([e(), e(), e(), answer(4, 'ok'), e()]);
+    assert.deepEqual(
+      run.errors.map((x) => [x.attempt, x.retryInMs]),
+      [
+        [1, 125],
+        [2, 250],
+        [3, 500],
+        [1, 125],
+      ],
+    );
+    assert.deepEqual(run.sleeps.filter((s) => s > 0).slice(0, 3), [125, 250, 500]);
+    assert.equal(run.data.length, 1);
+  });
+
+  it('caps the backoff', async () => {
+    const script: Step[] = Array.from({ length: 12 }, () => ({ error: new Error('x') }));
+    const run = await runScript(script, { random: () => 0.999 });
+    const last = run.errors[run.errors.length - 1];
+    assert.ok(last !== undefined && last.retryInMs <= 30_000 && last.retryInMs > 29_000, String(last?.retryInMs));
+  });
+
+  it('re-reads consistently when a stale answer is too old or knows no leader', async () => {
+    const run = await runScript([answer(5, 'old', { lastContactMs: 60_000 }), answer(6, 'fresh'), answer(7, 'x', { knownLeader: false }), answer(8, 'y')]);
+    assert.deepEqual(
+      run.queries.slice(0, 4).map((q) => [q.index, q.stale, q.waitMs]),
+      [
+        [0, true, 300_000],
+        [0, false, 0],
+        [6, true, 300_000],
+        [0, false, 0],
+      ],
+    );
+    assert.deepEqual(run.data.map((d) => [d.data, d.stale]), [
+      ['fresh', false],
+      ['y', false],
+    ]);
+  });
+
+  it('rate-limits a loop that spins instead of sleeping before each query', async () => {
+    const script = Array.from({ length: 30 }, (_, i) => answer(i + 1, `v${i}`));
+    const run = await runScript(script, { burst: 5, ratePerSec: 10 });
+    // The first 5 queries go at once; the rest are spaced by the refill rate (100 ms).
+    assert.equal(run.sleeps.filter((s) => s > 0).length >= 20, true, `sleeps: ${run.sleeps.join(',')}`);
+    assert.ok(run.sleeps.every((s) => s <= 100));
+    assert.ok(run.clock >= 2400 && run.clock <= 2700, `virtual time ${run.clock}`);
+  });
+});
