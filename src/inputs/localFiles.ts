@@ -84,7 +84,8 @@ export function parseServiceFile(text: string, file: string): { service?: FileSe
   try {
     json = JSON.parse(text);
   } catch (err) {
-    return diag(`not JSON: ${(err as Error).message}`);
+    // V8 quotes short input back in its message, control characters and all.
+    return diag(`not JSON: ${printable((err as Error).message, 200)}`);
   }
   if (!validateService(json)) {
     const e = validateService.errors?.[0];

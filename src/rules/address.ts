@@ -166,6 +166,10 @@ export function kernelMembers(net: Net): string[] {
 
 /** Makes untrusted text safe to quote in a diagnostic: control characters become escapes, length is capped. */
 export function printable(text: string, max = 80): string {
-  const clipped = text.length > max ? `${text.slice(0, max)}…` : text;
-  return clipped.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  // Clip before escaping (cheap on huge input) and again after, since each escape is four
+  // characters long: the cap holds for the text that is printed, whatever the input.
+  const escaped = text
+    .slice(0, max + 1)
+    .replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return escaped.length > max ? `${escaped.slice(0, max)}…` : escaped;
 }

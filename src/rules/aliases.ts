@@ -5,8 +5,10 @@
  *
  * Cycles: the live alias-to-alias edges are split into strongly connected components first, and
  * every edge inside a cycle is dropped and reported. What remains is a DAG, so each alias is
- * expanded once and memoised: linear work whatever graph a hostile writer builds, and the same
- * answer whichever grant asks first.
+ * expanded once and memoised, iteratively (a chain of thousands of aliases must not overflow the
+ * stack), and each alias keeps one entry per address: a diamond, where every alias names the next
+ * one twice, would otherwise double the list at every level. Work stays polynomial whatever graph
+ * a hostile writer builds, and the answer is the same whichever grant asks first.
  */
 import type { Net } from './address.js';
 import { type Grant, isLive } from './kvLayout.js';
@@ -20,6 +22,38 @@ export interface Expanded {
   readonly path: readonly string[];
 }
 
+/** Alias path as a shared linked list: a parent reuses its child's path instead of copying it. */
+interface PathLink {
+  readonly alias: string;
+  readonly next: PathLink | null;
+  readonly length: number;
+}
+
+interface Entry {
+  readonly net: Net;
+  readonly expiry: number | null;
+  readonly path: PathLink;
+}
+
+function pathArray(p: PathLink | null): string[] {
+  const out: string[] = [];
+  for (let l = p; l !== null; l = l.next) out.push(l.alias);
+  return out;
+}
+
+/**
+ * Whether `a` replaces `b` for the same address: it stays longer (the address stays while any
+ * path does); on a tie the shorter, then the alphabetically first path, so grant order never shows.
+ */
+function outlasts(a: Entry, b: Entry): boolean {
+  if (a.expiry !== b.expiry) return a.expiry === null || (b.expiry !== null && a.expiry > b.expiry);
+  if (a.path.length !== b.path.length) return a.path.length < b.path.length;
+  for (let x: PathLink | null = a.path, y: PathLink | null = b.path; x !== null && y !== null; x = x.next, y = y.next) {
+    if (x.alias !== y.alias) return x.alias < y.alias;
+  }
+  return false;
+}
+
 export function minExpiry(a: number | null, b: number | null): number | null {
   if (a === null) return b;
   if (b === null) return a;
@@ -28,7 +62,8 @@ export function minExpiry(a: number | null, b: number | null): number | null {
 
 export class AliasResolver {
   private readonly members = new Map<string, Grant[]>();
-  private readonly memo = new Map<string, readonly Expanded[]>();
+  private readonly memo = new Map<string, readonly Entry[]>();
+  private readonly output = new Map<string, readonly Expanded[]>();
   private readonly cyclic = new Set<string>();
   private readonly missingReported = new Set<string>();
   readonly diagnostics: Diagnostic[] = [];
@@ -46,36 +81,80 @@ export class AliasResolver {
   /** Every live address an alias grants, with its effective expiry. */
   expand(alias: string, referencedBy: string): readonly Expanded[] {
     if (!this.members.has(alias)) {
-      if (!this.missingReported.has(alias)) {
-        this.missingReported.add(alias);
-        this.diagnostics.push({
-          severity: 'warning',
-          code: 'unknown-alias',
-          subject: referencedBy,
-          message: `alias ${alias} has no live members at this node's scopes`,
-        });
-      }
+      this.reportMissing(alias, referencedBy);
       return [];
     }
-    return this.walk(alias);
+    const done = this.output.get(alias);
+    if (done !== undefined) return done;
+    const out = this.walk(alias).map((e) => ({ net: e.net, expiry: e.expiry, path: pathArray(e.path) }));
+    this.output.set(alias, out);
+    return out;
   }
 
-  private walk(alias: string): readonly Expanded[] {
-    const cached = this.memo.get(alias);
-    if (cached !== undefined) return cached;
-    const out: Expanded[] = [];
-    this.memo.set(alias, out); // DAG after findCycles, so no re-entry; guards anyway
-    for (const g of this.members.get(alias) ?? []) {
-      if (g.addr.kind === 'net') {
-        out.push({ net: g.addr.net, expiry: g.expiry, path: [alias] });
+  private reportMissing(alias: string, referencedBy: string): void {
+    if (this.missingReported.has(alias)) return;
+    this.missingReported.add(alias);
+    this.diagnostics.push({
+      severity: 'warning',
+      code: 'unknown-alias',
+      subject: referencedBy,
+      message: `alias ${alias} has no live members at this node's scopes`,
+    });
+  }
+
+  /** The aliases `alias` refers to that are followed: live, known, and not closing a cycle. */
+  private children(alias: string): string[] {
+    return (this.members.get(alias) ?? []).flatMap((g) =>
+      g.addr.kind === 'alias' && this.members.has(g.addr.alias) && !this.cyclic.has(edgeKey(alias, g.addr.alias)) ? [g.addr.alias] : [],
+    );
+  }
+
+  /** Post-order over the DAG with an explicit stack: every child is memoised before its parent. */
+  private walk(root: string): readonly Entry[] {
+    const stack: { alias: string; childrenPushed: boolean }[] = [{ alias: root, childrenPushed: false }];
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      if (this.memo.has(top.alias)) {
+        stack.pop();
         continue;
       }
-      if (this.cyclic.has(edgeKey(alias, g.addr.alias))) continue;
-      for (const e of this.expand(g.addr.alias, g.key)) {
-        out.push({ net: e.net, expiry: minExpiry(g.expiry, e.expiry), path: [alias, ...e.path] });
+      if (!top.childrenPushed) {
+        top.childrenPushed = true;
+        for (const child of this.children(top.alias)) {
+          if (!this.memo.has(child)) stack.push({ alias: child, childrenPushed: false });
+        }
+        continue;
+      }
+      stack.pop();
+      this.memo.set(top.alias, this.combine(top.alias));
+    }
+    return this.memo.get(root) ?? [];
+  }
+
+  /** One alias's entries from its own members and its children's (already memoised) entries. */
+  private combine(alias: string): Entry[] {
+    const best = new Map<string, Entry>();
+    const offer = (e: Entry): void => {
+      const cur = best.get(e.net.cidr);
+      if (cur === undefined || outlasts(e, cur)) best.set(e.net.cidr, e);
+    };
+    const self: PathLink = { alias, next: null, length: 1 };
+    for (const g of this.members.get(alias) ?? []) {
+      if (g.addr.kind === 'net') {
+        offer({ net: g.addr.net, expiry: g.expiry, path: self });
+        continue;
+      }
+      const ref = g.addr.alias;
+      if (this.cyclic.has(edgeKey(alias, ref))) continue;
+      if (!this.members.has(ref)) {
+        this.reportMissing(ref, g.key);
+        continue;
+      }
+      for (const e of this.memo.get(ref) ?? []) {
+        offer({ net: e.net, expiry: minExpiry(g.expiry, e.expiry), path: { alias, next: e.path, length: e.path.length + 1 } });
       }
     }
-    return out;
+    return [...best.values()];
   }
 
   /** Tarjan's SCC, iterative so a long chain of aliases cannot overflow the stack. */

@@ -82,7 +82,9 @@ export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: numb
   const acc = new Map<string, SetAcc>();
   for (const name of [...serviceSets.keys(), ...staticSets.keys()]) acc.set(name, new SetAcc());
 
-  const kv = parseKv(snapshot.kv, snapshot.node);
+  // KV is a map: sort it so that diagnostics, and which key an unknown alias is reported
+  // against, do not depend on the order a caller listed the pairs in.
+  const kv = parseKv([...snapshot.kv].sort(byString((p) => p.key)), snapshot.node);
   diagnostics.push(...kv.diagnostics);
   const aliasGrants: Grant[] = [];
   const setGrants: Grant[] = [];

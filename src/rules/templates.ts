@@ -100,7 +100,9 @@ export function parseBaseTemplate(text: string, file: string): BaseTemplate {
     }
     checkPlaceholders(l, BASE_PLACEHOLDERS, file, n);
     if (/^:BEFW\s/.test(l)) declares = true;
-    if (/^-A BEFW\b/.test(l)) throw new TemplateError(file, n, 'the BEFW chain is the agent\'s: leave its rules out of the base');
+    // Any command on BEFW, not just -A: an `-I BEFW 1 -j ACCEPT` would sit in front of every
+    // service rule the agent writes into the same transaction.
+    if (/^(?:-[A-Z]|--[a-z-]+)\s+BEFW\b/.test(l)) throw new TemplateError(file, n, 'the BEFW chain is the agent\'s: leave its rules out of the base');
     if (/^-[AI] INPUT\b.*-j BEFW\b/.test(l)) jumps = true;
   });
   if (!table) throw new TemplateError(file, 0, 'no "*filter" table');

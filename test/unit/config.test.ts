@@ -1,0 +1,216 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConfigError, parseConfig } from '../../src/config/config.js';
+
+function fails(text: string, line: number | null, key: string | null, reason?: RegExp): ConfigError {
+  let caught: unknown;
+  try {
+    parseConfig(text, '/etc/befw.conf');
+  } catch (e) {
+    caught = e;
+  }
+  assert.ok(caught instanceof ConfigError, `expected a ConfigError for ${JSON.stringify(text)}, got ${String(caught)}`);
+  assert.equal(caught.file, '/etc/befw.conf');
+  assert.equal(caught.line, line, `line for ${JSON.stringify(text)}: ${caught.message}`);
+  assert.equal(caught.key, key, `key for ${JSON.stringify(text)}: ${caught.message}`);
+  if (reason !== undefined) assert.match(caught.reason, reason);
+  const where = `/etc/befw.conf${line === null ? '' : `:${line}`}${key === null ? '' : ` (${key})`}: `;
+  assert.ok(caught.message.startsWith(where), `message "${caught.message}" should start with "${where}"`);
+  return caught;
+}
+
+describe('parseConfig: defaults and BEFW files', () => {
+  test('an empty file gives the defaults', () => {
+    const c = parseConfig('', '/etc/befw.conf');
+    assert.equal(c.file, '/etc/befw.conf');
+    assert.deepEqual(c.consul, { host: '127.0.0.1', port: 8500, secure: false });
+    assert.equal(c.dc, null);
+    assert.equal(c.token, null);
+    assert.equal(c.tokenFile, null);
+    assert.equal(c.nodeName, null);
+    assert.equal(c.nodeDc, null);
+    assert.equal(c.servicesDir, '/etc/befw.service.d');
+    assert.equal(c.ipsetsDir, '/etc/befw.ipset.d');
+    assert.equal(c.rulesTemplate, null);
+    assert.equal(c.firewallTemplate, null);
+    assert.deepEqual(c.customSets, []);
+    assert.deepEqual(c.managementNets, []);
+    assert.equal(c.statePath, '/var/lib/befw/state.bin');
+    assert.equal(c.resyncInterval, 300);
+    assert.equal(c.consulWait, 300);
+    assert.equal(c.maxStale, 5);
+    assert.equal(c.consulTimeout, 10);
+    assert.equal(c.logLevel, 'info');
+  });
+
+  test('a BEFW-style file with comments, blank lines, CRLF and spaces around "="', () => {
+    const text = [
+      '# befw config',
+      '',
+      'address = https://consul.local:8501',
+      '  dc=dc1  ',
+      '\ttoken=abc-123.XYZ_',
+      'nodename=web-1\r',
+      'nodedc=dc1',
+      '   # indented comment',
+      'services=/srv/befw/services',
+      'ipsets=/srv/befw/ipsets',
+      'rules=/etc/befw/service.rules',
+      'firewall=/etc/befw/base.rules',
+      'state=/var/lib/befw/other.bin',
+      'resync_interval=60',
+      'consul_wait=120',
+      'max_stale=2',
+      'consul_timeout_sec=30',
+      'log_level=debug',
+      'set.rules_allow=10.0.0.0/8; 2001:db8:ffff::/48 ;192.168.1.77/24;',
+      'set.blocklist=5;DROP',
+      'set.monitor=NOOP',
+      'set.partners=4;ACCEPT',
+      'set.late=REJECT',
+      '',
+    ].join('\n');
+    const c = parseConfig(text, '/etc/befw.conf');
+    assert.deepEqual(c.consul, { host: 'consul.local', port: 8501, secure: true });
+    assert.equal(c.dc, 'dc1');
+    assert.equal(c.token, 'abc-123.XYZ_');
+    assert.equal(c.nodeName, 'web-1');
+    assert.equal(c.nodeDc, 'dc1');
+    assert.equal(c.servicesDir, '/srv/befw/services');
+    assert.equal(c.ipsetsDir, '/srv/befw/ipsets');
+    assert.equal(c.rulesTemplate, '/etc/befw/service.rules');
+    assert.equal(c.firewallTemplate, '/etc/befw/base.rules');
+    assert.equal(c.statePath, '/var/lib/befw/other.bin');
+    assert.equal(c.resyncInterval, 60);
+    assert.equal(c.consulWait, 120);
+    assert.equal(c.maxStale, 2);
+    assert.equal(c.consulTimeout, 30);
+    assert.equal(c.logLevel, 'debug');
+    assert.deepEqual(c.managementNets, [
+      { family: 4, cidr: '10.0.0.0/8', prefix: 8 },
+      { family: 6, cidr: '2001:db8:ffff::/48', prefix: 48 },
+      { family: 4, cidr: '192.168.1.0/24', prefix: 24 },
+    ]);
+    // Sets without a priority get the next number after the built-ins, in file order.
+    assert.deepEqual(c.customSets, [
+      { name: 'blocklist', priority: 5, target: 'DROP' },
+      { name: 'monitor', priority: 4, target: 'NOOP' },
+      { name: 'partners', priority: 4, target: 'ACCEPT' },
+      { name: 'late', priority: 6, target: 'REJECT' },
+    ]);
+  });
+
+  test('address forms', () => {
+    assert.deepEqual(parseConfig('address=10.1.2.3', 'f').consul, { host: '10.1.2.3', port: 8500, secure: false });
+    assert.deepEqual(parseConfig('address=http://consul:8500/', 'f').consul, { host: 'consul', port: 8500, secure: false });
+    assert.deepEqual(parseConfig('address=localhost:1', 'f').consul, { host: 'localhost', port: 1, secure: false });
+  });
+
+  test('a value may contain "="', () => {
+    // Only the first "=" splits; the token pattern then rejects the rest, naming the key.
+    fails('token=abc=def', 1, 'token', /token/);
+  });
+
+  test('an empty rules_allow means no management networks', () => {
+    assert.deepEqual(parseConfig('set.rules_allow=', 'f').managementNets, []);
+  });
+});
+
+describe('parseConfig: errors name the line and the key', () => {
+  test('unknown key', () => {
+    fails('dc=dc1\n\nfoo=bar', 3, 'foo', /unknown key/);
+    fails('DC=dc1', 1, 'DC', /unknown key/);
+    fails('# c\nset.Upper=3;DROP', 2, 'set.Upper', /unknown key/);
+  });
+
+  test('keys that look like object internals are unknown keys too', () => {
+    fails('__proto__=x', 1, '__proto__', /unknown key/);
+    fails('dc=dc1\nconstructor=x', 2, 'constructor', /unknown key/);
+    fails('hasOwnProperty=x', 1, 'hasOwnProperty', /unknown key/);
+  });
+
+  test('not key=value', () => {
+    fails('dc=dc1\njust words', 2, null, /key=value/);
+    fails('=value', 1, null, /key=value/);
+  });
+
+  test('duplicate key', () => {
+    const e = fails('dc=dc1\nnodename=a\ndc=dc2', 3, 'dc', /duplicate/);
+    assert.match(e.reason, /line 1/);
+    fails('set.x=3;DROP\nset.x=4;DROP', 2, 'set.x', /duplicate/);
+  });
+
+  test('bad address', () => {
+    fails('address=consul:99999', 1, 'address', /host:port/);
+    fails('address=consul:0', 1, 'address');
+    fails('address=ftp://consul:8500', 1, 'address');
+    fails('address=consul 8500', 1, 'address');
+    fails('address=', 1, 'address');
+  });
+
+  test('bad names and values', () => {
+    fails('dc=dc 1', 1, 'dc');
+    fails('nodename=web/1', 1, 'nodename');
+    fails('resync_interval=0', 1, 'resync_interval', /seconds/);
+    fails('resync_interval=1.5', 1, 'resync_interval', /seconds/);
+    fails('max_stale=-1', 1, 'max_stale', /seconds/);
+    fails('consul_wait=600', 1, 'consul_wait', /seconds/);
+    fails('consul_wait=0', 1, 'consul_wait', /seconds/);
+    assert.equal(parseConfig('consul_wait=599', 'f').consulWait, 599);
+    fails('consul_timeout_sec=-1', 1, 'consul_timeout_sec', /seconds/);
+    fails('log_level=verbose', 1, 'log_level', /one of/);
+    fails('token=has space', 1, 'token');
+  });
+
+  test('relative paths', () => {
+    for (const key of ['services', 'ipsets', 'rules', 'firewall', 'state', 'token_file']) {
+      fails(`# x\n${key}=relative/path`, 2, key, /absolute path/);
+    }
+  });
+
+  test('token and token_file together', () => {
+    fails('token=abc\ntoken_file=/etc/befw.token', 2, 'token_file', /not both/);
+    fails('token_file=/etc/befw.token\ntoken=abc', 1, 'token_file', /not both/);
+    assert.equal(parseConfig('token_file=/etc/befw.token', 'f').tokenFile, '/etc/befw.token');
+  });
+
+  test('bad set spec', () => {
+    fails('set.blocklist=DENY', 1, 'set.blocklist', /PRIORITY;TARGET/);
+    fails('set.blocklist=3;accept', 1, 'set.blocklist', /PRIORITY;TARGET/);
+    fails('set.blocklist=3;', 1, 'set.blocklist', /PRIORITY;TARGET/);
+    fails('set.blocklist=;DROP', 1, 'set.blocklist', /PRIORITY;TARGET/);
+    fails('set.blocklist=x;DROP', 1, 'set.blocklist', /PRIORITY;TARGET/);
+    fails('set.blocklist=3;4;DROP', 1, 'set.blocklist', /PRIORITY;TARGET/);
+  });
+
+  test('rules_deny is built in', () => {
+    fails('dc=x\nset.rules_deny=2;REJECT', 2, 'set.rules_deny', /built in/);
+    fails('set.rules_deny=REJECT', 1, 'set.rules_deny', /built in/);
+  });
+
+  test('priority must be 3 or more', () => {
+    fails('set.early=2;ACCEPT', 1, 'set.early', /priority/);
+    fails('set.early=0;ACCEPT', 1, 'set.early', /priority/);
+    fails('set.early=-5;DROP', 1, 'set.early', /priority/);
+    assert.deepEqual(parseConfig('set.ok=3;ACCEPT', 'f').customSets, [{ name: 'ok', priority: 3, target: 'ACCEPT' }]);
+  });
+
+  test('set names must fit the kernel with their _v6 twin', () => {
+    fails(`set.${'a'.repeat(29)}=3;DROP`, 1, `set.${'a'.repeat(29)}`, /set name/);
+    fails('set.foo_v6=3;DROP', 1, 'set.foo_v6', /_v6/);
+    assert.equal(parseConfig(`set.${'a'.repeat(28)}=3;DROP`, 'f').customSets.length, 1);
+  });
+
+  test('bad management networks name the network', () => {
+    fails('set.rules_allow=10.0.0.0/8;999.1.1.1', 1, 'set.rules_allow', /999\.1\.1\.1/);
+    fails('set.rules_allow=10.0.0.0/33', 1, 'set.rules_allow');
+    fails('set.rules_allow=010.0.0.0/8', 1, 'set.rules_allow');
+    fails('set.rules_allow=10.0.0.0/8,10.1.0.0/16', 1, 'set.rules_allow', /networks/);
+    fails('set.rules_allow=fe80::1%eth0', 1, 'set.rules_allow', /networks/);
+  });
+
+  test('control characters in keys are not echoed raw', () => {
+    const e = fails('bad\u0007key=1', 1, 'bad\\x07key', /unknown key/);
+    assert.doesNotMatch(e.message, /\u0007/);
+  });
+});
