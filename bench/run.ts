@@ -1,10 +1,11 @@
 /**
  * `npm run bench`: runs the benchmark scenarios, prints a table and writes it as JSON to
  * bench/results/latest.json. Figures only: nothing here passes or fails on a time.
- *   BENCH_ONLY=plan   run one scenario
+ *   BENCH_ONLY=plan|propagation|single|cold   run one scenario
  *   BENCH_NO_CONSUL=1 skip the parts that need root and a Consul binary
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { benchColdApply, benchPropagation, benchSingleChange } from './live.js';
 import { benchPlan } from './plan.js';
 
 interface Row {
@@ -29,7 +30,30 @@ async function main(): Promise<void> {
     }
   }
 
-  const w = [8, 70, 10];
+  const want = (name: string): boolean => withConsul && (only === undefined || only === name);
+  const f = (n: number, digits = 1): string => n.toFixed(digits);
+
+  if (want('propagation')) {
+    const p = await benchPropagation();
+    raw.propagation = p;
+    rows.push({ scenario: 'propagation', figure: `KV PUT -> member in kernel, ${p.changes} changes, ${p.baseMembers} members: p50`, value: `${f(p.p50)} ms`, note: 'target <= 20 ms' });
+    rows.push({ scenario: 'propagation', figure: 'same: p99', value: `${f(p.p99)} ms`, note: `target <= 100 ms; max ${f(p.max)} ms` });
+  }
+  if (want('single')) {
+    const s = await benchSingleChange();
+    raw.single = s;
+    rows.push({ scenario: 'single', figure: `one member added to a ${s.setSize}-member set: agent apply (median)`, value: `${f(s.applyMsMedian, 2)} ms`, note: `raw ipset add ${f(s.rawAddMsMedian, 2)} ms; ratio ${f(s.ratio, 2)}x (target <= 3x)` });
+    rows.push({ scenario: 'single', figure: 'same change end to end (KV PUT -> kernel), p50', value: `${f(s.endToEndP50)} ms`, note: `max ${f(s.endToEndMax)} ms; includes re-reading ${s.setSize} keys` });
+  }
+  if (want('cold')) {
+    const c = await benchColdApply();
+    raw.cold = c;
+    rows.push({ scenario: 'cold', figure: `cold apply of ${c.members} members over ${c.sets} sets: sets`, value: `${f(c.agentSetsMs, 0)} ms`, note: `raw ipset restore ${f(c.rawRestoreMs, 0)} ms; ratio ${f(c.ratioSets, 2)}x (target <= 1.3x)` });
+    rows.push({ scenario: 'cold', figure: 'same, whole apply (sets + both chains + cleanup)', value: `${f(c.agentTotalMs, 0)} ms`, note: `ratio ${f(c.ratioTotal, 2)}x` });
+    rows.push({ scenario: 'memory', figure: `agent RSS with ${c.members} members (after apply)`, value: `${f(c.rssMb, 0)} MB`, note: `peak ${f(c.peakRssMb, 0)} MB; target <= 120 MB` });
+  }
+
+  const w = [11, 70, 10];
   const line = (r: Row): string => `${r.scenario.padEnd(w[0]!)} ${r.figure.padEnd(w[1]!)} ${r.value.padStart(w[2]!)}  ${r.note}`;
   process.stdout.write(`${line({ scenario: 'scenario', figure: 'figure', value: 'value', note: 'note' })}\n`);
   for (const r of rows) process.stdout.write(`${line(r)}\n`);

@@ -1,0 +1,211 @@
+/**
+ * Live-propagation benchmarks, each in its own sandbox (real Consul dev agent, real kernel in a
+ * network namespace, the real agent process):
+ *   - propagation: KV PUT -> member visible in the kernel, 200 changes over 1,000 members;
+ *   - single-entry change on a 65,000-member set: the agent's apply time against one raw
+ *     `ipset add`, and the same change end to end;
+ *   - cold apply of 100,000 members over 100 sets against a raw `ipset restore` of the same sets;
+ *   - the agent's memory with those 100,000 members.
+ * Addresses come from the benchmarking range 198.18.0.0/15 and documentation ranges.
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { KvPair } from '../src/rules/types.js';
+import { type AgentProcess, ROOT, Sandbox, sleep } from '../test/helpers/sandbox.js';
+import { KernelWatch } from './helpers/kernelWatch.js';
+import { syntheticInputs } from './plan.js';
+
+const TIME_COMMAND = join(ROOT, 'dist/bench/helpers/timeCommand.js');
+
+export function percentile(xs: readonly number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
+}
+
+async function kvBulk(sb: Sandbox, pairs: readonly KvPair[]): Promise<void> {
+  // Consul's transaction endpoint takes at most 64 operations at a time.
+  for (let i = 0; i < pairs.length; i += 64) {
+    const ops = pairs.slice(i, i + 64).map((p) => ({ KV: { Verb: 'set', Key: p.key, Value: Buffer.from(p.value ?? '').toString('base64') } }));
+    const r = await sb.consul('PUT', '/v1/txn', JSON.stringify(ops));
+    if (r.status !== 200) throw new Error(`txn: ${r.status} ${r.body.slice(0, 200)}`);
+  }
+}
+
+function startAgent(sb: Sandbox): AgentProcess {
+  const config = sb.writeFile('befw.conf', [`services=${sb.dir}/services`, `ipsets=${sb.dir}/ipsets`, `state=${sb.dir}/state.bin`, 'log_level=info'].join('\n'));
+  return sb.startAgent(config);
+}
+
+async function waitApplied(agent: AgentProcess, pred: (e: Record<string, unknown>) => boolean, timeoutMs: number, from = 0): Promise<Record<string, unknown>> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const hit = agent.events().slice(from).find((e) => e.event === 'applied' && pred(e));
+    if (hit !== undefined) return hit;
+    if (Date.now() > end) throw new Error('the agent did not apply in time');
+    await sleep(20);
+  }
+}
+
+function timeInNs(ns: string, n: number, args: string[]): number[] {
+  const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, TIME_COMMAND, String(n), ...args], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`timeCommand failed: ${r.stderr}`);
+  return (JSON.parse(r.stdout) as { ms: number[] }).ms;
+}
+
+function rssOf(pid: number): { rssMb: number; peakMb: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  return { rssMb: kb('VmRSS') / 1024, peakMb: kb('VmHWM') / 1024 };
+}
+
+export interface PropagationResult {
+  changes: number;
+  baseMembers: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+/** 200 grants, one after another, each measured from its PUT to its member in the kernel. */
+export async function benchPropagation(changes = 200, services = 10, perService = 100): Promise<PropagationResult> {
+  const sb = await Sandbox.create();
+  const kw = new KernelWatch(sb.nodeNs);
+  try {
+    const base: KvPair[] = [];
+    for (let s = 0; s < services; s++) {
+      await sb.registerService({ name: `svc${s}`, port: 10000 + s, tags: ['befw', 'enforcing'] });
+      for (let c = 0; c < perService; c++) base.push({ key: `befw/$service$/svc${s}_tcp_${10000 + s}/198.18.${s}.${c}`, value: '-1' });
+    }
+    await kvBulk(sb, base);
+    const agent = startAgent(sb);
+    await waitApplied(agent, (e) => Number(e.members) >= services * perService, 30_000);
+    const samples: number[] = [];
+    for (let i = 0; i < changes; i++) {
+      const s = i % services;
+      const member = `198.19.${i >> 8}.${i & 255}`;
+      const t0 = performance.timeOrigin + performance.now();
+      await sb.kvPut(`befw/$service$/svc${s}_tcp_${10000 + s}/${member}`, '-1');
+      const t1 = await kw.until(`svc${s}_tcp_${10000 + s}`, member, true, 10_000);
+      samples.push(t1 - t0);
+      // Changes arrive like human or automation writes, not as one burst (a burst is coalesced).
+      await sleep(100);
+    }
+    await agent.stop();
+    return { changes, baseMembers: services * perService, p50: percentile(samples, 50), p99: percentile(samples, 99), max: Math.max(...samples) };
+  } finally {
+    kw.close();
+    await sb.destroy();
+  }
+}
+
+export interface SingleChangeResult {
+  setSize: number;
+  applyMsMedian: number;
+  applyMsRuns: number[];
+  rawAddMsMedian: number;
+  ratio: number;
+  endToEndP50: number;
+  endToEndMax: number;
+}
+
+/** One member added to a set of 65,000, twenty times. */
+export async function benchSingleChange(setSize = 65_000, runs = 20): Promise<SingleChangeResult> {
+  const sb = await Sandbox.create();
+  const kw = new KernelWatch(sb.nodeNs);
+  try {
+    await sb.registerService({ name: 'big', port: 443, tags: ['befw', 'enforcing'] });
+    const set = 'big_tcp_443';
+    const pairs: KvPair[] = Array.from({ length: setSize }, (_, i) => ({ key: `befw/$service$/${set}/198.18.${i >> 8}.${i & 255}`, value: '-1' }));
+    await kvBulk(sb, pairs);
+    const agent = startAgent(sb);
+    await waitApplied(agent, (e) => Number(e.members) >= setSize, 120_000);
+    const applyMs: number[] = [];
+    const endToEnd: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const member = `203.0.113.${i + 10}`;
+      const from = agent.events().length;
+      const t0 = performance.timeOrigin + performance.now();
+      await sb.kvPut(`befw/$service$/${set}/${member}`, '-1');
+      endToEnd.push((await kw.until(set, member, true, 10_000)) - t0);
+      const e = await waitApplied(agent, (x) => x.mode === 'delta' && x.added === 1, 10_000, from);
+      applyMs.push((e.ms as { total: number }).total);
+      await sleep(200);
+    }
+    const raw = timeInNs(sb.nodeNs, runs, ['--vary', 'ipset', 'add', set, '198.51.100.{i}']);
+    await agent.stop();
+    const applyMsMedian = percentile(applyMs, 50);
+    const rawAddMsMedian = percentile(raw, 50);
+    return { setSize, applyMsMedian, applyMsRuns: applyMs, rawAddMsMedian, ratio: applyMsMedian / rawAddMsMedian, endToEndP50: percentile(endToEnd, 50), endToEndMax: Math.max(...endToEnd) };
+  } finally {
+    kw.close();
+    await sb.destroy();
+  }
+}
+
+export interface ColdApplyResult {
+  members: number;
+  sets: number;
+  agentSetsMs: number;
+  agentTotalMs: number;
+  rawRestoreMs: number;
+  ratioSets: number;
+  ratioTotal: number;
+  rssMb: number;
+  peakRssMb: number;
+}
+
+/** 100 services with 1,000 members each, applied from scratch; then the agent's memory. */
+export async function benchColdApply(): Promise<ColdApplyResult> {
+  const sb = await Sandbox.create();
+  try {
+    const { services, kv } = syntheticInputs(Date.now());
+    for (const s of services) await sb.registerService({ name: s.name, port: s.port, tags: [...s.tags] });
+    await kvBulk(sb, kv);
+    const agent = startAgent(sb);
+    const e = await waitApplied(agent, (x) => x.source === 'consul', 120_000);
+    const ms = e.ms as { sets: number; total: number };
+    const members = Number(e.members);
+
+    // The same sets and members as one raw restore file, applied in a fresh namespace.
+    const planText = sb.befw(['plan', '-c', `${sb.dir}/befw.conf`, '--json']);
+    const plan = JSON.parse(planText.stdout) as { sets: { name: string; family: string; maxelem: number; members: string[] }[] };
+    const lines: string[] = [];
+    for (const s of plan.sets) {
+      lines.push(`create ${s.name} hash:net family ${s.family} maxelem ${s.maxelem}`);
+      for (const m of s.members) lines.push(`add ${s.name} ${m}`);
+    }
+    const file = join(sb.dir, 'raw.restore');
+    writeFileSync(file, `${lines.join('\n')}\n`);
+    const rawNs = `${sb.nodeNs.slice(0, -4)}raw`;
+    spawnSync('ip', ['netns', 'add', rawNs]);
+    let raw: number[];
+    try {
+      raw = [];
+      for (let i = 0; i < 3; i++) {
+        spawnSync('ip', ['netns', 'exec', rawNs, 'ipset', 'destroy']);
+        raw.push(...timeInNs(rawNs, 1, ['--stdin', file, 'ipset', 'restore']));
+      }
+    } finally {
+      spawnSync('ip', ['netns', 'del', rawNs]);
+    }
+    await sleep(2000); // let the post-apply work (state.bin) and GC settle before reading memory
+    const mem = rssOf(agent.proc.pid ?? 0);
+    await agent.stop();
+    const rawRestoreMs = percentile(raw, 50);
+    return {
+      members,
+      sets: plan.sets.length,
+      agentSetsMs: ms.sets,
+      agentTotalMs: ms.total,
+      rawRestoreMs,
+      ratioSets: ms.sets / rawRestoreMs,
+      ratioTotal: ms.total / rawRestoreMs,
+      rssMb: mem.rssMb,
+      peakRssMb: mem.peakMb,
+    };
+  } finally {
+    await sb.destroy();
+  }
+}
