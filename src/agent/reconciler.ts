@@ -6,11 +6,13 @@
  *     current time, so expiries still leave the kernel during an outage, and nothing is flushed.
  *   - the apply fails: reported with the failing step and stderr; the next pass tries again.
  */
+import { performance } from 'node:perf_hooks';
 import type { Config } from '../config/config.js';
 import type { Templates } from '../config/load.js';
 import type { ConsulApi } from '../consul/client.js';
 import type { ApplyReport, Dataplane } from '../dataplane/driver.js';
 import { compile } from '../rules/compile.js';
+import { KvParseCache } from '../rules/kvLayout.js';
 import { planRegistrations } from '../rules/registrations.js';
 import type { CompileOptions, Plan, Snapshot } from '../rules/types.js';
 import type { StateStore } from '../state/stateStore.js';
@@ -35,6 +37,12 @@ export interface ReconcilerDeps {
   readonly now: () => number;
 }
 
+function memoryMb(): { rss: number; heapUsed: number; external: number } {
+  const m = process.memoryUsage();
+  const mb = (n: number): number => Math.round(n / 104857.6) / 10;
+  return { rss: mb(m.rss), heapUsed: mb(m.heapUsed), external: mb(m.external) };
+}
+
 export function compileOptions(config: Config): CompileOptions {
   return { customSets: config.customSets, managementNets: config.managementNets };
 }
@@ -45,6 +53,7 @@ export class Reconciler {
   private baseInstalled = false;
   /** An apply failed since the last success: retry even if the plan looks unchanged. */
   private failedSince = false;
+  private readonly parseCache = new KvParseCache();
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
@@ -95,7 +104,11 @@ export class Reconciler {
 
   private async enforce(snapshot: Snapshot, source: 'consul' | 'saved', full = false): Promise<Outcome> {
     const { config, log, templates } = this.deps;
-    const plan = compile(snapshot, compileOptions(config), this.deps.now());
+    const t0 = performance.now();
+    // No per-member views in the agent: they cost memory at 100,000 members and only `befw
+    // show` needs them.
+    const plan = compile(snapshot, compileOptions(config), this.deps.now(), { views: false, cache: this.parseCache });
+    const compileMs = performance.now() - t0;
     const installBase = templates.base !== null && !this.baseInstalled;
     const unchanged = this.lastGood !== null && this.lastGood.plan.fingerprint === plan.fingerprint && !this.failedSince;
     if (!installBase && !full && unchanged) {
@@ -134,7 +147,8 @@ export class Reconciler {
         jumpInserted: report.jumpInserted,
         diagnostics: plan.diagnostics.length,
         nextExpiry: plan.nextExpiry === null ? null : new Date(plan.nextExpiry).toISOString(),
-        ms: report.ms,
+        ms: { compile: compileMs, ...report.ms },
+        memMb: memoryMb(),
       },
       'plan applied',
     );

@@ -105,7 +105,7 @@ export class AliasResolver {
   /** The aliases `alias` refers to that are followed: live, known, and not closing a cycle. */
   private children(alias: string): string[] {
     return (this.members.get(alias) ?? []).flatMap((g) =>
-      g.addr.kind === 'alias' && this.members.has(g.addr.alias) && !this.cyclic.has(edgeKey(alias, g.addr.alias)) ? [g.addr.alias] : [],
+      g.addr === 'alias' && this.members.has(g.alias) && !this.cyclic.has(edgeKey(alias, g.alias)) ? [g.alias] : [],
     );
   }
 
@@ -140,11 +140,11 @@ export class AliasResolver {
     };
     const self: PathLink = { alias, next: null, length: 1 };
     for (const g of this.members.get(alias) ?? []) {
-      if (g.addr.kind === 'net') {
-        offer({ net: g.addr.net, expiry: g.expiry, path: self });
+      if (g.addr === 'net') {
+        offer({ net: g, expiry: g.expiry, path: self });
         continue;
       }
-      const ref = g.addr.alias;
+      const ref = g.alias;
       if (this.cyclic.has(edgeKey(alias, ref))) continue;
       if (!this.members.has(ref)) {
         this.reportMissing(ref, g.key);
@@ -161,7 +161,7 @@ export class AliasResolver {
   private findCycles(): void {
     const names = [...this.members.keys()].sort();
     const edges = (n: string): string[] =>
-      (this.members.get(n) ?? []).flatMap((g) => (g.addr.kind === 'alias' && this.members.has(g.addr.alias) ? [g.addr.alias] : []));
+      (this.members.get(n) ?? []).flatMap((g) => (g.addr === 'alias' && this.members.has(g.alias) ? [g.alias] : []));
     const index = new Map<string, number>();
     const low = new Map<string, number>();
     const onStack = new Set<string>();
@@ -207,14 +207,14 @@ export class AliasResolver {
 
     for (const n of names) {
       for (const g of this.members.get(n) ?? []) {
-        if (g.addr.kind !== 'alias' || !this.members.has(g.addr.alias)) continue;
-        if (component.get(n) !== component.get(g.addr.alias) && n !== g.addr.alias) continue;
-        this.cyclic.add(edgeKey(n, g.addr.alias));
+        if (g.addr !== 'alias' || !this.members.has(g.alias)) continue;
+        if (component.get(n) !== component.get(g.alias) && n !== g.alias) continue;
+        this.cyclic.add(edgeKey(n, g.alias));
         this.diagnostics.push({
           severity: 'error',
           code: 'alias-cycle',
           subject: g.key,
-          message: `${n} -> ${g.addr.alias} closes an alias cycle; this member is skipped`,
+          message: `${n} -> ${g.alias} closes an alias cycle; this member is skipped`,
         });
       }
     }

@@ -5,7 +5,7 @@
 import { type Family, type Net, kernelMembers, parseNet, printable } from './address.js';
 import { AliasResolver, minExpiry } from './aliases.js';
 import { hash53 } from './hash.js';
-import { type Grant, isLive, parseKv } from './kvLayout.js';
+import { type Grant, type KvParseCache, isLive, parseKv } from './kvLayout.js';
 import { type ServiceDef, collectServices, portText } from './services.js';
 import { assignKernelNames, v6Name } from './setNames.js';
 import type {
@@ -37,23 +37,32 @@ export function maxelemFor(count: number): number {
 }
 
 interface MemberAcc {
-  family: Family;
+  readonly family: Family;
+  readonly prefix: number;
   expiry: number | null;
-  via: Set<string>;
+  /** Origins, only collected when views are wanted. */
+  via: string[] | null;
 }
 
 class SetAcc {
   readonly members = new Map<string, MemberAcc>();
+  constructor(private readonly views: boolean) {}
   add(net: Net, expiry: number | null, via: string): void {
     const cur = this.members.get(net.cidr);
     if (cur === undefined) {
-      this.members.set(net.cidr, { family: net.family, expiry, via: new Set([via]) });
+      this.members.set(net.cidr, { family: net.family, prefix: net.prefix, expiry, via: this.views ? [via] : null });
       return;
     }
     // Several grants for one address: it stays while any of them does.
     cur.expiry = cur.expiry === null || expiry === null ? null : Math.max(cur.expiry, expiry);
-    cur.via.add(via);
+    if (cur.via !== null && !cur.via.includes(via)) cur.via.push(via);
   }
+}
+
+/** True when the strings are already in code-unit order (Consul lists keys sorted). */
+function isSorted(xs: readonly string[]): boolean {
+  for (let i = 1; i < xs.length; i++) if ((xs[i - 1] as string) > (xs[i] as string)) return false;
+  return true;
 }
 
 function byString<T>(key: (t: T) => string): (a: T, b: T) => number {
@@ -64,7 +73,15 @@ function byString<T>(key: (t: T) => string): (a: T, b: T) => number {
   };
 }
 
-export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: number): Plan {
+export interface CompileExtras {
+  /** Build `setViews` (members with expiry and origin, for show and status). Default true. */
+  readonly views?: boolean;
+  /** Parse results kept between compiles of the same node; output is identical with or without. */
+  readonly cache?: KvParseCache;
+}
+
+export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: number, extras: CompileExtras = {}): Plan {
+  const views = extras.views ?? true;
   const diagnostics: Diagnostic[] = [...snapshot.inputDiagnostics];
   const svc = collectServices(snapshot.agentServices, snapshot.fileServices);
   diagnostics.push(...svc.diagnostics);
@@ -80,11 +97,13 @@ export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: numb
   }
 
   const acc = new Map<string, SetAcc>();
-  for (const name of [...serviceSets.keys(), ...staticSets.keys()]) acc.set(name, new SetAcc());
+  for (const name of [...serviceSets.keys(), ...staticSets.keys()]) acc.set(name, new SetAcc(views));
 
   // KV is a map: sort it so that diagnostics, and which key an unknown alias is reported
   // against, do not depend on the order a caller listed the pairs in.
-  const kv = parseKv([...snapshot.kv].sort(byString((p) => p.key)), snapshot.node);
+  const keys = snapshot.kv.map((p) => p.key);
+  const pairs = isSorted(keys) ? snapshot.kv : [...snapshot.kv].sort(byString((p) => p.key));
+  const kv = parseKv(pairs, snapshot.node, extras.cache);
   diagnostics.push(...kv.diagnostics);
   const aliasGrants: Grant[] = [];
   const setGrants: Grant[] = [];
@@ -98,11 +117,11 @@ export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: numb
     if (g.kind === '$service$' && !serviceSets.has(g.target)) continue;
     if (g.kind === '$ipset$' && !staticSets.has(g.target)) continue;
     if (!isLive(g.expiry, nowMs)) continue;
-    if (g.addr.kind === 'net') {
-      target.add(g.addr.net, g.expiry, g.scope);
+    if (g.addr === 'net') {
+      target.add(g, g.expiry, g.scope);
       continue;
     }
-    for (const e of aliases.expand(g.addr.alias, printable(g.key, 200))) {
+    for (const e of aliases.expand(g.alias, printable(g.key, 200))) {
       target.add(e.net, minExpiry(g.expiry, e.expiry), `${g.scope} ${e.path.join(' > ')}`);
     }
   }
@@ -139,17 +158,28 @@ export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: numb
     const members: EffectiveMember[] = [];
     const v4: string[] = [];
     const v6: string[] = [];
-    for (const [cidr, m] of [...a.members.entries()].sort(byString(([c]) => c))) {
+    let split = false;
+    for (const cidr of [...a.members.keys()].sort()) {
+      const m = a.members.get(cidr) as MemberAcc;
       const expiresAt = m.expiry === null ? null : m.expiry * 1000;
       if (expiresAt !== null && (nextExpiry === null || expiresAt < nextExpiry)) nextExpiry = expiresAt;
-      members.push({ cidr, family: m.family, expiresAt, via: [...m.via].sort() });
-      const prefix = Number(cidr.slice(cidr.indexOf('/') + 1));
-      (m.family === 4 ? v4 : v6).push(...kernelMembers({ family: m.family, cidr, prefix }));
+      if (m.via !== null) members.push({ cidr, family: m.family, expiresAt, via: m.via.sort() });
+      const out = m.family === 4 ? v4 : v6;
+      if (m.prefix === 0) {
+        out.push(...kernelMembers({ family: m.family, cidr, prefix: 0 }));
+        split = true;
+      } else {
+        out.push(cidr);
+      }
     }
+    // Keys were unique and sorted; only the halves of a /0 can repeat or land out of order.
+    const tidy = (xs: string[]): string[] => (split ? [...new Set(xs)].sort() : xs);
     const k = kernel(logical);
-    sets.push({ name: k, family: 'inet', members: [...new Set(v4)].sort(), maxelem: maxelemFor(v4.length) });
-    sets.push({ name: v6Name(k), family: 'inet6', members: [...new Set(v6)].sort(), maxelem: maxelemFor(v6.length) });
-    setViews.push({ logical, kernel: k, kind: serviceSets.has(logical) ? 'service' : 'static', members });
+    const m4 = tidy(v4);
+    const m6 = tidy(v6);
+    sets.push({ name: k, family: 'inet', members: m4, maxelem: maxelemFor(m4.length) });
+    sets.push({ name: v6Name(k), family: 'inet6', members: m6, maxelem: maxelemFor(m6.length) });
+    if (views) setViews.push({ logical, kernel: k, kind: serviceSets.has(logical) ? 'service' : 'static', members });
   }
   sets.sort(byString((s) => s.name));
 

@@ -282,8 +282,8 @@ describe('property: parseNet', () => {
 function checkParsedKv(pairs: readonly KvPair[]): void {
   const r = parseKv(pairs, NODE);
   for (const g of r.grants) {
-    if (g.addr.kind === 'net') assert.ok(isCanonicalCidr(g.addr.net.cidr), `grant address ${g.addr.net.cidr} is not canonical`);
-    else assert.match(g.addr.alias, ALIAS_NAME);
+    if (g.addr === 'net') assert.ok(isCanonicalCidr(g.cidr), `grant address ${g.cidr} is not canonical`);
+    else assert.match(g.alias, ALIAS_NAME);
     assert.match(g.target, g.kind === '$alias$' ? ALIAS_NAME : SET_NAME);
     assert.ok(g.expiry === null || (Number.isSafeInteger(g.expiry) && g.expiry >= 0));
     assert.ok(pairs.some((p) => p.key === g.key));
@@ -334,7 +334,8 @@ describe('property: parseKv', () => {
           const g = r.grants[0]!;
           const want = parseNet(addr);
           assert.ok(want.ok);
-          assert.deepEqual(g.addr, { kind: 'net', net: { family: want.value.family, cidr: want.value.cidr, prefix: want.value.prefix } });
+          assert.ok(g.addr === 'net');
+          assert.deepEqual({ family: g.family, cidr: g.cidr, prefix: g.prefix }, { family: want.value.family, cidr: want.value.cidr, prefix: want.value.prefix });
           assert.equal(g.expiry, expiry < 0 ? null : expiry);
         },
       ),
