@@ -17,6 +17,7 @@ import { processRunner } from '../dataplane/exec.js';
 import { createFileStateStore } from '../state/stateStore.js';
 import { Coalescer } from './coalescer.js';
 import { type Logger, createLogger } from './logger.js';
+import { COMPACT_ABOVE_KEYS, scheduleCompaction } from './memory.js';
 import { Reconciler } from './reconciler.js';
 import { type ChangeReason, WatchedInputs } from './watchedInputs.js';
 
@@ -93,6 +94,9 @@ export async function startAgent(config: Config, log: Logger = createLogger(conf
       const full = reasons.has('resync') || reasons.has('sighup');
       if (full) inputs.invalidate();
       const outcome = await reconciler.reconcile([...reasons].join(','), full);
+      if (inputs.kvSize > COMPACT_ABOVE_KEYS) {
+        scheduleCompaction((before, after) => log.debug({ event: 'heap-compacted', before, after }, 'memory handed back after a large reconcile'));
+      }
       if (outcome.kind === 'apply-failed') {
         // Retry soon: the driver has forgotten what it believed, so the retry is a full apply.
         setTimeout(() => coalescer?.poke('resync'), 1000);

@@ -17,6 +17,7 @@ import { planRegistrations } from '../rules/registrations.js';
 import type { CompileOptions, Plan, Snapshot } from '../rules/types.js';
 import type { StateStore } from '../state/stateStore.js';
 import type { Logger } from './logger.js';
+import { memoryFigures } from './memory.js';
 
 export type Outcome =
   | { readonly kind: 'applied'; readonly plan: Plan; readonly report: ApplyReport; readonly source: 'consul' | 'saved' }
@@ -35,12 +36,6 @@ export interface ReconcilerDeps {
   readonly templates: Templates;
   readonly log: Logger;
   readonly now: () => number;
-}
-
-function memoryMb(): { rss: number; heapUsed: number; external: number } {
-  const m = process.memoryUsage();
-  const mb = (n: number): number => Math.round(n / 104857.6) / 10;
-  return { rss: mb(m.rss), heapUsed: mb(m.heapUsed), external: mb(m.external) };
 }
 
 export function compileOptions(config: Config): CompileOptions {
@@ -148,7 +143,7 @@ export class Reconciler {
         diagnostics: plan.diagnostics.length,
         nextExpiry: plan.nextExpiry === null ? null : new Date(plan.nextExpiry).toISOString(),
         ms: { compile: compileMs, ...report.ms },
-        memMb: memoryMb(),
+        mem: memoryFigures(),
       },
       'plan applied',
     );

@@ -63,6 +63,11 @@ export class WatchedInputs {
     private readonly watchOptions: WatchOptions = DEFAULT_WATCH_OPTIONS,
   ) {}
 
+  /** Keys in the last KV answer. */
+  get kvSize(): number {
+    return this.kv?.length ?? 0;
+  }
+
   get consulHealth(): ConsulHealth {
     return { ...this.health };
   }

@@ -47,21 +47,29 @@ export class StateSaveError extends Error {
 
 // Plain objects and arrays only: no msgpackr record extension, so the file reads back the same
 // from any version of the library.
-const packr = new Packr({ useRecords: false, mapsAsObjects: true });
+const packrOptions = { useRecords: false, mapsAsObjects: true } as const;
+const packr = (): Packr => new Packr(packrOptions);
+/** Small buffer handed to msgpackr after a pack so it drops the large one it keeps (module-wide). */
+const SMALL_TARGET = 8192;
 
 function sha256(buf: Uint8Array): string {
   return createHash('sha256').update(buf).digest('hex');
 }
 
 export function encodeState(state: SavedState): Buffer {
-  const payload = packr.pack(state);
-  return packr.pack({ magic: STATE_MAGIC, version: STATE_VERSION, sha256: sha256(payload), payload });
+  const p = packr();
+  // Copies: the packer's buffer is reused by its next pack, and then given up, so a 10 MB
+  // state does not stay with the agent between saves.
+  const payload = Buffer.from(p.pack(state));
+  const out = Buffer.from(p.pack({ magic: STATE_MAGIC, version: STATE_VERSION, sha256: sha256(payload), payload }));
+  p.useBuffer(Buffer.allocUnsafeSlow(SMALL_TARGET));
+  return out;
 }
 
 export function decodeState(buf: Buffer): LoadResult {
   let env: unknown;
   try {
-    env = packr.unpack(buf);
+    env = packr().unpack(buf);
   } catch (err) {
     return { kind: 'invalid', reason: `not a state file: ${(err as Error).message}` };
   }
@@ -71,7 +79,7 @@ export function decodeState(buf: Buffer): LoadResult {
   if (!(e.payload instanceof Uint8Array) || typeof e.sha256 !== 'string') return { kind: 'invalid', reason: 'envelope lacks payload or checksum' };
   if (sha256(e.payload) !== e.sha256) return { kind: 'invalid', reason: 'checksum mismatch (truncated or corrupt)' };
   try {
-    const state = packr.unpack(e.payload) as SavedState;
+    const state = packr().unpack(e.payload) as SavedState;
     if (typeof state.fingerprint !== 'string' || !Array.isArray(state.owned) || typeof state.snapshot !== 'object') {
       return { kind: 'invalid', reason: 'payload lacks fields' };
     }

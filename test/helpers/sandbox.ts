@@ -21,6 +21,11 @@ import { createInterface } from 'node:readline';
 
 export const ROOT = new URL('../../../', import.meta.url).pathname;
 const HELPERS = new URL('./', import.meta.url).pathname;
+const BEFW_BIN = join(ROOT, 'bin/befw');
+/** The node flags and environment bin/befw's shebang sets, so the agent runs here as installed. */
+const SHEBANG = (readFileSync(BEFW_BIN, 'utf8').split('\n')[0] ?? '').split(/\s+/);
+const BEFW_NODE_FLAGS = SHEBANG.filter((w) => w.startsWith('--'));
+const BEFW_ENV = Object.fromEntries(SHEBANG.filter((w) => /^[A-Z_]+=/.test(w)).map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)]));
 
 export const NODE_V4 = '198.51.100.1';
 export const NODE_V6 = '2001:db8:100::1';
@@ -135,9 +140,9 @@ export class Sandbox {
     nsExec(c, 'ip', ['link', 'set', vc, 'up']);
   }
 
-  spawnIn(ns: string, cmd: string, args: string[], logName: string): ChildProcess {
+  spawnIn(ns: string, cmd: string, args: string[], logName: string, env: NodeJS.ProcessEnv = process.env): ChildProcess {
     const log = createWriteStream(join(this.dir, logName));
-    const p = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const p = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env });
     p.stdout?.pipe(log);
     p.stderr?.pipe(log);
     this.procs.add(p);
@@ -265,7 +270,7 @@ export class Sandbox {
 
   /** Starts `befw agent -c <config>` inside the node namespace. */
   startAgent(configPath: string, logName = 'agent.log'): AgentProcess {
-    const p = this.spawnIn(this.nodeNs, process.execPath, [join(ROOT, 'bin/befw'), 'agent', '-c', configPath], logName);
+    const p = this.spawnIn(this.nodeNs, process.execPath, [...BEFW_NODE_FLAGS, BEFW_BIN, 'agent', '-c', configPath], logName, { ...process.env, ...BEFW_ENV });
     const logPath = join(this.dir, logName);
     return {
       proc: p,
@@ -286,7 +291,7 @@ export class Sandbox {
 
   /** Runs a befw CLI command inside the node namespace. */
   befw(args: string[]): { code: number; stdout: string; stderr: string } {
-    const r = spawnSync('ip', ['netns', 'exec', this.nodeNs, process.execPath, join(ROOT, 'bin/befw'), ...args], { encoding: 'utf8', maxBuffer: 1 << 30 });
+    const r = spawnSync('ip', ['netns', 'exec', this.nodeNs, process.execPath, ...BEFW_NODE_FLAGS, BEFW_BIN, ...args], { encoding: 'utf8', maxBuffer: 1 << 30, env: { ...process.env, ...BEFW_ENV } });
     return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
   }
 
