@@ -101,6 +101,34 @@ export async function benchPropagation(changes = Number(process.env.BENCH_CHANGE
   }
 }
 
+export interface DeltaBySize {
+  size: number;
+  applyMsMedian: number;
+  rawAddMsMedian: number;
+  ratio: number;
+}
+
+/**
+ * The driver alone on the real kernel (fresh namespace, no Consul): one-member delta applies on
+ * sets of several sizes, against one raw `ipset add` into the same set from the same process.
+ */
+export function benchDeltaBySize(sizes: readonly number[] = [1_000, 10_000, 65_000]): DeltaBySize[] {
+  const ns = `befwt-${process.pid}-${Date.now().toString(16).slice(-6)}-delta`;
+  spawnSync('ip', ['netns', 'add', ns]);
+  try {
+    const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, join(ROOT, 'dist/bench/helpers/applyDelta.js'), ...sizes.map(String)], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`applyDelta failed: ${r.stderr}`);
+    const { sizes: results } = JSON.parse(r.stdout) as { sizes: { size: number; applyMs: number[]; rawMs: number[] }[] };
+    return results.map((x) => {
+      const applyMsMedian = percentile(x.applyMs, 50);
+      const rawAddMsMedian = percentile(x.rawMs, 50);
+      return { size: x.size, applyMsMedian, rawAddMsMedian, ratio: applyMsMedian / rawAddMsMedian };
+    });
+  } finally {
+    spawnSync('ip', ['netns', 'del', ns]);
+  }
+}
+
 export interface SingleChangeResult {
   setSize: number;
   applyMsMedian: number;

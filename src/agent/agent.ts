@@ -13,7 +13,8 @@ import { loadTemplates, resolveToken } from '../config/load.js';
 import { DEFAULT_WATCH_OPTIONS } from '../consul/blockingWatch.js';
 import { createConsulApi } from '../consul/client.js';
 import { createDataplane } from '../dataplane/driver.js';
-import { processRunner } from '../dataplane/exec.js';
+import { createPrewarmedRunner } from '../dataplane/exec.js';
+import { IPSET, RESTORE_ARGS } from '../dataplane/ipset.js';
 import { createFileStateStore } from '../state/stateStore.js';
 import { Coalescer } from './coalescer.js';
 import { type Logger, createLogger } from './logger.js';
@@ -47,10 +48,12 @@ export async function startAgent(config: Config, log: Logger = createLogger(conf
     waitMs: config.consulWait * 1000,
     maxStaleMs: config.maxStale * 1000,
   });
+  // The delta's `ipset restore` is the one process on the propagation path: keep one started.
+  const runner = createPrewarmedRunner([[IPSET, RESTORE_ARGS]]);
   const reconciler = new Reconciler({
     source: () => inputs.snapshot(),
     consul,
-    dataplane: createDataplane(processRunner),
+    dataplane: createDataplane(runner),
     store: createFileStateStore(config.statePath),
     config,
     templates,
@@ -128,6 +131,7 @@ export async function startAgent(config: Config, log: Logger = createLogger(conf
       if (resyncTimer !== null) clearTimeout(resyncTimer);
       await coalescer?.close();
       await inputs.stop();
+      runner.close();
       log.info({ event: 'stopped' }, 'befw agent stopped; firewall left as it is');
       resolveDone();
     },

@@ -52,7 +52,8 @@ export interface ApplyReport {
   readonly notDestroyed: readonly { name: string; error: string }[];
   readonly jumpInserted: readonly IpFamily[];
   readonly members: number;
-  readonly ms: { readonly sets: number; readonly chain: number; readonly cleanup: number; readonly total: number };
+  /** `script`: deciding what to write (diff); `sets`: that plus running it. */
+  readonly ms: { readonly script: number; readonly sets: number; readonly chain: number; readonly cleanup: number; readonly total: number };
 }
 
 export interface Dataplane {
@@ -91,6 +92,7 @@ export function createDataplane(runner: CommandRunner): Dataplane {
       try {
         const kernel: ReadonlyMap<string, KernelSetHeader> = needsRebuild(plan.sets, applied) ? await step('read-kernel', () => listSetHeaders(runner)) : new Map();
         const sets = buildSetScript(plan.sets, kernel, applied);
+        const tScript = performance.now();
         await step('sets', () => restoreSets(runner, sets.script));
         const t1 = performance.now();
 
@@ -134,7 +136,7 @@ export function createDataplane(runner: CommandRunner): Dataplane {
           notDestroyed: cleanup.failed,
           jumpInserted,
           members: plan.sets.reduce((n, s) => n + s.members.length, 0),
-          ms: { sets: t1 - t0, chain: t2 - t1, cleanup: t3 - t2, total: t3 - t0 },
+          ms: { script: tScript - t0, sets: t1 - t0, chain: t2 - t1, cleanup: t3 - t2, total: t3 - t0 },
         };
       } catch (err) {
         forget();

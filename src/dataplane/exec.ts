@@ -3,7 +3,7 @@
  * (no wrapper library); every call goes through `CommandRunner`, so tests can record or script
  * them, and every failure carries the command, its exit code and its stderr.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 
 export interface CommandResult {
   readonly code: number;
@@ -42,32 +42,102 @@ export async function runChecked(runner: CommandRunner, cmd: string, args: reado
 
 const DEFAULT_TIMEOUT_MS = 60_000;
 
+/** A started process whose input has not been written yet. */
+interface Started {
+  readonly child: ChildProcessWithoutNullStreams;
+  readonly done: Promise<CommandResult>;
+  /** Writes the input, closes stdin and arms the timeout. */
+  feed(input: string, timeoutMs: number): Promise<CommandResult>;
+}
+
+function start(cmd: string, args: readonly string[]): Started {
+  const child = spawn(cmd, [...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' } });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  let timer: NodeJS.Timeout | null = null;
+  let settle: (r: CommandResult) => void = () => undefined;
+  const done = new Promise<CommandResult>((resolve) => {
+    let settled = false;
+    settle = (r) => {
+      if (settled) return;
+      settled = true;
+      if (timer !== null) clearTimeout(timer);
+      resolve(r);
+    };
+  });
+  child.stdout.on('data', (d: Buffer) => out.push(d));
+  child.stderr.on('data', (d: Buffer) => err.push(d));
+  child.on('error', (e) => settle({ code: -1, stdout: '', stderr: e.message }));
+  child.on('close', (code, signal) =>
+    settle({ code: code ?? -1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() + (signal ? ` (killed by ${signal})` : '') }),
+  );
+  // A command that exits before reading its input raises EPIPE here; its exit code tells the story.
+  child.stdin.on('error', () => undefined);
+  return {
+    child,
+    done,
+    feed(input, timeoutMs) {
+      timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        settle({ code: -1, stdout: Buffer.concat(out).toString(), stderr: `timed out after ${timeoutMs} ms` });
+      }, timeoutMs);
+      child.stdin.end(input);
+      return done;
+    },
+  };
+}
+
 export const processRunner: CommandRunner = {
   run(cmd, args, opts = {}) {
-    return new Promise((resolve) => {
-      const child = spawn(cmd, [...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' } });
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      let settled = false;
-      const finish = (r: CommandResult): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        resolve(r);
-      };
-      const timer = setTimeout(() => {
-        child.kill('SIGKILL');
-        finish({ code: -1, stdout: Buffer.concat(out).toString(), stderr: `timed out after ${opts.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms` });
-      }, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-      child.stdout.on('data', (d: Buffer) => out.push(d));
-      child.stderr.on('data', (d: Buffer) => err.push(d));
-      child.on('error', (e) => finish({ code: -1, stdout: '', stderr: e.message }));
-      child.on('close', (code, signal) =>
-        finish({ code: code ?? -1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() + (signal ? ` (killed by ${signal})` : '') }),
-      );
-      // A command that exits before reading its input raises EPIPE here; its exit code tells the story.
-      child.stdin.on('error', () => undefined);
-      child.stdin.end(opts.input ?? '');
-    });
+    return start(cmd, args).feed(opts.input ?? '', opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
   },
 };
+
+/**
+ * A runner that keeps one process of each listed command already started and waiting for its
+ * input, so a hot-path call (the `ipset restore` of a delta) costs writing the batch and the
+ * tool's own work, not a fork and exec of the agent's process first. The next standby is started
+ * right after one is used, off the critical path. A standby that died meanwhile (or a call with
+ * other arguments) falls back to a fresh process. `close()` ends the standbys: an empty input
+ * is a no-op for restore tools.
+ */
+export interface PrewarmedRunner extends CommandRunner {
+  close(): void;
+}
+
+export function createPrewarmedRunner(commands: readonly (readonly [string, readonly string[]])[]): PrewarmedRunner {
+  const signature = (cmd: string, args: readonly string[]): string => [cmd, ...args].join('\u0000');
+  const wanted = new Map(commands.map(([cmd, args]) => [signature(cmd, args), { cmd, args }]));
+  const standby = new Map<string, Started>();
+  let closed = false;
+  const warm = (sig: string): void => {
+    const w = wanted.get(sig);
+    if (closed || w === undefined) return;
+    const s = start(w.cmd, w.args);
+    standby.set(sig, s);
+    void s.done.then(() => {
+      if (standby.get(sig) === s) standby.delete(sig); // died before use
+    });
+  };
+  for (const sig of wanted.keys()) warm(sig);
+  return {
+    run(cmd, args, opts = {}) {
+      const sig = signature(cmd, args);
+      const s = standby.get(sig);
+      if (s === undefined || s.child.exitCode !== null || s.child.signalCode !== null) {
+        standby.delete(sig);
+        warm(sig);
+        return processRunner.run(cmd, args, opts);
+      }
+      standby.delete(sig);
+      const result = s.feed(opts.input ?? '', opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+      warm(sig);
+      return result;
+    },
+    close() {
+      closed = true;
+      for (const s of standby.values()) s.feed('', 5000);
+      standby.clear();
+    },
+  };
+}

@@ -99,6 +99,13 @@ export function diffSorted(before: readonly string[], after: readonly string[], 
   while (i < before.length || j < after.length) {
     const a = before[i];
     const b = after[j];
+    // Unchanged members are usually the very same string objects (the compiler reuses parses),
+    // so identity settles most steps without comparing characters.
+    if (a === b) {
+      i++;
+      j++;
+      continue;
+    }
     if (b === undefined || (a !== undefined && a < b)) {
       onDel(a as string);
       i++;
@@ -171,9 +178,11 @@ export function needsRebuild(sets: readonly PlanSet[], applied: ReadonlyMap<stri
  * `-exist` makes an add of a present member or a del of a missing one a no-op: after drift the
  * batch still converges instead of failing half-way.
  */
+export const RESTORE_ARGS: readonly string[] = ['-exist', 'restore'];
+
 export async function restoreSets(runner: CommandRunner, script: string): Promise<void> {
   if (script === '') return;
-  await runChecked(runner, IPSET, ['-exist', 'restore'], { input: script });
+  await runChecked(runner, IPSET, RESTORE_ARGS, { input: script });
 }
 
 /** Destroys sets one batch at a time; a set still referenced elsewhere is reported, not forced. */
