@@ -23,7 +23,7 @@ import { Reconciler } from './reconciler.js';
 import { type ChangeReason, WatchedInputs } from './watchedInputs.js';
 
 /** Quiet period and ceiling for coalescing: small against the 20 ms propagation target. */
-export const COALESCE_QUIET_MS = 2;
+export const COALESCE_QUIET_MS = 1;
 export const COALESCE_MAX_MS = 50;
 /** Wake slightly after the expiry second so that the compile sees the entry as expired. */
 const EXPIRY_SLACK_MS = 5;
