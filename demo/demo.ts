@@ -29,7 +29,7 @@ async function main(): Promise<void> {
     say(`  node ${NODE_V4} / ${NODE_V6}: service "web" on ${PORT}/tcp, mode enforcing, registered in Consul`);
     const config = sb.writeFile('befw.conf', [`state=${sb.dir}/state.bin`, `services=${sb.dir}/services`, `ipsets=${sb.dir}/ipsets`, 'set.rules_allow=203.0.113.0/28'].join('\n'));
     const agent = sb.startAgent(config);
-    while (!agent.events().some((e) => e.event === 'applied')) await sleep(50);
+    while (!agent.events().some((e) => e.event === 'applied' && e.source === 'consul')) await sleep(50);
     say('  befw agent running in the node namespace; first plan applied');
 
     const client = clientV4(2);

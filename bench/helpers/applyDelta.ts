@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { createDataplane } from '../../src/dataplane/driver.js';
 import { createPrewarmedRunner, processRunner } from '../../src/dataplane/exec.js';
 import { IPSET, RESTORE_ARGS } from '../../src/dataplane/ipset.js';
+import { detectBackend, toolsFor } from '../../src/dataplane/iptables.js';
 import { maxelemFor } from '../../src/rules/compile.js';
 import { DEFAULT_SERVICE_TEMPLATE } from '../../src/rules/templates.js';
 import type { Plan, PlanSet } from '../../src/rules/types.js';
@@ -37,7 +38,7 @@ const out: { size: number; applyMs: number[]; rawMs: number[] }[] = [];
 const runner = createPrewarmedRunner([[IPSET, RESTORE_ARGS]]);
 for (const size of sizes) {
   const name = `s${size}`;
-  const dp = createDataplane(runner);
+  const dp = createDataplane(runner, toolsFor((await detectBackend(processRunner, 'auto')).backend));
   const members = Array.from({ length: size }, (_, i) => `198.18.${i >> 8}.${i & 255}/32`).sort();
   await dp.apply({ plan: planWith(name, members), owned: [], template: DEFAULT_SERVICE_TEMPLATE, base: null });
   const applyMs: number[] = [];

@@ -13,7 +13,8 @@ import { loadTemplates, resolveToken } from '../config/load.js';
 import { DEFAULT_WATCH_OPTIONS } from '../consul/blockingWatch.js';
 import { createConsulApi } from '../consul/client.js';
 import { createDataplane } from '../dataplane/driver.js';
-import { createPrewarmedRunner } from '../dataplane/exec.js';
+import { createPrewarmedRunner, processRunner } from '../dataplane/exec.js';
+import { detectBackend, toolsFor } from '../dataplane/iptables.js';
 import { IPSET, RESTORE_ARGS } from '../dataplane/ipset.js';
 import { createFileStateStore } from '../state/stateStore.js';
 import { Coalescer } from './coalescer.js';
@@ -30,7 +31,11 @@ const EXPIRY_SLACK_MS = 5;
 /** Longest single timer (Node's limit is ~24.8 days; re-arming is cheap). */
 const MAX_TIMER_MS = 60 * 60_000;
 
-type Reason = ChangeReason | 'start' | 'expiry' | 'resync' | 'sighup';
+type Reason = ChangeReason | 'start' | 'expiry' | 'resync' | 'sighup' | 'retry';
+
+/** Retries of a failed apply: 1 s, doubling, at most a minute apart. */
+const RETRY_BASE_MS = 1000;
+const RETRY_MAX_MS = 60_000;
 
 export interface AgentHandle {
   stop(): Promise<void>;
@@ -48,12 +53,16 @@ export async function startAgent(config: Config, log: Logger = createLogger(conf
     waitMs: config.consulWait * 1000,
     maxStaleMs: config.maxStale * 1000,
   });
+  const backend = await detectBackend(processRunner, config.iptablesBackend);
+  log.info({ event: 'iptables-backend', backend: backend.backend, how: backend.how }, 'iptables backend');
   // The delta's `ipset restore` is the one process on the propagation path: keep one started.
   const runner = createPrewarmedRunner([[IPSET, RESTORE_ARGS]]);
+  const dataplane = createDataplane(runner, toolsFor(backend.backend));
   const reconciler = new Reconciler({
     source: () => inputs.snapshot(),
+    requestReread: () => inputs.reread(),
     consul,
-    dataplane: createDataplane(runner),
+    dataplane,
     store: createFileStateStore(config.statePath),
     config,
     templates,
@@ -91,6 +100,8 @@ export async function startAgent(config: Config, log: Logger = createLogger(conf
     }, base * (0.9 + Math.random() * 0.2));
   };
 
+  let retryTimer: NodeJS.Timeout | null = null;
+  let failures = 0;
   coalescer = new Coalescer<Reason>(
     { quietMs: COALESCE_QUIET_MS, maxDelayMs: COALESCE_MAX_MS },
     async (reasons) => {
@@ -101,13 +112,40 @@ export async function startAgent(config: Config, log: Logger = createLogger(conf
         scheduleCompaction((before, after) => log.debug({ event: 'heap-compacted', before, after }, 'memory handed back after a large reconcile'));
       }
       if (outcome.kind === 'apply-failed') {
-        // Retry soon: the driver has forgotten what it believed, so the retry is a full apply.
-        setTimeout(() => coalescer?.poke('resync'), 1000);
+        // The last good plan is back in the kernel (rollback); try the new one again later.
+        const delay = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** Math.min(failures, 16));
+        failures++;
+        log.warn({ event: 'retry-scheduled', inMs: delay, failures }, 'will retry the new plan');
+        if (retryTimer !== null) clearTimeout(retryTimer);
+        retryTimer = setTimeout(() => coalescer?.poke('retry'), delay);
+      } else if (outcome.kind === 'applied' || outcome.kind === 'unchanged') {
+        failures = 0;
       }
       armExpiry();
     },
     (err) => log.error({ event: 'reconcile-crashed', err: err instanceof Error ? err.stack : String(err) }, 'reconcile threw; will retry on the next trigger'),
   );
+
+  // Integrity: cheap checks often (headers, counts, chain, jump), full member lists rarely.
+  let integrityBusy = false;
+  let lastFullCheck = Date.now();
+  const checkIntegrity = async (): Promise<void> => {
+    if (integrityBusy) return;
+    integrityBusy = true;
+    try {
+      const members = Date.now() - lastFullCheck >= config.integrityFullInterval * 1000;
+      if (members) lastFullCheck = Date.now();
+      await coalescer?.runExclusive(async () => {
+        const drifts = await dataplane.verify({ members });
+        if (drifts.length > 0) await reconciler.repair(drifts);
+      });
+    } catch (err) {
+      log.warn({ event: 'integrity-check-failed', err: (err as Error).message }, 'integrity check could not read the kernel');
+    } finally {
+      integrityBusy = false;
+    }
+  };
+  const integrityTimer = setInterval(() => void checkIntegrity(), config.integrityInterval * 1000);
 
   const onHup = (): void => {
     log.info({ event: 'sighup' }, 'full reconcile requested');
@@ -129,6 +167,8 @@ export async function startAgent(config: Config, log: Logger = createLogger(conf
       process.off('SIGHUP', onHup);
       if (expiryTimer !== null) clearTimeout(expiryTimer);
       if (resyncTimer !== null) clearTimeout(resyncTimer);
+      if (retryTimer !== null) clearTimeout(retryTimer);
+      clearInterval(integrityTimer);
       await coalescer?.close();
       await inputs.stop();
       runner.close();

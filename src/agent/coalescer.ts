@@ -31,7 +31,7 @@ export class Coalescer<R extends string> {
     this.schedule();
   }
 
-  /** Resolves when no run is in progress or scheduled. */
+  /** Resolves when no run is in progress (or scheduled). */
   idle(): Promise<void> {
     if (!this.running && this.timer === null) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
@@ -52,8 +52,26 @@ export class Coalescer<R extends string> {
     this.timer = setTimeout(() => void this.fire(), Math.max(0, at - this.now()));
   }
 
+  /**
+   * Runs `fn` while no run is in progress and none starts (the integrity check and its repair
+   * must not interleave with an apply). Notifications meanwhile wait for it to finish.
+   */
+  async runExclusive<T>(fn: () => Promise<T>): Promise<T | undefined> {
+    while (this.running) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    if (this.closed) return undefined;
+    this.running = true;
+    try {
+      return await fn();
+    } finally {
+      this.running = false;
+      if (this.pending.size > 0 && !this.closed) this.schedule();
+      else for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
   private async fire(): Promise<void> {
     this.timer = null;
+    if (this.running) return; // an exclusive task holds the loop; it reschedules when done
     const reasons = this.pending;
     this.pending = new Set();
     this.firstAt = null;

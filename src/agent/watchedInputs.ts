@@ -47,6 +47,7 @@ export class WatchedInputs {
   private files: { services: FileService[]; diagnostics: Diagnostic[]; ipsets: IpsetFile[] } | null = null;
   private node: NodeIdentity | null = null;
   private watches: BlockingWatch<unknown>[] = [];
+  private kvWatch: BlockingWatch<KvPair[]> | null = null;
   private fsWatchers: FSWatcher[] = [];
   private readonly dirTimers = new Set<NodeJS.Timeout>();
   /** Directories that were missing: their appearance is a change. */
@@ -89,6 +90,7 @@ export class WatchedInputs {
       this.watchOptions,
     );
     this.watches.push(kvWatch as BlockingWatch<unknown>);
+    this.kvWatch = kvWatch;
     kvWatch.start();
     void this.startServicesWatch();
     this.watchDir(this.config.servicesDir);
@@ -118,6 +120,12 @@ export class WatchedInputs {
   invalidate(): void {
     this.services = null;
     this.files = null;
+  }
+
+  /** A second, independent read of everything: KV from index 0, services and files again. */
+  reread(): void {
+    this.invalidate();
+    this.kvWatch?.refresh();
   }
 
   private answered(): void {

@@ -40,6 +40,14 @@ export interface Config {
   /** Seconds before a Consul request is abandoned. */
   readonly consulTimeout: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  /** Blast-radius guard: percent of a set's members, and the smallest set it applies to. */
+  readonly guardShare: number;
+  readonly guardMin: number;
+  /** Integrity check periods in seconds: headers and chain, and full set contents. */
+  readonly integrityInterval: number;
+  readonly integrityFullInterval: number;
+  /** iptables backend: follow the host (`iptables --version`) or force one. */
+  readonly iptablesBackend: 'auto' | 'nft' | 'legacy';
 }
 
 export const DEFAULT_CONFIG_PATH = '/etc/befw.conf';
@@ -81,6 +89,11 @@ const SCHEMA = {
     max_stale: SECONDS,
     consul_timeout_sec: SECONDS,
     log_level: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] },
+    iptables_backend: { type: 'string', enum: ['auto', 'nft', 'legacy'] },
+    guard_share: { type: 'string', pattern: '^([1-9]|[1-9][0-9]|100)$' },
+    guard_min: { type: 'string', pattern: '^[1-9][0-9]{0,6}$' },
+    integrity_interval: SECONDS,
+    integrity_full_interval: SECONDS,
     [`set.${RULES_ALLOW}`]: { type: 'string', pattern: '^[0-9A-Fa-f.:/; ]*$' },
   },
   patternProperties: {
@@ -96,6 +109,10 @@ const HINTS: Record<string, string> = {
   resync_interval: 'expected whole seconds, 1 or more',
   consul_wait: 'expected whole seconds from 1 to 599 (Consul caps waits at 10 minutes)',
   max_stale: 'expected whole seconds, 1 or more',
+  guard_share: 'expected a percentage from 1 to 100',
+  guard_min: 'expected a whole number of members, 1 or more',
+  integrity_interval: 'expected whole seconds, 1 or more',
+  integrity_full_interval: 'expected whole seconds, 1 or more',
   consul_timeout_sec: 'expected whole seconds, 1 or more',
   token: 'expected a Consul ACL token (letters, digits, ".", "_", "-")',
 };
@@ -194,5 +211,10 @@ export function parseConfig(text: string, file: string): Config {
     maxStale: Number(raw.max_stale ?? '5'),
     consulTimeout: Number(raw.consul_timeout_sec ?? '10'),
     logLevel: (raw.log_level as Config['logLevel'] | undefined) ?? 'info',
+    iptablesBackend: (raw.iptables_backend as Config['iptablesBackend'] | undefined) ?? 'auto',
+    guardShare: Number(raw.guard_share ?? '50'),
+    guardMin: Number(raw.guard_min ?? '10'),
+    integrityInterval: Number(raw.integrity_interval ?? '3'),
+    integrityFullInterval: Number(raw.integrity_full_interval ?? '60'),
   };
 }

@@ -86,6 +86,9 @@ export function nextIndex(sent: number, got: number): number {
 
 export class BlockingWatch<T> {
   private readonly abort = new AbortController();
+  /** Aborts only the query in flight, for refresh(). */
+  private inflight: AbortController | null = null;
+  private refreshRequested = false;
   private tokens: number;
   private lastRefill: number;
   private running: Promise<void> | null = null;
@@ -112,6 +115,15 @@ export class BlockingWatch<T> {
     await this.running;
   }
 
+  /**
+   * Re-read now, from index 0, and report the answer even if its index did not move: used to
+   * confirm an answer that looked wrong with a second, independent read.
+   */
+  refresh(): void {
+    this.refreshRequested = true;
+    this.inflight?.abort();
+  }
+
   private async takeToken(): Promise<void> {
     const { opts } = this;
     for (;;) {
@@ -136,15 +148,25 @@ export class BlockingWatch<T> {
     while (!signal.aborted) {
       await this.takeToken();
       if (signal.aborted) break;
+      if (this.refreshRequested) {
+        this.refreshRequested = false;
+        index = 0;
+        first = true;
+      }
+      const inflight = new AbortController();
+      this.inflight = inflight;
+      const onStop = (): void => inflight.abort();
+      signal.addEventListener('abort', onStop, { once: true });
       try {
-        let answer = await this.fetch({ index, waitMs: opts.waitMs, stale: true, signal });
+        let answer = await this.fetch({ index, waitMs: opts.waitMs, stale: true, signal: inflight.signal });
         let stale = true;
         if ((answer.lastContactMs !== null && answer.lastContactMs > opts.maxStaleMs) || answer.knownLeader === false) {
           // Too old to trust: ask again, consistently and without blocking.
-          answer = await this.fetch({ index: 0, waitMs: 0, stale: false, signal });
+          answer = await this.fetch({ index: 0, waitMs: 0, stale: false, signal: inflight.signal });
           stale = false;
         }
         if (signal.aborted) break;
+        if (inflight.signal.aborted) continue; // refresh() cut this query short: ask again
         this.answers++;
         attempt = 0;
         const next = nextIndex(index, answer.index);
@@ -155,12 +177,16 @@ export class BlockingWatch<T> {
         if (changed) events.onData(answer.data, { index: answer.index, stale, lastContactMs: answer.lastContactMs });
       } catch (err) {
         if (signal.aborted) break;
+        if (inflight.signal.aborted) continue;
         this.errors++;
         const ceiling = Math.min(opts.backoffMaxMs, opts.backoffBaseMs * 2 ** Math.min(attempt, 20));
         const delay = Math.floor(opts.random() * ceiling);
         attempt++;
         events.onError(err instanceof Error ? err : new Error(String(err)), { attempt, retryInMs: delay });
         await opts.sleep(delay, signal);
+      } finally {
+        signal.removeEventListener('abort', onStop);
+        this.inflight = null;
       }
     }
   }

@@ -14,9 +14,10 @@ import { performance } from 'node:perf_hooks';
 import { type IpFamily, renderBaseRestore, renderChainRestore } from '../rules/render.js';
 import type { BaseTemplate, ServiceTemplate } from '../rules/templates.js';
 import type { Plan } from '../rules/types.js';
-import type { CommandRunner } from './exec.js';
-import { type AppliedSet, type KernelSetHeader, buildSetScript, destroySets, listSetHeaders, needsRebuild, restoreSets } from './ipset.js';
-import { readFilter, restoreChain, restoreTable } from './iptables.js';
+import { type CommandRunner, runChecked } from './exec.js';
+import { maxelemFor } from '../rules/compile.js';
+import { type AppliedSet, IPSET, type KernelSetHeader, buildSetScript, destroySets, listSetHeaders, needsRebuild, restoreSets } from './ipset.js';
+import { type ToolSet, readFilter, restoreChain, restoreTable } from './iptables.js';
 
 export type ApplyStep = 'read-kernel' | 'sets' | 'chain' | 'cleanup';
 
@@ -60,6 +61,32 @@ export interface Dataplane {
   apply(input: ApplyInput): Promise<ApplyReport>;
   /** Drop what the driver believes is in the kernel: the next apply is full. */
   forget(): void;
+  /**
+   * Compares the kernel with what the driver last applied: set presence, type and entry counts,
+   * the BEFW chain (as the kernel printed it back after the write) and the INPUT jump, for both
+   * families; with `members`, every set's members too. Empty when nothing was applied yet.
+   */
+  verify(opts: { readonly members: boolean }): Promise<Drift[]>;
+  /** Whether a BEFW chain is in the kernel now (left by an earlier run, say). */
+  hasChain(): Promise<boolean>;
+  /**
+   * Adds networks to the rules_allow sets without touching anything else: the safety net when
+   * there is neither Consul nor a valid state, and a BEFW chain from an earlier run is in place.
+   */
+  ensureMembers(sets: readonly { readonly name: string; readonly family: 'inet' | 'inet6'; readonly members: readonly string[] }[]): Promise<void>;
+}
+
+export interface Drift {
+  readonly what: 'set-missing' | 'set-type' | 'set-count' | 'set-members' | 'chain' | 'jump';
+  readonly family?: IpFamily;
+  readonly set?: string;
+  readonly detail: string;
+}
+
+/** `ipset save` prints hosts without their /32 or /128. */
+function savedMember(text: string, family: 'inet' | 'inet6'): string {
+  if (text.includes('/')) return text;
+  return `${text}/${family === 'inet' ? 32 : 128}`;
 }
 
 const FAMILIES: readonly IpFamily[] = [4, 6];
@@ -72,17 +99,81 @@ async function step<T>(name: ApplyStep, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-export function createDataplane(runner: CommandRunner): Dataplane {
+export function createDataplane(runner: CommandRunner, tools: ToolSet): Dataplane {
   let applied = new Map<string, AppliedSet>();
   let chainText: Record<IpFamily, string> | null = null;
+  /** The BEFW chain as the kernel printed it back after our last write, per family. */
+  let chainCanon: Record<IpFamily, readonly string[]> | null = null;
 
   const forget = (): void => {
     applied = new Map();
     chainText = null;
+    chainCanon = null;
+  };
+
+  const verify = async ({ members }: { readonly members: boolean }): Promise<Drift[]> => {
+    if (applied.size === 0 || chainCanon === null) return [];
+    const drifts: Drift[] = [];
+    const headers = await listSetHeaders(runner);
+    for (const [name, a] of applied) {
+      const h = headers.get(name);
+      if (h === undefined) drifts.push({ what: 'set-missing', set: name, detail: 'set is gone' });
+      else if (h.type !== 'hash:net' || h.family !== a.family) drifts.push({ what: 'set-type', set: name, detail: `${h.type} ${h.family}` });
+      else if (h.entries !== a.members.length) drifts.push({ what: 'set-count', set: name, detail: `${h.entries} entries, ${a.members.length} applied` });
+    }
+    const canon = chainCanon;
+    for (const family of FAMILIES) {
+      const f = await readFilter(runner, tools, family);
+      if (!f.hasJump) drifts.push({ what: 'jump', family, detail: 'INPUT does not jump to BEFW' });
+      const want = canon[family];
+      if (f.chainRules.length !== want.length || f.chainRules.some((l, i) => l !== want[i])) {
+        drifts.push({ what: 'chain', family, detail: `${f.chainRules.length} rules, ${want.length} applied` });
+      }
+    }
+    if (members && drifts.length === 0) drifts.push(...(await verifyMembers()));
+    return drifts;
+  };
+
+  /** One `ipset save` for all sets; each applied set must hold exactly its members. */
+  const verifyMembers = async (): Promise<Drift[]> => {
+    const r = await runChecked(runner, IPSET, ['save']);
+    const kernel = new Map<string, Set<string>>();
+    for (const line of r.stdout.split('\n')) {
+      if (!line.startsWith('add ')) continue;
+      const sp = line.indexOf(' ', 4);
+      const name = line.slice(4, sp);
+      const a = applied.get(name);
+      if (a === undefined) continue;
+      let set = kernel.get(name);
+      if (set === undefined) kernel.set(name, (set = new Set()));
+      set.add(savedMember(line.slice(sp + 1).split(' ')[0] ?? '', a.family));
+    }
+    const drifts: Drift[] = [];
+    for (const [name, a] of applied) {
+      const got = kernel.get(name) ?? new Set<string>();
+      const missing = a.members.filter((m) => !got.has(m));
+      if (missing.length > 0 || got.size !== a.members.length) {
+        drifts.push({ what: 'set-members', set: name, detail: `${missing.length} missing, ${got.size - (a.members.length - missing.length)} unexpected` });
+      }
+    }
+    return drifts;
   };
 
   return {
     forget,
+    verify,
+    async hasChain() {
+      for (const family of FAMILIES) if ((await readFilter(runner, tools, family)).hasChain) return true;
+      return false;
+    },
+    async ensureMembers(sets) {
+      const lines: string[] = [];
+      for (const s of sets) {
+        lines.push(`create ${s.name} hash:net family ${s.family} maxelem ${maxelemFor(s.members.length)}`);
+        for (const m of s.members) lines.push(`add ${s.name} ${m}`);
+      }
+      await restoreSets(runner, `${lines.join('\n')}\n`);
+    },
     async apply({ plan, owned, template, base, full = false }) {
       const t0 = performance.now();
       if (full || base !== null) forget();
@@ -105,15 +196,20 @@ export function createDataplane(runner: CommandRunner): Dataplane {
         await step('chain', async () => {
           for (const family of FAMILIES) {
             if (base !== null) {
-              await restoreTable(runner, family, renderBaseRestore(base, plan.rules, family, template));
+              await restoreTable(runner, tools, family, renderBaseRestore(base, plan.rules, family, template));
               chainWritten = true;
               continue;
             }
             if (chainText !== null && chainText[family] === text[family]) continue;
-            const filter = await readFilter(runner, family);
+            const filter = await readFilter(runner, tools, family);
             if (!filter.hasJump) jumpInserted.push(family);
-            await restoreChain(runner, family, renderChainRestore(plan.rules, family, template, !filter.hasJump));
+            await restoreChain(runner, tools, family, renderChainRestore(plan.rules, family, template, !filter.hasJump));
             chainWritten = true;
+          }
+          // Read the chain back as the kernel prints it: the integrity check compares with this.
+          if (chainWritten || chainCanon === null) {
+            const back = await Promise.all(FAMILIES.map((f) => readFilter(runner, tools, f)));
+            chainCanon = { 4: back[0]?.chainRules ?? [], 6: back[1]?.chainRules ?? [] };
           }
         });
         chainText = text;

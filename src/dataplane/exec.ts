@@ -42,6 +42,16 @@ export async function runChecked(runner: CommandRunner, cmd: string, args: reado
 
 const DEFAULT_TIMEOUT_MS = 60_000;
 
+/**
+ * Tools get a minimal, fixed environment (C locale so their messages can be matched), plus
+ * XTABLES_LOCKFILE when the operator set one: iptables-legacy takes its lock there.
+ */
+const TOOL_ENV: NodeJS.ProcessEnv = {
+  PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+  LC_ALL: 'C',
+  ...(process.env.XTABLES_LOCKFILE === undefined ? {} : { XTABLES_LOCKFILE: process.env.XTABLES_LOCKFILE }),
+};
+
 /** A started process whose input has not been written yet. */
 interface Started {
   readonly child: ChildProcessWithoutNullStreams;
@@ -51,7 +61,7 @@ interface Started {
 }
 
 function start(cmd: string, args: readonly string[]): Started {
-  const child = spawn(cmd, [...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' } });
+  const child = spawn(cmd, [...args], { stdio: ['pipe', 'pipe', 'pipe'], env: TOOL_ENV });
   const out: Buffer[] = [];
   const err: Buffer[] = [];
   let timer: NodeJS.Timeout | null = null;

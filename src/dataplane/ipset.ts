@@ -3,6 +3,7 @@
  * `ipset restore` batch per apply. Set names and members in the batch come from the plan, which
  * only holds canonical CIDRs and validated names.
  */
+import { diffSorted } from '../rules/sortedDiff.js';
 import type { PlanSet } from '../rules/types.js';
 import { type CommandRunner, runChecked } from './exec.js';
 
@@ -90,33 +91,6 @@ function rebuildLines(s: PlanSet, existing: KernelSetHeader | undefined, temp: s
   for (const m of s.members) lines.push(`add ${temp} ${m}`);
   lines.push(`swap ${temp} ${s.name}`, `destroy ${temp}`);
   return 'swapped';
-}
-
-/** Walks two sorted member lists once; calls back for each member only in one of them. */
-export function diffSorted(before: readonly string[], after: readonly string[], onAdd: (m: string) => void, onDel: (m: string) => void): void {
-  let i = 0;
-  let j = 0;
-  while (i < before.length || j < after.length) {
-    const a = before[i];
-    const b = after[j];
-    // Unchanged members are usually the very same string objects (the compiler reuses parses),
-    // so identity settles most steps without comparing characters.
-    if (a === b) {
-      i++;
-      j++;
-      continue;
-    }
-    if (b === undefined || (a !== undefined && a < b)) {
-      onDel(a as string);
-      i++;
-    } else if (a === undefined || b < a) {
-      onAdd(b);
-      j++;
-    } else {
-      i++;
-      j++;
-    }
-  }
 }
 
 /**

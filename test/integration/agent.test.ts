@@ -36,7 +36,7 @@ describe('agent in a namespace against a real Consul', () => {
     );
     agent = sb.startAgent(config);
     const deadline = Date.now() + 15_000;
-    while (!agent.events().some((e) => e.event === 'applied')) {
+    while (!agent.events().some((e) => e.event === 'applied' && e.source === 'consul')) {
       if (Date.now() > deadline) throw new Error(`agent never applied:\n${sb.log('agent.log')}`);
       await sleep(50);
     }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type AppliedSet, type KernelSetHeader, buildSetScript, diffSorted, parseIpsetListTerse } from '../../src/dataplane/ipset.js';
+import { type AppliedSet, type KernelSetHeader, buildSetScript, parseIpsetListTerse } from '../../src/dataplane/ipset.js';
+import { diffSorted } from '../../src/rules/sortedDiff.js';
 import type { PlanSet } from '../../src/rules/types.js';
 
 const set = (name: string, members: string[], maxelem = 65536, family: 'inet' | 'inet6' = 'inet'): PlanSet => ({ name, family, members, maxelem });
