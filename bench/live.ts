@@ -24,13 +24,8 @@ export function percentile(xs: readonly number[], p: number): number {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
 }
 
-async function kvBulk(sb: Sandbox, pairs: readonly KvPair[]): Promise<void> {
-  // Consul's transaction endpoint takes at most 64 operations at a time.
-  for (let i = 0; i < pairs.length; i += 64) {
-    const ops = pairs.slice(i, i + 64).map((p) => ({ KV: { Verb: 'set', Key: p.key, Value: Buffer.from(p.value ?? '').toString('base64') } }));
-    const r = await sb.consul('PUT', '/v1/txn', JSON.stringify(ops));
-    if (r.status !== 200) throw new Error(`txn: ${r.status} ${r.body.slice(0, 200)}`);
-  }
+function kvBulk(sb: Sandbox, pairs: readonly KvPair[]): Promise<void> {
+  return sb.kvPutMany(pairs);
 }
 
 function startAgent(sb: Sandbox): AgentProcess {

@@ -4,10 +4,15 @@
  *   - the index we send is the last one seen; if an answer's index is lower than the one sent
  *     (snapshot restore, key deletion, leader change) the next query starts again from 0;
  *   - an index below 1 is never sent back as is (it would not block): it becomes 1;
- *   - an answer with an unchanged index is normal (the wait ran out) and triggers nothing;
+ *   - an answer with an unchanged index is normal (the wait ran out) and triggers nothing, unless
+ *     it came back early: Consul only does that when it abandons its state store (a snapshot
+ *     restore), and the restored store's index can be below ours, so that a blocking query
+ *     would sit out the whole wait; the loop re-reads from index 0 at once instead;
  *   - the loop is rate-limited by a token bucket, so there is no sleep before a query: a change
  *     is seen as soon as Consul answers, and only a loop that spins is slowed down;
- *   - errors back off exponentially with full jitter, reset by the next good answer;
+ *   - errors back off exponentially with full jitter, reset by the next good answer, at most 5 s
+ *     apart: the agent only ever talks to its local Consul agent, so a fast return after that
+ *     agent restarts matters more than sparing it a request every few seconds;
  *   - reads are stale (any server answers, the leader is not flooded) but an answer whose
  *     X-Consul-LastContact is above the bound, or that knows no leader, is re-read consistently.
  * The transport is injected, so the loop is tested against scripted answers.
@@ -51,7 +56,7 @@ export const DEFAULT_WATCH_OPTIONS: WatchOptions = {
   burst: 10,
   ratePerSec: 10,
   backoffBaseMs: 250,
-  backoffMaxMs: 30_000,
+  backoffMaxMs: 5_000,
   random: Math.random,
   sleep: abortableSleep,
   now: () => Date.now(),
@@ -157,6 +162,7 @@ export class BlockingWatch<T> {
       this.inflight = inflight;
       const onStop = (): void => inflight.abort();
       signal.addEventListener('abort', onStop, { once: true });
+      const askedAt = opts.now();
       try {
         let answer = await this.fetch({ index, waitMs: opts.waitMs, stale: true, signal: inflight.signal });
         let stale = true;
@@ -171,6 +177,10 @@ export class BlockingWatch<T> {
         attempt = 0;
         const next = nextIndex(index, answer.index);
         if (next !== answer.index || answer.index < index) events.onIndexReset?.({ sent: index, got: answer.index, next });
+        if (!first && index > 0 && answer.index === index && opts.now() - askedAt < opts.waitMs / 2) {
+          events.onIndexReset?.({ sent: index, got: answer.index, next: 0 });
+          this.refreshRequested = true;
+        }
         const changed = first || answer.index !== index || next === 0;
         first = false;
         index = next;

@@ -104,10 +104,15 @@ export class Sandbox {
   private probeSeq = 0;
   private readonly pending = new Map<number, Pending>();
   private destroyed = false;
+  private consulProc: ChildProcess | null = null;
+  private consulStarts = 0;
+  /** Consul as a single persistent server (data survives a restart) instead of -dev. */
+  private persistent = false;
 
-  static async create(): Promise<Sandbox> {
+  static async create(opts: { persistentConsul?: boolean } = {}): Promise<Sandbox> {
     sweepStale();
     const s = new Sandbox();
+    s.persistent = opts.persistentConsul ?? false;
     live.add(s);
     try {
       s.network();
@@ -138,6 +143,9 @@ export class Sandbox {
     }
     nsExec(n, 'ip', ['link', 'set', vn, 'up']);
     nsExec(c, 'ip', ['link', 'set', vc, 'up']);
+    // REJECT answers with ICMP, which the kernel rate-limits per destination: a test that probes
+    // a rejected client hundreds of times a second would see some answers as drops.
+    nsExec(n, 'sysctl', ['-qw', 'net.ipv4.icmp_ratelimit=0', 'net.ipv6.icmp.ratelimit=0']);
   }
 
   spawnIn(ns: string, cmd: string, args: string[], logName: string, env: NodeJS.ProcessEnv = process.env): ChildProcess {
@@ -150,15 +158,19 @@ export class Sandbox {
     return p;
   }
 
-  private async startConsul(): Promise<void> {
-    this.spawnIn(
+  /** Starts (or restarts) Consul in the node namespace and waits until it has a leader. */
+  async startConsul(): Promise<void> {
+    const mode = this.persistent
+      ? ['-server', '-bootstrap-expect', '1', '-data-dir', join(this.dir, 'consul-data'), '-log-level', 'warn']
+      : ['-dev'];
+    this.consulProc = this.spawnIn(
       this.nodeNs,
       consulBinary(),
       [
-        'agent', '-dev', '-node', NODE_NAME, '-datacenter', DC, '-bind', '127.0.0.1', '-client', '127.0.0.1',
+        'agent', ...mode, '-node', NODE_NAME, '-datacenter', DC, '-bind', '127.0.0.1', '-client', '127.0.0.1',
         '-hcl', `addresses { http = "127.0.0.1 unix://${this.consulSock}" }`,
       ],
-      'consul.log',
+      `consul-${++this.consulStarts}.log`,
     );
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {
@@ -166,14 +178,33 @@ export class Sandbox {
         const leader = await this.consul('GET', '/v1/status/leader');
         if (leader.status === 200 && leader.body.length > 4) {
           const self = await this.consul('GET', '/v1/agent/self');
-          if (self.status === 200) return;
+          // A fresh server answers before it can write; wait for a KV read to go through.
+          const kv = await this.consul('GET', '/v1/kv/befw-sandbox-probe');
+          if (self.status === 200 && (kv.status === 404 || kv.status === 200)) return;
         }
       } catch {
         // not listening yet
       }
       await sleep(100);
     }
-    throw new Error(`consul did not start: ${this.log('consul.log').slice(-2000)}`);
+    throw new Error(`consul did not start: ${this.log(`consul-${this.consulStarts}.log`).slice(-2000)}`);
+  }
+
+  /** Stops Consul (SIGTERM) and waits for it to exit. */
+  async stopConsul(): Promise<void> {
+    const p = this.consulProc;
+    if (p === null || p.exitCode !== null) return;
+    await new Promise<void>((resolve) => {
+      p.once('exit', () => resolve());
+      p.kill('SIGTERM');
+    });
+    this.consulProc = null;
+  }
+
+  /** `consul snapshot save|restore` through the sandbox's socket. */
+  consulSnapshot(verb: 'save' | 'restore', file: string): void {
+    const r = spawnSync(consulBinary(), ['snapshot', verb, file], { encoding: 'utf8', env: { ...process.env, CONSUL_HTTP_ADDR: `unix://${this.consulSock}` } });
+    if (r.status !== 0) throw new Error(`consul snapshot ${verb}: ${r.stderr || r.stdout}`);
   }
 
   /** Raw HTTP to the sandbox's Consul over its unix socket. */
@@ -193,6 +224,17 @@ export class Sandbox {
   async kvPut(key: string, value: string): Promise<void> {
     const r = await this.consul('PUT', `/v1/kv/${encodeKey(key)}`, value);
     if (r.status !== 200) throw new Error(`kv put ${key}: ${r.status} ${r.body}`);
+  }
+
+  /** Many writes (or deletes, with value null) through Consul's transaction endpoint, 64 at a time. */
+  async kvPutMany(pairs: readonly { key: string; value: string | null }[]): Promise<void> {
+    for (let i = 0; i < pairs.length; i += 64) {
+      const ops = pairs.slice(i, i + 64).map((p) =>
+        p.value === null ? { KV: { Verb: 'delete', Key: p.key } } : { KV: { Verb: 'set', Key: p.key, Value: Buffer.from(p.value).toString('base64') } },
+      );
+      const r = await this.consul('PUT', '/v1/txn', JSON.stringify(ops));
+      if (r.status !== 200) throw new Error(`txn: ${r.status} ${r.body.slice(0, 200)}`);
+    }
   }
 
   async kvDelete(key: string, recurse = false): Promise<void> {
@@ -253,6 +295,30 @@ export class Sandbox {
     throw new Error(`${src} -> ${dst}:${port} still ${last} after ${withinMs} ms (wanted ${want})`);
   }
 
+  /**
+   * Probes a client that must stay refused, over and over, until stopped: returns how many probes
+   * ran and how many got in. A REJECTed client answers at once, so this samples every few ms.
+   */
+  watchRefused(src: string, dst: string, port: number): { stop(): Promise<{ probes: number; opened: number }> } {
+    let running = true;
+    let probes = 0;
+    let opened = 0;
+    const loop = (async () => {
+      while (running) {
+        const r = await this.probe(src, dst, port, 50);
+        probes++;
+        if (r === 'open') opened++;
+      }
+    })();
+    return {
+      stop: async () => {
+        running = false;
+        await loop;
+        return { probes, opened };
+      },
+    };
+  }
+
   writeFile(name: string, text: string): string {
     const p = join(this.dir, name);
     mkdirSync(dirname(p), { recursive: true });
@@ -269,8 +335,8 @@ export class Sandbox {
   }
 
   /** Starts `befw agent -c <config>` inside the node namespace. */
-  startAgent(configPath: string, logName = 'agent.log'): AgentProcess {
-    const p = this.spawnIn(this.nodeNs, process.execPath, [...BEFW_NODE_FLAGS, BEFW_BIN, 'agent', '-c', configPath], logName, { ...process.env, ...BEFW_ENV });
+  startAgent(configPath: string, logName = 'agent.log', env: NodeJS.ProcessEnv = {}): AgentProcess {
+    const p = this.spawnIn(this.nodeNs, process.execPath, [...BEFW_NODE_FLAGS, BEFW_BIN, 'agent', '-c', configPath], logName, { ...process.env, ...BEFW_ENV, ...env });
     const logPath = join(this.dir, logName);
     return {
       proc: p,

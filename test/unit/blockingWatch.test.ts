@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type BlockingAnswer, type BlockingQuery, BlockingWatch, type WatchOptions, nextIndex } from '../../src/consul/blockingWatch.js';
 
-type Step = { answer: BlockingAnswer<string> } | { error: Error };
+/** `tookMs`: how long the query blocked; by default the whole wait (nothing changed meanwhile). */
+type Step = { answer: BlockingAnswer<string>; tookMs?: number } | { error: Error };
 
 interface Run {
   queries: BlockingQuery[];
@@ -18,8 +19,8 @@ interface Run {
   clock: number;
 }
 
-function answer(index: number, data: string, extra: Partial<BlockingAnswer<string>> = {}): Step {
-  return { answer: { index, data, lastContactMs: 0, knownLeader: true, ...extra } };
+function answer(index: number, data: string, extra: Partial<BlockingAnswer<string>> = {}, tookMs?: number): Step {
+  return { answer: { index, data, lastContactMs: 0, knownLeader: true, ...extra }, ...(tookMs === undefined ? {} : { tookMs }) };
 }
 
 /** Runs the watch over a script; it stops itself when the script runs out. */
@@ -39,6 +40,8 @@ async function runScript(script: Step[], opts: Partial<WatchOptions> = {}): Prom
       throw new Error('script done');
     }
     if ('error' in step) throw step.error;
+    // A blocking query with an index takes its wait unless told otherwise; the first (index 0) returns at once.
+    run.clock += step.tookMs ?? (q.index > 0 ? q.waitMs : 1);
     return step.answer;
   };
   watch = new BlockingWatch<string>(
@@ -159,8 +162,15 @@ describe('BlockingWatch against scripted answers', () => {
     ]);
   });
 
+  it('re-reads from 0 when an unchanged answer comes back early (a snapshot restore abandoned the store)', async () => {
+    const run = await runScript([answer(8, 'a'), answer(8, 'a', {}, 300), answer(7, 'restored'), answer(7, 'restored')]);
+    assert.deepEqual(run.queries.map((q) => q.index).slice(0, 4), [0, 8, 0, 7]);
+    assert.deepEqual(run.data.map((d) => d.data), ['a', 'restored']);
+    assert.deepEqual(run.resets[0], { sent: 8, got: 8, next: 0 });
+  });
+
   it('rate-limits a loop that spins instead of sleeping before each query', async () => {
-    const script = Array.from({ length: 30 }, (_, i) => answer(i + 1, `v${i}`));
+    const script = Array.from({ length: 30 }, (_, i) => answer(i + 1, `v${i}`, {}, 0));
     const run = await runScript(script, { burst: 5, ratePerSec: 10 });
     // The first 5 queries go at once; the rest are spaced by the refill rate (100 ms).
     assert.equal(run.sleeps.filter((s) => s > 0).length >= 20, true, `sleeps: ${run.sleeps.join(',')}`);
