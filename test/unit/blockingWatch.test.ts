@@ -73,6 +73,37 @@ async function runScript(script: Step[], opts: Partial<WatchOptions> = {}): Prom
   return run;
 }
 
+describe('BlockingWatch.refresh', () => {
+  it('cuts the query in flight short and reads again from index 0, reporting the answer', async () => {
+    const queries: number[] = [];
+    const data: string[] = [];
+    let n = 0;
+    let watch: BlockingWatch<string> | null = null;
+    const fetch = (q: BlockingQuery): Promise<BlockingAnswer<string>> => {
+      queries.push(q.index);
+      n++;
+      if (n === 1) return Promise.resolve({ index: 5, data: 'first', lastContactMs: 0, knownLeader: true });
+      if (n === 2) {
+        // Blocks until aborted, as a real blocking query would.
+        setTimeout(() => watch?.refresh(), 10);
+        return new Promise((_, reject) => q.signal.addEventListener('abort', () => reject(new Error('aborted'))));
+      }
+      if (n === 3) return Promise.resolve({ index: 5, data: 'again', lastContactMs: 0, knownLeader: true });
+      const pending = new Promise<BlockingAnswer<string>>((_, reject) => q.signal.addEventListener('abort', () => reject(new Error('stopped'))));
+      void watch?.stop();
+      return pending;
+    };
+    const errors: string[] = [];
+    watch = new BlockingWatch('t', fetch, { onData: (d) => data.push(d), onError: (e) => errors.push(e.message) });
+    watch.start();
+    await new Promise((r) => setTimeout(r, 100));
+    await watch.stop();
+    assert.deepEqual(queries.slice(0, 3), [0, 5, 0]);
+    assert.deepEqual(data, ['first', 'again'], 'the refreshed answer is reported although its index did not move');
+    assert.deepEqual(errors, [], 'a refresh is not an error');
+  });
+});
+
 describe('nextIndex', () => {
   it('follows the answer, resets when it goes backwards, never sends below 1', () => {
     assert.equal(nextIndex(0, 10), 10);

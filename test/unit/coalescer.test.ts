@@ -77,4 +77,31 @@ describe('Coalescer', () => {
     assert.equal(n, 2);
     assert.equal((errors[0] as Error).message, 'boom');
   });
+
+  it('runs an exclusive task between runs, never during one, and holds pokes until it is done', async () => {
+    const log: string[] = [];
+    const c = new Coalescer<string>(
+      { quietMs: 1, maxDelayMs: 5 },
+      async () => {
+        log.push('run-start');
+        await sleep(30);
+        log.push('run-end');
+      },
+      unexpected,
+    );
+    c.poke('a');
+    await sleep(5);
+    const exclusive = c.runExclusive(async () => {
+      log.push('check-start');
+      c.poke('b');
+      await sleep(20);
+      log.push('check-end');
+      return 42;
+    });
+    assert.equal(await exclusive, 42);
+    await sleep(10);
+    await c.idle();
+    assert.deepEqual(log, ['run-start', 'run-end', 'check-start', 'check-end', 'run-start', 'run-end']);
+  });
 });
+
