@@ -29,7 +29,7 @@ function kvBulk(sb: Sandbox, pairs: readonly KvPair[]): Promise<void> {
 }
 
 function startAgent(sb: Sandbox): AgentProcess {
-  const level = process.env.BENCH_AGENT_LOG ?? 'info';
+  const level = process.env.BENCH_AGENT_LOG ?? 'debug';
   const config = sb.writeFile('befw.conf', [`services=${sb.dir}/services`, `ipsets=${sb.dir}/ipsets`, `state=${sb.dir}/state.bin`, `log_level=${level}`].join('\n'));
   return sb.startAgent(config);
 }
@@ -48,6 +48,13 @@ function timeInNs(ns: string, n: number, args: string[]): number[] {
   const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, TIME_COMMAND, String(n), ...args], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`timeCommand failed: ${r.stderr}`);
   return (JSON.parse(r.stdout) as { ms: number[] }).ms;
+}
+
+/** User + system CPU seconds of a process so far (/proc/<pid>/stat, in clock ticks of 1/100 s). */
+function cpuSecondsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 function rssOf(pid: number): { rssMb: number; peakMb: number } {
@@ -176,6 +183,10 @@ export interface ColdApplyResult {
   rawRestoreMs: number;
   ratioSets: number;
   ratioTotal: number;
+  /** Share of one core the idle agent used (integrity checks included). */
+  idleCpuShare: number;
+  quickCheckMs: number;
+  fullCheckMs: number;
   /** 7 s after the apply (the figure), and 2 s after it. */
   rssMb: number;
   rss2sMb: number;
@@ -220,7 +231,14 @@ export async function benchColdApply(): Promise<ColdApplyResult> {
     const memEarly = rssOf(agent.proc.pid ?? 0);
     await sleep(Number(process.env.BENCH_SETTLE_MS ?? 5000));
     const mem = rssOf(agent.proc.pid ?? 0);
-
+    // Idle CPU with the integrity check running (every 3 s, full contents every 60 s): 63 s of
+    // wall time covers 21 quick checks and at least one full one.
+    const pid = agent.proc.pid ?? 0;
+    const cpu0 = cpuSecondsOf(pid);
+    const wall0 = Date.now();
+    await sleep(Number(process.env.BENCH_IDLE_MS ?? 63_000));
+    const idleCpuShare = (cpuSecondsOf(pid) - cpu0) / ((Date.now() - wall0) / 1000);
+    const checks = agent.events().filter((x) => x.event === 'integrity-check');
     await agent.stop();
     const rawRestoreMs = percentile(raw, 50);
     return {
@@ -233,6 +251,9 @@ export async function benchColdApply(): Promise<ColdApplyResult> {
       ratioTotal: ms.total / rawRestoreMs,
       rssMb: mem.rssMb,
       rss2sMb: memEarly.rssMb,
+      idleCpuShare,
+      quickCheckMs: percentile(checks.filter((c) => c.members === false).map((c) => Number(c.ms)), 50),
+      fullCheckMs: percentile(checks.filter((c) => c.members === true).map((c) => Number(c.ms)), 50),
       peakRssMb: mem.peakMb,
     };
   } finally {

@@ -60,6 +60,12 @@ async function main(): Promise<void> {
     raw.cold = c;
     rows.push({ scenario: 'cold', figure: `cold apply of ${c.members} members over ${c.sets} sets: sets`, value: `${f(c.agentSetsMs, 0)} ms`, note: `raw ipset restore ${f(c.rawRestoreMs, 0)} ms; ratio ${f(c.ratioSets, 2)}x (target <= 1.3x)` });
     rows.push({ scenario: 'cold', figure: 'same, whole apply (sets + both chains + cleanup)', value: `${f(c.agentTotalMs, 0)} ms`, note: `ratio ${f(c.ratioTotal, 2)}x` });
+    rows.push({
+      scenario: 'integrity',
+      figure: `idle agent CPU with ${c.members} members in ${c.sets} sets, checks every 3 s`,
+      value: `${f(c.idleCpuShare * 100, 2)} %`,
+      note: `of one core; quick check ${f(c.quickCheckMs)} ms, full check ${f(c.fullCheckMs)} ms; target < 1 %`,
+    });
     rows.push({ scenario: 'memory', figure: `agent RSS with ${c.members} members (after apply)`, value: `${f(c.rssMb, 0)} MB`, note: `7 s after; ${f(c.rss2sMb, 0)} MB at 2 s; peak ${f(c.peakRssMb, 0)} MB; target <= 120 MB` });
   }
 

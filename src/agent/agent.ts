@@ -8,12 +8,13 @@
  * Triggers are coalesced: a burst of changes gives one reconcile, at most COALESCE_MAX_MS after
  * its first change. SIGTERM/SIGINT stop the loop and leave the kernel exactly as it is.
  */
+import { performance } from 'node:perf_hooks';
 import type { Config } from '../config/config.js';
 import { loadTemplates, resolveToken } from '../config/load.js';
 import { DEFAULT_WATCH_OPTIONS } from '../consul/blockingWatch.js';
 import { createConsulApi } from '../consul/client.js';
 import { createDataplane } from '../dataplane/driver.js';
-import { createPrewarmedRunner, processRunner } from '../dataplane/exec.js';
+import { type CommandRunner, createLauncherRunner, createPrewarmedRunner, processRunner } from '../dataplane/exec.js';
 import { detectBackend, toolsFor } from '../dataplane/iptables.js';
 import { IPSET, RESTORE_ARGS } from '../dataplane/ipset.js';
 import { createFileStateStore } from '../state/stateStore.js';
@@ -55,8 +56,12 @@ export async function startAgent(config: Config, log: Logger = createLogger(conf
   });
   const backend = await detectBackend(processRunner, config.iptablesBackend);
   log.info({ event: 'iptables-backend', backend: backend.backend, how: backend.how }, 'iptables backend');
-  // The delta's `ipset restore` is the one process on the propagation path: keep one started.
-  const runner = createPrewarmedRunner([[IPSET, RESTORE_ARGS]]);
+  // Writes (with input) go to a prewarmed process: the delta's `ipset restore` is the one process
+  // on the propagation path. Reads (the integrity check's listings) are started by a small
+  // long-lived shell: forking the agent itself every 3 s would be most of its idle CPU.
+  const writer = createPrewarmedRunner([[IPSET, RESTORE_ARGS]]);
+  const reader = createLauncherRunner(processRunner);
+  const runner: CommandRunner = { run: (cmd, args, opts) => (opts?.input !== undefined ? writer.run(cmd, args, opts) : reader.run(cmd, args, opts)) };
   const dataplane = createDataplane(runner, toolsFor(backend.backend));
   const reconciler = new Reconciler({
     source: () => inputs.snapshot(),
@@ -82,6 +87,7 @@ export async function startAgent(config: Config, log: Logger = createLogger(conf
   );
 
   let expiryTimer: NodeJS.Timeout | null = null;
+  let fullCheckDue = false;
   let resyncTimer: NodeJS.Timeout | null = null;
   const armExpiry = (): void => {
     if (expiryTimer !== null) clearTimeout(expiryTimer);
@@ -95,6 +101,8 @@ export async function startAgent(config: Config, log: Logger = createLogger(conf
     const base = config.resyncInterval * 1000;
     // Jitter spreads a fleet's resyncs (and their re-reads of Consul) over time.
     resyncTimer = setTimeout(() => {
+      inputs.reread();
+      fullCheckDue = true;
       coalescer?.poke('resync');
       armResync();
     }, base * (0.9 + Math.random() * 0.2));
@@ -105,7 +113,9 @@ export async function startAgent(config: Config, log: Logger = createLogger(conf
   coalescer = new Coalescer<Reason>(
     { quietMs: COALESCE_QUIET_MS, maxDelayMs: COALESCE_MAX_MS },
     async (reasons) => {
-      const full = reasons.has('resync') || reasons.has('sighup');
+      // SIGHUP rebuilds everything; the periodic resync re-reads the inputs (its reread() was
+      // asked when it fired) and then proves the kernel by a full integrity check.
+      const full = reasons.has('sighup');
       if (full) inputs.invalidate();
       const outcome = await reconciler.reconcile([...reasons].join(','), full);
       if (inputs.kvSize > COMPACT_ABOVE_KEYS) {
@@ -126,17 +136,23 @@ export async function startAgent(config: Config, log: Logger = createLogger(conf
     (err) => log.error({ event: 'reconcile-crashed', err: err instanceof Error ? err.stack : String(err) }, 'reconcile threw; will retry on the next trigger'),
   );
 
-  // Integrity: cheap checks often (headers, counts, chain, jump), full member lists rarely.
+  // Integrity: cheap checks often (headers, counts, chain, jump), full member lists rarely (and
+  // after every resync, which is how the resync proves the kernel equals the plan).
   let integrityBusy = false;
   let lastFullCheck = Date.now();
   const checkIntegrity = async (): Promise<void> => {
     if (integrityBusy) return;
     integrityBusy = true;
     try {
-      const members = Date.now() - lastFullCheck >= config.integrityFullInterval * 1000;
-      if (members) lastFullCheck = Date.now();
+      const members = fullCheckDue || Date.now() - lastFullCheck >= config.integrityFullInterval * 1000;
+      if (members) {
+        lastFullCheck = Date.now();
+        fullCheckDue = false;
+      }
       await coalescer?.runExclusive(async () => {
+        const t0 = performance.now();
         const drifts = await dataplane.verify({ members });
+        log.debug({ event: 'integrity-check', members, drifts: drifts.length, ms: performance.now() - t0 }, 'integrity checked');
         if (drifts.length > 0) await reconciler.repair(drifts);
       });
     } catch (err) {
@@ -171,7 +187,8 @@ export async function startAgent(config: Config, log: Logger = createLogger(conf
       clearInterval(integrityTimer);
       await coalescer?.close();
       await inputs.stop();
-      runner.close();
+      writer.close();
+      reader.close();
       log.info({ event: 'stopped' }, 'befw agent stopped; firewall left as it is');
       resolveDone();
     },

@@ -215,6 +215,6 @@ export function parseConfig(text: string, file: string): Config {
     guardShare: Number(raw.guard_share ?? '50'),
     guardMin: Number(raw.guard_min ?? '10'),
     integrityInterval: Number(raw.integrity_interval ?? '3'),
-    integrityFullInterval: Number(raw.integrity_full_interval ?? '60'),
+    integrityFullInterval: Number(raw.integrity_full_interval ?? '300'),
   };
 }

@@ -151,3 +151,91 @@ export function createPrewarmedRunner(commands: readonly (readonly [string, read
     },
   };
 }
+
+/**
+ * A runner for the read-only, input-less commands the integrity check repeats every few seconds
+ * (`ipset list -t`, `iptables-save`): they are started by one long-lived `sh` instead of by the
+ * agent itself. Forking the agent (a large process) costs milliseconds of CPU per command; forking
+ * a shell costs almost nothing, and at one check every 3 s that difference is most of the agent's
+ * idle CPU. Only plain words are passed to the shell (anything else, and every command with
+ * input, goes to `fallback`), so nothing is ever interpreted. Output is stdout and stderr merged.
+ */
+export interface LauncherRunner extends CommandRunner {
+  close(): void;
+}
+
+const PLAIN_WORD = /^[A-Za-z0-9_.,:/=+-]+$/;
+
+export function createLauncherRunner(fallback: CommandRunner): LauncherRunner {
+  const mark = `__befw_done_${Math.random().toString(16).slice(2)}__`;
+  let shell: ChildProcessWithoutNullStreams | null = null;
+  let chunks: string[] = [];
+  let tail = '';
+  let current: { resolve: (r: CommandResult) => void; timer: NodeJS.Timeout } | null = null;
+  let queue: Promise<unknown> = Promise.resolve();
+
+  const settle = (r: CommandResult): void => {
+    const c = current;
+    current = null;
+    if (c === null) return;
+    clearTimeout(c.timer);
+    c.resolve(r);
+  };
+  const ensureShell = (): ChildProcessWithoutNullStreams => {
+    if (shell !== null && shell.exitCode === null) return shell;
+    const sh = spawn('sh', [], { stdio: ['pipe', 'pipe', 'pipe'], env: TOOL_ENV });
+    chunks = [];
+    tail = '';
+    sh.stdout.setEncoding('utf8');
+    sh.stdout.on('data', (d: string) => {
+      chunks.push(d);
+      // Look for the marker in the newest bytes only: outputs run to megabytes (ipset save).
+      tail = (tail + d).slice(-(mark.length + 64));
+      const t = tail.indexOf(`${mark} `);
+      if (t < 0 || tail.indexOf('\n', t) < 0) return;
+      const all = chunks.join('');
+      const at = all.lastIndexOf(`${mark} `);
+      const end = all.indexOf('\n', at);
+      const code = Number(all.slice(at + mark.length + 1, end));
+      // The marker line starts with the newline printf wrote before it.
+      const output = all.slice(0, at > 0 && all.charCodeAt(at - 1) === 10 ? at - 1 : at);
+      const rest = all.slice(end + 1);
+      chunks = rest === '' ? [] : [rest];
+      tail = rest;
+      settle({ code, stdout: output, stderr: code === 0 ? '' : output });
+    });
+    sh.stdin.on('error', () => undefined);
+    sh.on('exit', () => {
+      if (shell === sh) shell = null;
+      settle({ code: -1, stdout: '', stderr: 'launcher shell exited' });
+    });
+    shell = sh;
+    return sh;
+  };
+
+  return {
+    run(cmd, args, opts = {}) {
+      if (opts.input !== undefined || ![cmd, ...args].every((w) => PLAIN_WORD.test(w))) return fallback.run(cmd, args, opts);
+      const next = queue.then(
+        () =>
+          new Promise<CommandResult>((resolve) => {
+            const sh = ensureShell();
+            const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+            const timer = setTimeout(() => {
+              sh.kill('SIGKILL');
+              settle({ code: -1, stdout: '', stderr: `timed out after ${timeoutMs} ms` });
+            }, timeoutMs);
+            current = { resolve, timer };
+            // `printf` after the command: the marker always starts on a line of its own.
+            sh.stdin.write(`${[cmd, ...args].join(' ')} 2>&1; printf '\\n${mark} %d\\n' "$?"\n`);
+          }),
+      );
+      queue = next.catch(() => undefined);
+      return next;
+    },
+    close() {
+      shell?.stdin.end();
+      shell = null;
+    },
+  };
+}

@@ -20,22 +20,32 @@ export interface KernelSetHeader {
   readonly entries: number;
 }
 
-/** Parses `ipset list -t` (terse: headers only). */
+/** Parses `ipset list -t` (terse: headers only). Runs every few seconds: plain line scanning. */
 export function parseIpsetListTerse(text: string): KernelSetHeader[] {
   const out: KernelSetHeader[] = [];
-  for (const block of text.split(/\n(?=Name: )/)) {
-    const field = (label: string): string | undefined => new RegExp(`^${label}: (.*)$`, 'm').exec(block)?.[1];
-    const name = field('Name');
-    if (name === undefined) continue;
-    const header = field('Header') ?? '';
-    out.push({
-      name,
-      type: field('Type') ?? '',
-      family: /\bfamily (\S+)/.exec(header)?.[1] ?? '',
-      maxelem: Number(/\bmaxelem (\d+)/.exec(header)?.[1] ?? '0'),
-      references: Number(field('References') ?? '0'),
-      entries: Number(field('Number of entries') ?? '0'),
-    });
+  let cur: { name: string; type: string; family: string; maxelem: number; references: number; entries: number } | null = null;
+  for (const line of text.split('\n')) {
+    const colon = line.indexOf(': ');
+    if (colon < 0) continue;
+    const key = line.slice(0, colon);
+    const value = line.slice(colon + 2);
+    if (key === 'Name') {
+      cur = { name: value, type: '', family: '', maxelem: 0, references: 0, entries: 0 };
+      out.push(cur);
+    } else if (cur === null) {
+      continue;
+    } else if (key === 'Type') {
+      cur.type = value;
+    } else if (key === 'Header') {
+      const words = value.split(' ');
+      const at = (w: string): string | undefined => words[words.indexOf(w) + 1];
+      cur.family = words.includes('family') ? (at('family') ?? '') : '';
+      cur.maxelem = words.includes('maxelem') ? Number(at('maxelem')) : 0;
+    } else if (key === 'References') {
+      cur.references = Number(value);
+    } else if (key === 'Number of entries') {
+      cur.entries = Number(value);
+    }
   }
   return out;
 }

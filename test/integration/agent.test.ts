@@ -3,6 +3,7 @@
  * ipset/iptables, and real TCP connections (IPv4 and IPv6) from a second namespace.
  */
 import assert from 'node:assert/strict';
+import { chmodSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { type AgentProcess, DC, NODE_MGMT_V4, NODE_NAME, NODE_V4, NODE_V6, Sandbox, clientV4, clientV6, mgmtV4, nowSec, sleep } from '../helpers/sandbox.js';
 
@@ -10,7 +11,8 @@ const WEB = 8080; // enforcing service "Web"
 const DB = 5432; // enforcing service "db"
 const OPEN = 9000; // default-mode service "metrics"
 const WEB_SET = 'web_tcp_8080';
-const SOON_MS = 5000; // "within seconds": the agent polls every second
+const SOON_MS = 5000; // "within seconds"
+const TOKEN = '5d7c1e3a-befw-4000-8000-0000000000aa';
 
 describe('agent in a namespace against a real Consul', () => {
   let sb: Sandbox;
@@ -23,6 +25,7 @@ describe('agent in a namespace against a real Consul', () => {
     await sb.registerService({ name: 'metrics', port: OPEN, tags: ['befw'] });
     await sb.registerService({ name: 'unrelated', port: 7000, tags: ['web'] });
     await sb.listen([WEB, DB, OPEN, 7000, 8443]);
+    chmodSync(sb.writeFile('token', `${TOKEN}\n`), 0o600);
     const config = sb.writeFile(
       'befw.conf',
       [
@@ -31,6 +34,7 @@ describe('agent in a namespace against a real Consul', () => {
         `ipsets=${sb.dir}/ipsets`,
         `state=${sb.dir}/state/state.bin`,
         'set.rules_allow=203.0.113.0/28',
+        `token_file=${sb.dir}/token`,
         'log_level=debug',
       ].join('\n'),
     );
@@ -130,6 +134,12 @@ describe('agent in a namespace against a real Consul', () => {
     assert.notEqual(await sb.probe(clientV4(7), NODE_V4, WEB), 'open');
     await sb.kvPut(`befw/$service$/${DC}/${NODE_NAME.toUpperCase()}/${WEB_SET}/${clientV4(7)}`, '-1');
     await sb.waitFor('open', clientV4(7), NODE_V4, WEB, SOON_MS);
+  });
+
+  it('never logs the ACL token it reads from token_file', () => {
+    const log = sb.log('agent.log');
+    assert.ok(!log.includes(TOKEN), 'token absent from the log');
+    assert.ok(agent.events().some((e) => e.event === 'start' && e.tokenSource === 'token_file'));
   });
 
   it('leaves default-mode services to the rest of INPUT', async () => {
