@@ -93,6 +93,11 @@ export class Reconciler {
     return this.lastGood?.plan ?? null;
   }
 
+  /** Where the enforced plan came from: consul, saved (state.bin), minimal (safety net). */
+  get lastSource(): Source | null {
+    return this.lastGood?.source ?? null;
+  }
+
   /** At start, before Consul answers: enforce state.bin if it is valid, else the safety net. */
   async enforceSaved(): Promise<Outcome | null> {
     const { log } = this.deps;

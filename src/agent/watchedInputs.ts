@@ -32,6 +32,12 @@ export class InputsNotReadyError extends Error {
 
 export type ChangeReason = 'kv' | 'services' | 'files';
 
+/** For metrics: failed requests per watch, and the staleness of each KV answer. */
+export interface WatchHooks {
+  onError?(watch: string): void;
+  onKvAnswer?(lastContactMs: number | null): void;
+}
+
 export interface ConsulHealth {
   readonly reachable: boolean;
   readonly lastAnswerAt: number | null;
@@ -62,6 +68,7 @@ export class WatchedInputs {
     private readonly log: Logger,
     private readonly onChange: (reason: ChangeReason) => void,
     private readonly watchOptions: WatchOptions = DEFAULT_WATCH_OPTIONS,
+    private readonly hooks: WatchHooks = {},
   ) {}
 
   /** Keys in the last KV answer. */
@@ -80,6 +87,7 @@ export class WatchedInputs {
       {
         onData: (data, meta) => {
           this.answered();
+          this.hooks.onKvAnswer?.(meta.lastContactMs);
           this.kv = data;
           this.log.debug({ event: 'kv-changed', index: meta.index, keys: data.length, stale: meta.stale, lastContactMs: meta.lastContactMs }, 'KV changed');
           this.onChange('kv');
@@ -134,6 +142,7 @@ export class WatchedInputs {
   }
 
   private failed(watch: string, err: Error, meta: { attempt: number; retryInMs: number }): void {
+    this.hooks.onError?.(watch);
     if (this.health.reachable || meta.attempt === 1) {
       this.log.warn({ event: 'watch-error', watch, err: err.message, attempt: meta.attempt, retryInMs: meta.retryInMs }, 'Consul read failed; keeping the last answer');
     }

@@ -46,11 +46,16 @@ export interface Config {
   /** Integrity check periods in seconds: headers and chain, and full set contents. */
   readonly integrityInterval: number;
   readonly integrityFullInterval: number;
+  /** Control socket for `befw status|reload|check`. */
+  readonly socketPath: string;
+  /** Metrics and health endpoint (loopback only), or null when off. */
+  readonly metrics: { readonly host: string; readonly port: number } | null;
   /** iptables backend: follow the host (`iptables --version`) or force one. */
   readonly iptablesBackend: 'auto' | 'nft' | 'legacy';
 }
 
 export const DEFAULT_CONFIG_PATH = '/etc/befw.conf';
+export const DEFAULT_SOCKET_PATH = '/run/befw/befw.sock';
 
 export class ConfigError extends Error {
   constructor(
@@ -84,6 +89,8 @@ const SCHEMA = {
     rules: PATH,
     firewall: PATH,
     state: PATH,
+    socket: PATH,
+    metrics: { type: 'string', pattern: '^(127\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}|localhost|\\[::1\\]):[0-9]{1,5}$' },
     resync_interval: SECONDS,
     consul_wait: { type: 'string', pattern: '^([1-9]|[1-9][0-9]|[1-5][0-9][0-9])$' },
     max_stale: SECONDS,
@@ -115,6 +122,7 @@ const HINTS: Record<string, string> = {
   integrity_full_interval: 'expected whole seconds, 1 or more',
   consul_timeout_sec: 'expected whole seconds, 1 or more',
   token: 'expected a Consul ACL token (letters, digits, ".", "_", "-")',
+  metrics: 'expected a loopback address and port, e.g. 127.0.0.1:9187 or [::1]:9187 (metrics are never exposed beyond the host)',
 };
 
 function explain(e: ErrorObject, key: string): string {
@@ -191,8 +199,18 @@ export function parseConfig(text: string, file: string): Config {
   const port = Number(m?.[3] ?? '8500');
   if (m === null || port < 1 || port > 65535) throw new ConfigError(file, at('address'), 'address', HINTS.address ?? '');
 
+  let metrics: Config['metrics'] = null;
+  if (raw.metrics !== undefined) {
+    const colon = raw.metrics.lastIndexOf(':');
+    const port = Number(raw.metrics.slice(colon + 1));
+    if (port < 1 || port > 65535) throw new ConfigError(file, at('metrics'), 'metrics', HINTS.metrics ?? '');
+    metrics = { host: raw.metrics.slice(0, colon).replace(/^\[|\]$/g, ''), port };
+  }
+
   return {
     file,
+    socketPath: raw.socket ?? DEFAULT_SOCKET_PATH,
+    metrics,
     consul: { host: m[2] ?? '127.0.0.1', port, secure: m[1] === 'https://' },
     dc: raw.dc ?? null,
     token: raw.token ?? null,

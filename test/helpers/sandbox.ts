@@ -336,6 +336,10 @@ export class Sandbox {
 
   /** Starts `befw agent -c <config>` inside the node namespace. */
   startAgent(configPath: string, logName = 'agent.log', env: NodeJS.ProcessEnv = {}): AgentProcess {
+    // Each sandbox's agent gets its own control socket (the default, /run/befw/befw.sock, is one
+    // per host and a second agent refuses to start on a live one).
+    const text = readFileSync(configPath, 'utf8');
+    if (!/^socket=/m.test(text)) writeFileSync(configPath, `${text.replace(/\n*$/, '\n')}socket=${this.dir}/befw.sock\n`);
     const p = this.spawnIn(this.nodeNs, process.execPath, [...BEFW_NODE_FLAGS, BEFW_BIN, 'agent', '-c', configPath], logName, { ...process.env, ...BEFW_ENV, ...env });
     const logPath = join(this.dir, logName);
     return {
