@@ -4,8 +4,7 @@
  * token), or the environment.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { startAgent } from '../agent/agent.js';
-import { createLogger } from '../agent/logger.js';
+import { runAgent } from '../agent/supervisor.js';
 import { compileOptions } from '../agent/reconciler.js';
 import { readSnapshot } from '../agent/snapshot.js';
 import { type Config, ConfigError, DEFAULT_CONFIG_PATH } from '../config/config.js';
@@ -13,6 +12,8 @@ import { loadConfig, loadTemplates, resolveToken } from '../config/load.js';
 import { createConsulApi } from '../consul/client.js';
 import { compile } from '../rules/compile.js';
 import type { Plan } from '../rules/types.js';
+import { registerAccessCommands } from './access/index.js';
+import { registerControlCommands } from './control.js';
 import { formatPlan, formatShow } from './format.js';
 
 const VERSION = '0.1.0';
@@ -50,18 +51,9 @@ export function buildProgram(): Command {
   const configOption = (cmd: Command): Command => cmd.option('-c, --config <file>', 'befw.conf to use', DEFAULT_CONFIG_PATH);
 
   configOption(program.command('agent'))
-    .description('run the agent in the foreground: enforce state.bin, then keep the kernel in line with Consul')
+    .description('run the agent in the foreground: enforce state.bin, then keep the kernel in line with Consul (SIGHUP reloads, SIGTERM stops and leaves the firewall as it is)')
     .action(async (opts: ReadOpts) => {
-      const config = await loadConfig(opts.config);
-      const log = createLogger(config.logLevel);
-      const agent = await startAgent(config, log);
-      const stop = (signal: string): void => {
-        log.info({ event: 'signal', signal }, 'stopping');
-        void agent.stop();
-      };
-      process.once('SIGTERM', () => stop('SIGTERM'));
-      process.once('SIGINT', () => stop('SIGINT'));
-      await agent.done;
+      await runAgent(opts.config);
     });
 
   configOption(program.command('plan'))
@@ -84,13 +76,17 @@ export function buildProgram(): Command {
       else process.stdout.write(`${formatShow(plan, now)}\n`);
     });
 
+  registerControlCommands(program);
+  registerAccessCommands(program);
+
   return program;
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
   try {
     await buildProgram().parseAsync([...argv]);
-    return 0;
+    // Commands that report a finding (drift, a rejected reload) set process.exitCode themselves.
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     const e = err as Error & { code?: string; exitCode?: number };
     if (typeof e.code === 'string' && e.code.startsWith('commander.')) return e.exitCode ?? 1;

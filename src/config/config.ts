@@ -3,7 +3,8 @@
  * schema (ajv) and then turned into a typed Config; every problem names the file, the line and
  * the key, and none of them falls back to a silent default.
  */
-import { Ajv, type ErrorObject } from 'ajv';
+import type { ErrorObject } from 'ajv';
+import { lazyValidator } from './lazyValidator.js';
 import { parseNet, printable } from '../rules/address.js';
 import { SET_NAME } from '../rules/kvLayout.js';
 import type { Net } from '../rules/address.js';
@@ -108,8 +109,7 @@ const SCHEMA = {
   },
 } as const;
 
-const ajv = new Ajv({ allErrors: true });
-const validate = ajv.compile(SCHEMA);
+const validator = lazyValidator<Record<string, string>>(SCHEMA, { allErrors: true });
 
 const HINTS: Record<string, string> = {
   address: 'expected host:port, e.g. 127.0.0.1:8500',
@@ -153,6 +153,7 @@ export function parseConfig(text: string, file: string): Config {
     lineOf.set(key, n);
   });
 
+  const validate = validator();
   if (!validate(raw)) {
     const e = validate.errors?.[0];
     if (e !== undefined) {

@@ -5,7 +5,7 @@
  */
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Ajv } from 'ajv';
+import { lazyValidator } from '../config/lazyValidator.js';
 import { printable } from '../rules/address.js';
 import { parsePortSpec } from '../rules/services.js';
 import type { Diagnostic, FileService, IpsetFile, PortRange, Proto } from '../rules/types.js';
@@ -58,7 +58,7 @@ interface RawService {
   ports?: (string | { port: number; protocol?: Proto })[];
 }
 
-const validateService = new Ajv({ allErrors: false }).compile<RawService>(SERVICE_SCHEMA);
+const serviceValidator = lazyValidator<RawService>(SERVICE_SCHEMA);
 
 /** Directory listing where a missing directory is an empty one but any other failure is an error. */
 async function listDir(dir: string): Promise<string[]> {
@@ -87,6 +87,7 @@ export function parseServiceFile(text: string, file: string): { service?: FileSe
     // V8 quotes short input back in its message, control characters and all.
     return diag(`not JSON: ${printable((err as Error).message, 200)}`);
   }
+  const validateService = serviceValidator();
   if (!validateService(json)) {
     const e = validateService.errors?.[0];
     return diag(`${e?.instancePath || '(root)'} ${e?.message ?? 'invalid'}`);

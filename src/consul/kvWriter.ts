@@ -1,0 +1,264 @@
+/**
+ * The operator side of Consul: what the `befw` access commands and `befw doctor` need beyond the
+ * agent's read-only client (client.ts). KV listing with ModifyIndex, check-and-set writes and
+ * deletes, agent service registration, and the permission probes of `befw doctor`.
+ *
+ * Same rules as client.ts: the local agent only, the token in the X-Consul-Token header (never in
+ * a URL, an argument or a message), and every failure a ConsulError naming the operation. A 403
+ * gets a hint saying which permission was missing, because "Permission denied" alone does not
+ * tell an operator which policy to fix.
+ */
+import Consul from 'consul';
+import type { AgentService } from '../rules/types.js';
+import { ConsulError, type ServiceRegistration } from './client.js';
+
+export interface KvEntry {
+  readonly key: string;
+  /** Decoded value; null for a key without one (a folder made by the UI). */
+  readonly value: string | null;
+  readonly modifyIndex: number;
+}
+
+export interface KvWriter {
+  /** Every key under `prefix`, sorted; an absent prefix is an empty list. */
+  list(prefix: string): Promise<KvEntry[]>;
+  /**
+   * Writes `value` only if the key is still as read: `cas` 0 means "only if absent", N means
+   * "only if its ModifyIndex is still N". Resolves false when Consul refused the swap.
+   */
+  putCas(key: string, value: string, cas: number): Promise<boolean>;
+  /** Deletes the key only if its ModifyIndex is still `modifyIndex`; false when it changed. */
+  deleteCas(key: string, modifyIndex: number): Promise<boolean>;
+}
+
+export interface ServiceWriter {
+  services(): Promise<AgentService[]>;
+  register(service: ServiceRegistration): Promise<void>;
+  deregister(id: string): Promise<void>;
+}
+
+export interface AgentInfo {
+  readonly nodeName: string;
+  readonly datacenter: string;
+  readonly version: string | null;
+}
+
+export type AclSelf =
+  | { readonly state: 'disabled' }
+  | { readonly state: 'token'; readonly description: string; readonly policies: readonly string[] }
+  | { readonly state: 'unknown-token' };
+
+/** Questions `befw doctor` asks; none of them changes anything in Consul (see kvWritable). */
+export interface PermissionProbes {
+  self(): Promise<AgentInfo>;
+  /** True if the token may read `key` (a single-key read answers 403 when it may not). */
+  kvReadable(key: string): Promise<boolean>;
+  /** True if the token may write `key`; `key` must not exist. */
+  kvWritable(key: string): Promise<boolean>;
+  aclSelf(): Promise<AclSelf>;
+  /** True if the token may list ACL tokens (acl:read): more than any befw role needs. */
+  aclTokensReadable(): Promise<boolean>;
+  /** True if the node is visible in the catalog with this token (node:read). */
+  catalogNodeVisible(node: string): Promise<boolean>;
+}
+
+export interface OperatorConsul extends KvWriter, ServiceWriter, PermissionProbes {
+  close(): void;
+}
+
+export interface OperatorConsulOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly secure: boolean;
+  readonly token: string | null;
+  readonly timeoutMs: number;
+  /** Consul's HTTP API on a unix socket instead of host:port (Consul's `addresses.http`). */
+  readonly socketPath?: string;
+  /** Datacenter whose KV holds befw/ (the config's `dc`); null: the agent's own. */
+  readonly dc: string | null;
+}
+
+interface RawKvItem {
+  Key?: unknown;
+  Value?: unknown;
+  ModifyIndex?: unknown;
+}
+
+interface RawAgentService {
+  ID?: unknown;
+  Service?: unknown;
+  Port?: unknown;
+  Tags?: unknown;
+}
+
+/** What a failed request looks like coming out of the package (papi's error). */
+interface PackageError {
+  readonly statusCode?: unknown;
+  readonly message?: unknown;
+}
+
+function statusOf(err: unknown): number | null {
+  const s = (err as PackageError | null)?.statusCode;
+  return typeof s === 'number' ? s : null;
+}
+
+/**
+ * The package's request primitive. It has no call for /acl/token/self or /acl/tokens; its own
+ * endpoints are thin wrappers over this same method, so the probes use it the same way.
+ */
+interface RawGet {
+  _get(req: { name: string; path: string; query?: Record<string, string>; headers?: Record<string, string>; timeout?: number }, next: unknown): Promise<unknown>;
+}
+
+function hint403(operation: string, need: string): (err: unknown) => never {
+  return (err) => {
+    const status = statusOf(err);
+    if (status === 403) throw new ConsulError(operation, 403, new Error(`permission denied: the ACL token lacks ${need}`));
+    throw new ConsulError(operation, status, err);
+  };
+}
+
+export function createOperatorConsul(opts: OperatorConsulOptions): OperatorConsul {
+  const client = new Consul({
+    host: opts.host,
+    port: opts.port,
+    secure: opts.secure,
+    ...(opts.socketPath === undefined ? {} : { socketPath: opts.socketPath }),
+    ...(opts.token === null ? {} : { defaults: { token: opts.token } }),
+  } as never); // socketPath is passed through to papi at runtime but missing from the typings
+  const timeout = opts.timeoutMs;
+  const dc = opts.dc === null ? {} : { dc: opts.dc };
+  // As in client.ts: the typings omit the per-request `timeout` (and `dc` on some calls) that
+  // the runtime honours, hence `as never` on the option objects.
+
+  const raw = client as unknown as RawGet;
+  const rawGet = (name: string, path: string): Promise<unknown> =>
+    raw._get(
+      { name, path, timeout, ...(opts.token === null ? {} : { headers: { 'x-consul-token': opts.token } }) },
+      (request: { err?: unknown; res?: { body?: unknown } }, next: (stop: boolean, err?: unknown, res?: unknown) => void) =>
+        request.err === undefined ? next(false, undefined, request.res?.body) : next(false, request.err),
+    );
+
+  return {
+    async list(prefix) {
+      const res = await client.kv
+        .get({ key: prefix, recurse: true, timeout, ...dc } as never)
+        .catch(hint403(`kv list ${prefix}`, `key read on ${prefix}`));
+      if (res === undefined || res === null) return [];
+      const items = (Array.isArray(res) ? res : [res]) as RawKvItem[];
+      const out: KvEntry[] = [];
+      for (const i of items) {
+        if (typeof i.Key !== 'string' || typeof i.ModifyIndex !== 'number') continue;
+        out.push({ key: i.Key, value: typeof i.Value === 'string' ? i.Value : null, modifyIndex: i.ModifyIndex });
+      }
+      return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    },
+
+    async putCas(key, value, cas) {
+      const res = await client.kv
+        .set({ key, value, cas, timeout, ...dc } as never)
+        .catch(hint403(`kv put ${key}`, `key write on ${key}`));
+      // The package turns Consul's `false` body into undefined: only `true` is a completed swap.
+      return res === true;
+    },
+
+    async deleteCas(key, modifyIndex) {
+      const res = await client.kv
+        .del({ key, cas: modifyIndex, timeout, ...dc } as never)
+        .catch(hint403(`kv delete ${key}`, `key write on ${key}`));
+      return res === true;
+    },
+
+    async services() {
+      const res = await client.agent.service.list({ timeout } as never).catch(hint403('agent/services', 'service read'));
+      if (typeof res !== 'object' || res === null) throw new ConsulError('agent/services', null, 'answer is not an object');
+      const out: AgentService[] = [];
+      for (const s of Object.values(res as Record<string, RawAgentService>)) {
+        if (typeof s.ID !== 'string' || typeof s.Service !== 'string') continue;
+        const tags = Array.isArray(s.Tags) ? s.Tags.filter((t): t is string => typeof t === 'string') : [];
+        out.push({ id: s.ID, name: s.Service, port: typeof s.Port === 'number' ? s.Port : 0, tags });
+      }
+      return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    },
+
+    async register(s) {
+      await client.agent.service
+        .register({ id: s.id, name: s.name, port: s.port, tags: [...s.tags], timeout } as never)
+        .catch(hint403(`register ${s.id}`, `service write on "${s.name}"`));
+    },
+
+    async deregister(id) {
+      await client.agent.service.deregister({ id, timeout } as never).catch(hint403(`deregister ${id}`, `service write on "${id}"`));
+    },
+
+    async self() {
+      const res = await client.agent.self({ timeout } as never).catch(hint403('agent/self', 'agent read on this node'));
+      const cfg = (res as { Config?: { NodeName?: unknown; Datacenter?: unknown; Version?: unknown } }).Config;
+      if (typeof cfg?.NodeName !== 'string' || typeof cfg.Datacenter !== 'string') {
+        throw new ConsulError('agent/self', null, 'answer lacks Config.NodeName or Config.Datacenter');
+      }
+      return { nodeName: cfg.NodeName, datacenter: cfg.Datacenter, version: typeof cfg.Version === 'string' ? cfg.Version : null };
+    },
+
+    async kvReadable(key) {
+      try {
+        // A single-key read is checked against the key's ACL before the lookup (403 when
+        // denied); a recursive listing would instead silently filter what it may not show.
+        await client.kv.get({ key, timeout, ...dc } as never);
+        return true;
+      } catch (err) {
+        if (statusOf(err) === 403) return false;
+        throw new ConsulError(`kv get ${key}`, statusOf(err), err);
+      }
+    },
+
+    async kvWritable(key) {
+      try {
+        // A check-and-set write with a non-zero index on a key that does not exist is refused by
+        // the state store ("index does not match") without writing anything, but only after the
+        // ACL check has passed: 403 means no write permission, a refused swap means permission.
+        // The index is one no real key reaches, the key is a fresh random name, and it is one
+        // the agent's parser rejects, so even a race could never produce an enforced entry.
+        await client.kv.set({ key, value: 'befw doctor probe', cas: Number.MAX_SAFE_INTEGER, timeout, ...dc } as never);
+        return true;
+      } catch (err) {
+        if (statusOf(err) === 403) return false;
+        throw new ConsulError(`kv write probe ${key}`, statusOf(err), err);
+      }
+    },
+
+    async aclSelf() {
+      try {
+        const res = (await rawGet('acl.token.self', '/acl/token/self')) as { Description?: unknown; Policies?: unknown } | undefined;
+        // Only the description and policy names are kept: the answer also carries the SecretID.
+        const policies = Array.isArray(res?.Policies) ? res.Policies.flatMap((p: { Name?: unknown }) => (typeof p?.Name === 'string' ? [p.Name] : [])) : [];
+        return { state: 'token', description: typeof res?.Description === 'string' ? res.Description : '', policies };
+      } catch (err) {
+        const status = statusOf(err);
+        if (status === 401) return { state: 'disabled' };
+        if (status === 403) return { state: 'unknown-token' };
+        throw new ConsulError('acl/token/self', status, err);
+      }
+    },
+
+    async aclTokensReadable() {
+      try {
+        await rawGet('acl.tokens', '/acl/tokens');
+        return true;
+      } catch (err) {
+        const status = statusOf(err);
+        if (status === 403 || status === 401) return false;
+        throw new ConsulError('acl/tokens', status, err);
+      }
+    },
+
+    async catalogNodeVisible(node) {
+      const res = await client.catalog.node.services({ node, timeout } as never).catch(hint403(`catalog node ${node}`, 'node read'));
+      return res !== null && res !== undefined;
+    },
+
+    close() {
+      client.destroy();
+    },
+  };
+}

@@ -1,0 +1,133 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { MAX_TTL_SECONDS, parseDuration, parseIsoTime, rejectExpiry, resolveExpiry } from '../../src/cli/duration.js';
+import { UsageError } from '../../src/cli/access/errors.js';
+
+// A fixed "now" with a fractional second, so rounding is visible: 2025-06-30T12:00:00.750Z.
+const NOW_MS = Date.UTC(2025, 5, 30, 12, 0, 0, 750);
+const NOW_S = Math.floor(NOW_MS / 1000);
+
+function usage(fn: () => unknown, pattern: RegExp): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof UsageError, `expected a UsageError, got ${String(err)}`);
+    assert.match(err.message, pattern);
+    return true;
+  });
+}
+
+describe('parseDuration', () => {
+  test('every unit', () => {
+    assert.equal(parseDuration('30s'), 30);
+    assert.equal(parseDuration('15m'), 900);
+    assert.equal(parseDuration('2h'), 7200);
+    assert.equal(parseDuration('7d'), 604_800);
+    assert.equal(parseDuration('2w'), 1_209_600);
+    assert.equal(parseDuration('1s'), 1);
+  });
+
+  test('rejects what is not one number and one unit', () => {
+    for (const bad of ['', '2', 'h', '2H', '2 h', ' 2h', '2h ', '0s', '00h', '02h', '-1h', '1.5h', '1h30m', '2y', '2hours', '1e3s', '+2h', '２h', '2h\n']) {
+      usage(() => parseDuration(bad), /^--ttl ".*": expected a whole number and a unit/s);
+    }
+  });
+
+  test('caps at 3650 days and says to use --forever', () => {
+    assert.equal(parseDuration('3650d'), MAX_TTL_SECONDS);
+    assert.equal(parseDuration('521w'), 521 * 604_800);
+    usage(() => parseDuration('3651d'), /longer than 3650d; use --forever/);
+    usage(() => parseDuration('9999999999w'), /longer than 3650d/);
+  });
+
+  test('property: any accepted text is n times its unit, positive and capped', () => {
+    const units = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 } as const;
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 100_000 }), fc.constantFrom('s', 'm', 'h', 'd', 'w'), (n, u) => {
+        const want = n * units[u as keyof typeof units];
+        if (want > MAX_TTL_SECONDS) assert.throws(() => parseDuration(`${n}${u}`), UsageError);
+        else assert.equal(parseDuration(`${n}${u}`), want);
+      }),
+    );
+  });
+
+  test('property: arbitrary strings either parse to a positive integer or throw a UsageError', () => {
+    fc.assert(
+      fc.property(fc.string(), (s) => {
+        try {
+          const v = parseDuration(s);
+          assert.ok(Number.isSafeInteger(v) && v > 0 && v <= MAX_TTL_SECONDS);
+        } catch (err) {
+          assert.ok(err instanceof UsageError);
+        }
+      }),
+    );
+  });
+});
+
+describe('parseIsoTime', () => {
+  test('UTC and offsets', () => {
+    assert.equal(parseIsoTime('2025-06-30T18:00:00Z'), Date.UTC(2025, 5, 30, 18));
+    assert.equal(parseIsoTime('2025-06-30T18:00Z'), Date.UTC(2025, 5, 30, 18));
+    assert.equal(parseIsoTime('2025-06-30 18:00:00z'), Date.UTC(2025, 5, 30, 18));
+    assert.equal(parseIsoTime('2025-06-30T20:00:00+02:00'), Date.UTC(2025, 5, 30, 18));
+    assert.equal(parseIsoTime('2025-06-30T20:00+0200'), Date.UTC(2025, 5, 30, 18));
+    assert.equal(parseIsoTime('2025-06-30T13:30:00-04:30'), Date.UTC(2025, 5, 30, 18));
+    assert.equal(parseIsoTime('2025-06-30T18:00:00.250Z'), Date.UTC(2025, 5, 30, 18, 0, 0, 250));
+    assert.equal(parseIsoTime('2024-02-29T00:00:00Z'), Date.UTC(2024, 1, 29));
+  });
+
+  test('a zone is required: local times are ambiguous across a fleet', () => {
+    usage(() => parseIsoTime('2025-06-30T18:00:00'), /expected an ISO 8601 time with a zone/);
+    usage(() => parseIsoTime('2025-06-30'), /expected an ISO 8601 time with a zone/);
+  });
+
+  test('impossible dates are errors, not rolled over', () => {
+    usage(() => parseIsoTime('2025-02-29T00:00:00Z'), /not a real date and time/);
+    usage(() => parseIsoTime('2025-13-01T00:00:00Z'), /not a real date and time/);
+    usage(() => parseIsoTime('2025-06-31T00:00:00Z'), /not a real date and time/);
+    usage(() => parseIsoTime('2025-06-30T24:00:00Z'), /not a real date and time/);
+    usage(() => parseIsoTime('2025-06-30T18:60:00Z'), /not a real date and time/);
+    usage(() => parseIsoTime('2025-06-30T18:00:00+24:00'), /bad zone offset/);
+  });
+
+  test('garbage', () => {
+    for (const bad of ['tomorrow', '1751306400', '', '2025-06-30T18:00:00Z; rm -rf /', '30/06/2025 18:00']) {
+      usage(() => parseIsoTime(bad), /^--until ".*": expected an ISO 8601 time/s);
+    }
+  });
+});
+
+describe('resolveExpiry', () => {
+  test('--ttl is now (whole seconds, rounded down) plus the duration', () => {
+    assert.deepEqual(resolveExpiry({ ttl: '2h' }, NOW_MS), { value: NOW_S + 7200, expiresAt: (NOW_S + 7200) * 1000 });
+  });
+
+  test('--forever writes -1', () => {
+    assert.deepEqual(resolveExpiry({ forever: true }, NOW_MS), { value: -1, expiresAt: null });
+  });
+
+  test('--until writes that second', () => {
+    assert.deepEqual(resolveExpiry({ until: '2025-06-30T18:00:00Z' }, NOW_MS), { value: Date.UTC(2025, 5, 30, 18) / 1000, expiresAt: Date.UTC(2025, 5, 30, 18) });
+    // A fraction never extends the entry past the time asked for.
+    assert.equal(resolveExpiry({ until: '2025-06-30T18:00:00.999Z' }, NOW_MS).value, Date.UTC(2025, 5, 30, 18) / 1000);
+  });
+
+  test('--until must be in the future', () => {
+    usage(() => resolveExpiry({ until: '2025-06-30T12:00:00Z' }, NOW_MS), /is not in the future/);
+    usage(() => resolveExpiry({ until: '2020-01-01T00:00:00Z' }, NOW_MS), /is not in the future/);
+    assert.equal(resolveExpiry({ until: '2025-06-30T12:00:01Z' }, NOW_MS).value, NOW_S + 1);
+  });
+
+  test('exactly one of the three', () => {
+    usage(() => resolveExpiry({}, NOW_MS), /say how long the entry lasts/);
+    usage(() => resolveExpiry({ forever: false }, NOW_MS), /say how long/);
+    usage(() => resolveExpiry({ ttl: '2h', forever: true }, NOW_MS), /^--ttl and --forever: choose one/);
+    usage(() => resolveExpiry({ ttl: '2h', until: '2030-01-01T00:00:00Z' }, NOW_MS), /^--ttl and --until/);
+  });
+
+  test('rejectExpiry refuses any expiry option', () => {
+    rejectExpiry({}, 'removal');
+    usage(() => rejectExpiry({ ttl: '2h' }, 'removal'), /^--ttl: has no meaning with removal/);
+    usage(() => rejectExpiry({ forever: true }, 'ls'), /^--forever: has no meaning with ls/);
+  });
+});
