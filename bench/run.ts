@@ -1,12 +1,13 @@
 /**
  * `npm run bench`: runs the benchmark scenarios, prints a table and writes it as JSON to
  * bench/results/latest.json. Figures only: nothing here passes or fails on a time.
- *   BENCH_ONLY=plan|propagation|single|cold   run one scenario
+ *   BENCH_ONLY=plan|propagation|single|cold|syslog   run one scenario
  *   BENCH_NO_CONSUL=1 skip the parts that need root and a Consul binary
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { benchColdApply, benchDeltaBySize, benchPropagation, benchSingleChange } from './live.js';
 import { benchPlan } from './plan.js';
+import { benchSyslogReaction, benchSyslogThroughput } from './syslog.js';
 
 interface Row {
   scenario: string;
@@ -73,6 +74,16 @@ async function main(): Promise<void> {
       note: `of one core, agent + tools; full member check every 60 s here (default 300 s); quick check ${f(c.quickCheckMs)} ms, full ${f(c.fullCheckMs)} ms wall; target < 1 %`,
     });
     rows.push({ scenario: 'memory', figure: `agent RSS with ${c.members} members (after apply)`, value: `${f(c.rssMb, 0)} MB`, note: `7 s after; ${f(c.rss2sMb, 0)} MB at 2 s; peak ${f(c.peakRssMb, 0)} MB; target <= 120 MB` });
+  }
+
+  if (want('syslog')) {
+    const t = await benchSyslogThroughput();
+    raw.syslogThroughput = t;
+    rows.push({ scenario: 'syslog', figure: `parser, LF-framed TCP, built-in triggers, ${t.messages.toLocaleString('en')} lines`, value: `${f(t.perCpuSecond, 0)}/s`, note: `per CPU-second of the parser process (all threads); wall clock ${f(t.perSecond, 0)}/s; target >= 100,000/s` });
+    const r = await benchSyslogReaction();
+    raw.syslogReaction = r;
+    rows.push({ scenario: 'syslog', figure: `logger line -> attacker refused on the node, ${r.rounds} bans: p50`, value: `${f(r.p50)} ms`, note: `via HAProxy, parser, beanstalkd, responder, Consul, agent; includes logger's start; max ${f(r.max)} ms` });
+    rows.push({ scenario: 'syslog', figure: 'same: p99', value: `${f(r.p99)} ms`, note: `target <= 250 ms; parser line -> ban written p50 ${f(r.lineToActionP50)} / p99 ${f(r.lineToActionP99)} ms` });
   }
 
   const w = [11, 70, 10];

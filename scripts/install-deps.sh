@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything befw's demo and tests need on a fresh Debian 12 machine with Node 20:
-#   - apt packages: iptables, ipset, iproute2
+#   - apt packages: iptables, ipset, iproute2, beanstalkd and haproxy (the syslog reactor's queue and
+#     load balancer, used by its tests, benchmark and demo)
 #   - a Consul binary (CONSUL_BIN if set; else Debian 11's consul package, fetched through a
 #     temporary sources list built from this machine's own Debian archive URI, into .cache/consul)
 #   - npm packages (npm ci) and the TypeScript build
@@ -19,14 +20,14 @@ node_major=$(node -p 'process.versions.node.split(".")[0]')
 [ "$node_major" -ge 20 ] || die "Node.js 20 or newer is required (found $(node --version))"
 
 need=()
-for cmd in ipset iptables ip6tables iptables-restore ip; do
+for cmd in ipset iptables ip6tables iptables-restore ip beanstalkd haproxy; do
   command -v "$cmd" >/dev/null || need+=("$cmd")
 done
 if [ ${#need[@]} -gt 0 ]; then
-  log "installing iptables ipset iproute2 (missing: ${need[*]})"
+  log "installing iptables ipset iproute2 beanstalkd haproxy (missing: ${need[*]})"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends iptables ipset iproute2 >/dev/null
+  apt-get install -y -qq --no-install-recommends iptables ipset iproute2 beanstalkd haproxy >/dev/null
 fi
 
 # The main Debian archive URI this machine uses (deb822 .sources or one-line .list files).

@@ -15,6 +15,7 @@ import type { Plan } from '../rules/types.js';
 import { registerAccessCommands } from './access/index.js';
 import { registerControlCommands } from './control.js';
 import { formatPlan, formatShow } from './format.js';
+import { registerReactorCommands } from './reactor.js';
 
 const VERSION = '0.1.0';
 
@@ -78,6 +79,7 @@ export function buildProgram(): Command {
 
   registerControlCommands(program);
   registerAccessCommands(program);
+  registerReactorCommands(program);
 
   return program;
 }

@@ -6,9 +6,9 @@
  */
 import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
-import Consul from 'consul';
 import type { AgentService, KvPair } from '../rules/types.js';
 import type { BlockingAnswer, BlockingQuery } from './blockingWatch.js';
+import { ConsulError, agentIdentity, agentServices, connectConsul, consulCall, kvEntries } from './connection.js';
 
 export interface AgentIdentity {
   readonly nodeName: string;
@@ -39,21 +39,7 @@ export interface ConsulApi {
   nodeServicesBlocking(node: string, q: BlockingQuery): Promise<BlockingAnswer<AgentService[]>>;
 }
 
-export class ConsulError extends Error {
-  constructor(
-    readonly operation: string,
-    readonly statusCode: number | null,
-    cause: unknown,
-  ) {
-    super(`consul ${operation} failed${statusCode === null ? '' : ` (HTTP ${statusCode})`}: ${describe(cause)}`, { cause });
-    this.name = 'ConsulError';
-  }
-}
-
-function describe(cause: unknown): string {
-  if (cause instanceof Error) return cause.message;
-  return String(cause);
-}
+export { ConsulError };
 
 export interface ConsulApiOptions {
   readonly host: string;
@@ -63,32 +49,12 @@ export interface ConsulApiOptions {
   readonly timeoutMs: number;
 }
 
-interface RawAgentService {
-  ID?: unknown;
-  Service?: unknown;
-  Port?: unknown;
-  Tags?: unknown;
-}
 
-interface RawKvItem {
-  Key?: unknown;
-  Value?: unknown;
-}
+
+
 
 function toKvPairs(res: unknown): KvPair[] {
-  if (res === undefined || res === null) return []; // 404: nothing under the prefix
-  const items = (Array.isArray(res) ? res : [res]) as RawKvItem[];
-  return items.flatMap((i) => (typeof i.Key === 'string' ? [{ key: i.Key, value: typeof i.Value === 'string' ? i.Value : null }] : []));
-}
-
-function toServices(raw: Record<string, RawAgentService>): AgentService[] {
-  const out: AgentService[] = [];
-  for (const s of Object.values(raw)) {
-    if (typeof s.ID !== 'string' || typeof s.Service !== 'string') continue;
-    const tags = Array.isArray(s.Tags) ? s.Tags.filter((t): t is string => typeof t === 'string') : [];
-    out.push({ id: s.ID, name: s.Service, port: typeof s.Port === 'number' ? s.Port : 0, tags });
-  }
-  return out;
+  return kvEntries(res).map((e) => ({ key: e.key, value: e.value }));
 }
 
 /** A request context that makes the package return [response, body] and cancels on abort. */
@@ -112,39 +78,23 @@ function blockingTimeout(waitMs: number, base: number): number {
 }
 
 export function createConsulApi(opts: ConsulApiOptions): ConsulApi {
-  const client = new Consul({
-    host: opts.host,
-    port: opts.port,
-    secure: opts.secure,
-    ...(opts.token === null ? {} : { defaults: { token: opts.token } }),
-  });
+  const client = connectConsul(opts);
   const timeout = opts.timeoutMs;
   // The package's typings omit the per-request `timeout` (and `dc` on some calls) that its
   // runtime honours, hence the `as never` on the option objects below.
 
-  async function call<T>(operation: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      const status = (err as { statusCode?: unknown }).statusCode;
-      throw new ConsulError(operation, typeof status === 'number' ? status : null, err);
-    }
-  }
+  const call = consulCall;
 
   return {
     async self() {
-      const res = await call('agent/self', () => client.agent.self({ timeout } as never));
-      const cfg = (res as { Config?: { NodeName?: unknown; Datacenter?: unknown } }).Config;
-      if (typeof cfg?.NodeName !== 'string' || typeof cfg.Datacenter !== 'string') {
-        throw new ConsulError('agent/self', null, 'answer lacks Config.NodeName or Config.Datacenter');
-      }
-      return { nodeName: cfg.NodeName, datacenter: cfg.Datacenter };
+      const id = agentIdentity(await call('agent/self', () => client.agent.self({ timeout } as never)));
+      return { nodeName: id.nodeName, datacenter: id.datacenter };
     },
 
     async services() {
       const res = await call('agent/services', () => client.agent.service.list({ timeout } as never));
       if (typeof res !== 'object' || res === null) throw new ConsulError('agent/services', null, 'answer is not an object');
-      return toServices(res as Record<string, RawAgentService>);
+      return agentServices(res);
     },
 
     async kvTree(prefix, dc) {
@@ -180,8 +130,8 @@ export function createConsulApi(opts: ConsulApiOptions): ConsulApi {
           ctx: blockingCtx(q.signal),
           timeout: blockingTimeout(q.waitMs, timeout),
         } as never),
-      )) as unknown as [{ headers: IncomingHttpHeaders }, { Services?: Record<string, RawAgentService> } | undefined];
-      return { ...answerMeta(res[0].headers), data: toServices(res[1]?.Services ?? {}) };
+      )) as unknown as [{ headers: IncomingHttpHeaders }, { Services?: unknown } | undefined];
+      return { ...answerMeta(res[0].headers), data: agentServices(res[1]?.Services) };
     },
 
     async register(s) {

@@ -8,16 +8,11 @@
  * gets a hint saying which permission was missing, because "Permission denied" alone does not
  * tell an operator which policy to fix.
  */
-import Consul from 'consul';
 import type { AgentService } from '../rules/types.js';
-import { ConsulError, type ServiceRegistration } from './client.js';
+import type { ServiceRegistration } from './client.js';
+import { ConsulError, type KvEntry, agentIdentity, agentServices, connectConsul, kvEntries, statusOf } from './connection.js';
 
-export interface KvEntry {
-  readonly key: string;
-  /** Decoded value; null for a key without one (a folder made by the UI). */
-  readonly value: string | null;
-  readonly modifyIndex: number;
-}
+export type { KvEntry };
 
 export interface KvWriter {
   /** Every key under `prefix`, sorted; an absent prefix is an empty list. */
@@ -78,29 +73,8 @@ export interface OperatorConsulOptions {
   readonly dc: string | null;
 }
 
-interface RawKvItem {
-  Key?: unknown;
-  Value?: unknown;
-  ModifyIndex?: unknown;
-}
 
-interface RawAgentService {
-  ID?: unknown;
-  Service?: unknown;
-  Port?: unknown;
-  Tags?: unknown;
-}
 
-/** What a failed request looks like coming out of the package (papi's error). */
-interface PackageError {
-  readonly statusCode?: unknown;
-  readonly message?: unknown;
-}
-
-function statusOf(err: unknown): number | null {
-  const s = (err as PackageError | null)?.statusCode;
-  return typeof s === 'number' ? s : null;
-}
 
 /**
  * The package's request primitive. It has no call for /acl/token/self or /acl/tokens; its own
@@ -119,13 +93,7 @@ function hint403(operation: string, need: string): (err: unknown) => never {
 }
 
 export function createOperatorConsul(opts: OperatorConsulOptions): OperatorConsul {
-  const client = new Consul({
-    host: opts.host,
-    port: opts.port,
-    secure: opts.secure,
-    ...(opts.socketPath === undefined ? {} : { socketPath: opts.socketPath }),
-    ...(opts.token === null ? {} : { defaults: { token: opts.token } }),
-  } as never); // socketPath is passed through to papi at runtime but missing from the typings
+  const client = connectConsul(opts);
   const timeout = opts.timeoutMs;
   const dc = opts.dc === null ? {} : { dc: opts.dc };
   // As in client.ts: the typings omit the per-request `timeout` (and `dc` on some calls) that
@@ -144,14 +112,7 @@ export function createOperatorConsul(opts: OperatorConsulOptions): OperatorConsu
       const res = await client.kv
         .get({ key: prefix, recurse: true, timeout, ...dc } as never)
         .catch(hint403(`kv list ${prefix}`, `key read on ${prefix}`));
-      if (res === undefined || res === null) return [];
-      const items = (Array.isArray(res) ? res : [res]) as RawKvItem[];
-      const out: KvEntry[] = [];
-      for (const i of items) {
-        if (typeof i.Key !== 'string' || typeof i.ModifyIndex !== 'number') continue;
-        out.push({ key: i.Key, value: typeof i.Value === 'string' ? i.Value : null, modifyIndex: i.ModifyIndex });
-      }
-      return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+      return kvEntries(res).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     },
 
     async putCas(key, value, cas) {
@@ -172,13 +133,7 @@ export function createOperatorConsul(opts: OperatorConsulOptions): OperatorConsu
     async services() {
       const res = await client.agent.service.list({ timeout } as never).catch(hint403('agent/services', 'service read'));
       if (typeof res !== 'object' || res === null) throw new ConsulError('agent/services', null, 'answer is not an object');
-      const out: AgentService[] = [];
-      for (const s of Object.values(res as Record<string, RawAgentService>)) {
-        if (typeof s.ID !== 'string' || typeof s.Service !== 'string') continue;
-        const tags = Array.isArray(s.Tags) ? s.Tags.filter((t): t is string => typeof t === 'string') : [];
-        out.push({ id: s.ID, name: s.Service, port: typeof s.Port === 'number' ? s.Port : 0, tags });
-      }
-      return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      return agentServices(res).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     },
 
     async register(s) {
@@ -192,12 +147,7 @@ export function createOperatorConsul(opts: OperatorConsulOptions): OperatorConsu
     },
 
     async self() {
-      const res = await client.agent.self({ timeout } as never).catch(hint403('agent/self', 'agent read on this node'));
-      const cfg = (res as { Config?: { NodeName?: unknown; Datacenter?: unknown; Version?: unknown } }).Config;
-      if (typeof cfg?.NodeName !== 'string' || typeof cfg.Datacenter !== 'string') {
-        throw new ConsulError('agent/self', null, 'answer lacks Config.NodeName or Config.Datacenter');
-      }
-      return { nodeName: cfg.NodeName, datacenter: cfg.Datacenter, version: typeof cfg.Version === 'string' ? cfg.Version : null };
+      return agentIdentity(await client.agent.self({ timeout } as never).catch(hint403('agent/self', 'agent read on this node')));
     },
 
     async kvReadable(key) {

@@ -1,0 +1,79 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { ThresholdTracker } from '../../src/syslog/thresholds.js';
+
+const RULE = { maxRetry: 5, findTimeMs: 600_000 };
+
+describe('ThresholdTracker (maxretry within findtime, then de-duplication)', () => {
+  test('fires on the maxRetry-th occurrence within the window, once', () => {
+    const t = new ThresholdTracker(60_000, 1000);
+    const kinds = [0, 1, 2, 3, 4, 5, 6].map((i) => t.observe('a', RULE, 1, 1000 + i).kind);
+    assert.deepEqual(kinds, ['counting', 'counting', 'counting', 'counting', 'fire', 'suppressed', 'suppressed']);
+  });
+
+  test('occurrences older than findTime do not count', () => {
+    const t = new ThresholdTracker(0, 1000);
+    const rule = { maxRetry: 3, findTimeMs: 1000 };
+    assert.equal(t.observe('a', rule, 1, 0).kind, 'counting');
+    assert.equal(t.observe('a', rule, 1, 500).kind, 'counting');
+    assert.equal(t.observe('a', rule, 1, 1000).kind, 'counting'); // the first fell out
+    const f = t.observe('a', rule, 1, 1400);
+    assert.deepEqual(f, { kind: 'fire', count: 3, firstSeenMs: 500 });
+  });
+
+  test('a repeated message counts N: "message repeated 4 times" plus one more crosses 5', () => {
+    const t = new ThresholdTracker(60_000, 1000);
+    assert.deepEqual(t.observe('a', RULE, 4, 0), { kind: 'counting', count: 4 });
+    assert.deepEqual(t.observe('a', RULE, 1, 10), { kind: 'fire', count: 5, firstSeenMs: 0 });
+    const big = new ThresholdTracker(60_000, 1000);
+    assert.equal(big.observe('b', RULE, 500, 0).kind, 'fire');
+  });
+
+  test('after the de-duplication time a subject can fire again', () => {
+    const t = new ThresholdTracker(10_000, 1000);
+    const rule = { maxRetry: 1, findTimeMs: 1000 };
+    assert.equal(t.observe('a', rule, 1, 0).kind, 'fire');
+    assert.equal(t.observe('a', rule, 1, 9_999).kind, 'suppressed');
+    assert.equal(t.observe('a', rule, 1, 10_000).kind, 'fire');
+  });
+
+  test('subjects are independent; memory is bounded and sweeps forget what aged out', () => {
+    const t = new ThresholdTracker(1000, 3);
+    for (const k of ['a', 'b', 'c', 'd']) t.observe(k, RULE, 1, 0);
+    assert.equal(t.size, 3);
+    assert.equal(t.evicted, 1);
+    const s = new ThresholdTracker(1000, 100);
+    s.observe('x', { maxRetry: 9, findTimeMs: 100 }, 1, 0);
+    s.observe('y', { maxRetry: 1, findTimeMs: 100 }, 1, 0); // fired: kept for its dedup
+    assert.equal(s.sweep(500), 1);
+    assert.equal(s.size, 1);
+    assert.equal(s.sweep(1000), 1);
+    assert.equal(s.size, 0);
+  });
+
+  test('property: with dedup longer than the run, each subject fires at most once and only at maxRetry', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.constantFrom('a', 'b', 'c'), fc.integer({ min: 1, max: 3 }), fc.nat(50)), { maxLength: 100 }), fc.integer({ min: 1, max: 10 }), (events, maxRetry) => {
+        const t = new ThresholdTracker(1e9, 10);
+        const rule = { maxRetry, findTimeMs: 1e9 };
+        const sums = new Map<string, number>();
+        const fired = new Set<string>();
+        let now = 0;
+        for (const [k, w, dt] of events) {
+          now += dt;
+          const o = t.observe(k, rule, w, now);
+          if (fired.has(k)) {
+            assert.equal(o.kind, 'suppressed');
+            continue;
+          }
+          const sum = (sums.get(k) ?? 0) + w;
+          sums.set(k, sum);
+          assert.equal(o.kind, sum >= maxRetry ? 'fire' : 'counting');
+          if (o.kind === 'fire') fired.add(k);
+        }
+      }),
+      { seed: 6401, numRuns: 500 },
+    );
+  });
+});
