@@ -4,7 +4,7 @@
 #     load balancer, used by its tests, benchmark and demo)
 #   - a Consul binary (CONSUL_BIN if set; else Debian 11's consul package, fetched through a
 #     temporary sources list built from this machine's own Debian archive URI, into .cache/consul)
-#   - npm packages (npm ci) and the TypeScript build
+#   - npm packages (npm install, at the locked versions) and the TypeScript build
 # Idempotent: a second run only checks. Needs root (apt, network namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,7 +76,10 @@ fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "installing npm packages"
-  npm ci --no-audit --no-fund --loglevel=error
+  # `npm install`, not `npm ci`: the lockfile cannot list msgpackr's optional native builds for
+  # other platforms (the registry this machine reaches does not serve them), which `npm ci`
+  # rejects as out of sync; `npm install` keeps the locked versions and skips what is absent.
+  npm install --no-audit --no-fund --loglevel=error
 fi
 log "building"
 npm run --silent build

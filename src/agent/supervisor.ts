@@ -50,7 +50,7 @@ export async function runAgent(configPath: string): Promise<void> {
     config = next;
     agent = await startAgent(config, log, metrics);
     lastReload = { at: Date.now(), ok: true };
-    notifier.notify('READY=1');
+    waitReady();
     return { ok: true, config: configPath };
   };
   const serialReload = (): Promise<{ ok: boolean; error?: string; config: string }> => {
@@ -84,16 +84,20 @@ export async function runAgent(configPath: string): Promise<void> {
     log.info({ event: 'metrics-listening', host: config.metrics.host, port: config.metrics.port }, 'metrics and health endpoint on');
   }
 
-  // READY=1 once the first apply is done; STATUS= keeps `systemctl status` informative.
-  let notifiedReady = false;
-  const tick = (): void => {
-    const s = agent.status();
-    if (!notifiedReady && s.ready) {
-      notifiedReady = true;
+  // READY=1 once the first apply is done; STATUS= keeps `systemctl status` informative. The
+  // timer stops once it has said so: an idle agent should not wake ten times a second.
+  let readyTimer: NodeJS.Timeout | null = null;
+  const waitReady = (): void => {
+    if (readyTimer !== null) clearInterval(readyTimer);
+    readyTimer = setInterval(() => {
+      const s = agent.status();
+      if (!s.ready) return;
+      if (readyTimer !== null) clearInterval(readyTimer);
+      readyTimer = null;
       notifier.notify(`READY=1\nSTATUS=enforcing ${s.fingerprint ?? 'kernel as found'} (${s.lastSource ?? 'no state'})\nMAINPID=${process.pid}`);
-    }
+    }, 100);
   };
-  const readyTimer = setInterval(tick, 100);
+  waitReady();
   const watchdogTimer =
     notifier.watchdogIntervalMs === null
       ? null
@@ -107,7 +111,7 @@ export async function runAgent(configPath: string): Promise<void> {
       log.info({ event: 'signal', signal }, 'stopping; the firewall stays as it is');
       notifier.notify('STOPPING=1');
       process.off('SIGHUP', onHup);
-      clearInterval(readyTimer);
+      if (readyTimer !== null) clearInterval(readyTimer);
       if (watchdogTimer !== null) clearInterval(watchdogTimer);
       void (async () => {
         await reloading;

@@ -42,6 +42,8 @@ export interface ConsulHealth {
   readonly reachable: boolean;
   readonly lastAnswerAt: number | null;
   readonly lastError: string | null;
+  /** X-Consul-LastContact of the last KV answer (ms): how stale a stale read was. */
+  readonly lastContactMs: number | null;
 }
 
 const IDENTITY_RETRY_MS = 2000;
@@ -60,7 +62,12 @@ export class WatchedInputs {
   private readonly missingDirs = new Set<string>();
   private stopped = false;
   private identityTimer: NodeJS.Timeout | null = null;
-  private health: { reachable: boolean; lastAnswerAt: number | null; lastError: string | null } = { reachable: false, lastAnswerAt: null, lastError: null };
+  private health: { reachable: boolean; lastAnswerAt: number | null; lastError: string | null; lastContactMs: number | null } = {
+    reachable: false,
+    lastAnswerAt: null,
+    lastError: null,
+    lastContactMs: null,
+  };
 
   constructor(
     private readonly consul: ConsulApi,
@@ -87,6 +94,7 @@ export class WatchedInputs {
       {
         onData: (data, meta) => {
           this.answered();
+          this.health.lastContactMs = meta.lastContactMs;
           this.hooks.onKvAnswer?.(meta.lastContactMs);
           this.kv = data;
           this.log.debug({ event: 'kv-changed', index: meta.index, keys: data.length, stale: meta.stale, lastContactMs: meta.lastContactMs }, 'KV changed');
@@ -138,7 +146,7 @@ export class WatchedInputs {
 
   private answered(): void {
     if (!this.health.reachable) this.log.info({ event: 'consul-reachable' }, 'Consul answers');
-    this.health = { reachable: true, lastAnswerAt: Date.now(), lastError: null };
+    this.health = { ...this.health, reachable: true, lastAnswerAt: Date.now(), lastError: null };
   }
 
   private failed(watch: string, err: Error, meta: { attempt: number; retryInMs: number }): void {

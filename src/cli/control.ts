@@ -26,7 +26,7 @@ export function formatStatus(s: StatusAnswer, now = Date.now()): string {
   out.push(`befw agent ${s.version}, pid ${s.pid}, up ${formatDuration(now - s.startedAt)}, config ${s.config}, iptables backend ${s.backend}`);
   out.push(
     s.consul.reachable
-      ? `Consul:      reachable, last answer ${ago(s.consul.lastAnswerAt, now)}`
+      ? `Consul:      reachable, last answer ${ago(s.consul.lastAnswerAt, now)}, staleness ${s.consul.lastContactMs === null ? 'n/a' : `${s.consul.lastContactMs} ms`}`
       : `Consul:      UNREACHABLE (${s.consul.lastError ?? 'no answer yet'}); last answer ${ago(s.consul.lastAnswerAt, now)}`,
   );
   out.push(`Enforcing:   ${s.fingerprint ?? 'nothing applied (kernel kept as found)'}${s.lastSource === null ? '' : ` from ${s.lastSource === 'saved' ? 'state.bin' : s.lastSource}`}`);
