@@ -179,6 +179,7 @@ export async function startAgent(config: Config, log: Logger = createLogger(conf
         const full = reasons.has('rebuild');
         if (full) inputs.invalidate();
         const outcome = await reconciler.reconcile([...reasons].join(','), full);
+        log.debug({ event: 'reconciled', reasons: [...reasons], outcome: outcome.kind }, 'reconcile done');
         record(outcome, reasons);
         if (inputs.kvSize > COMPACT_ABOVE_KEYS) {
           scheduleCompaction((before, after) => log.debug({ event: 'heap-compacted', before, after }, 'memory handed back after a large reconcile'));

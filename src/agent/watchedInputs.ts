@@ -56,6 +56,8 @@ export class WatchedInputs {
   private node: NodeIdentity | null = null;
   private watches: BlockingWatch<unknown>[] = [];
   private kvWatch: BlockingWatch<KvPair[]> | null = null;
+  /** The node's services as the catalog last listed them, to tell real changes from index moves. */
+  private catalogSeen = '';
   private fsWatchers: FSWatcher[] = [];
   private readonly dirTimers = new Set<NodeJS.Timeout>();
   /** Directories that were missing: their appearance is a change. */
@@ -183,8 +185,14 @@ export class WatchedInputs {
       'services',
       (q) => this.consul.nodeServicesBlocking(self.nodeName, q),
       {
-        onData: () => {
+        onData: (data) => {
           this.answered();
+          // The catalog's index moves with every catalog write in the datacenter (health
+          // checks included), so most answers are for other nodes: only a different list of
+          // this node's services is a change.
+          const seen = JSON.stringify([...data].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)));
+          if (seen === this.catalogSeen) return;
+          this.catalogSeen = seen;
           this.services = null; // re-read from the agent at the next snapshot
           this.onChange('services');
         },
