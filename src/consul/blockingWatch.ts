@@ -11,8 +11,9 @@
  *   - the loop is rate-limited by a token bucket, so there is no sleep before a query: a change
  *     is seen as soon as Consul answers, and only a loop that spins is slowed down;
  *   - errors back off exponentially with full jitter, reset by the next good answer, at most 5 s
- *     apart: the agent only ever talks to its local Consul agent, so a fast return after that
- *     agent restarts matters more than sparing it a request every few seconds;
+ *     apart, and the query after an error does not block (index 0), so a recovery is seen at once;
+ *     the agent only ever talks to its local Consul agent, so a fast return after that agent
+ *     restarts matters more than sparing it a request every few seconds;
  *   - reads are stale (any server answers, the leader is not flooded) but an answer whose
  *     X-Consul-LastContact is above the bound, or that knows no leader, is re-read consistently.
  * The transport is injected, so the loop is tested against scripted answers.
@@ -189,6 +190,11 @@ export class BlockingWatch<T> {
         if (signal.aborted) break;
         if (inflight.signal.aborted) continue;
         this.errors++;
+        // After a failure, ask without blocking: a blocking query on the old index would sit
+        // out the whole wait on a Consul that came back unchanged, and whatever changed while
+        // it was away arrives at once.
+        index = 0;
+        first = true;
         const ceiling = Math.min(opts.backoffMaxMs, opts.backoffBaseMs * 2 ** Math.min(attempt, 20));
         const delay = Math.floor(opts.random() * ceiling);
         attempt++;

@@ -169,6 +169,12 @@ describe('BlockingWatch against scripted answers', () => {
     assert.equal(run.data.length, 1);
   });
 
+  it('asks without blocking after an error, so a Consul back unchanged is seen at once', async () => {
+    const run = await runScript([answer(7, 'a'), { error: new Error('connection refused') }, answer(7, 'a')]);
+    assert.deepEqual(run.queries.map((q) => q.index).slice(0, 3), [0, 7, 0]);
+    assert.deepEqual(run.data.map((d) => d.data), ['a', 'a']);
+  });
+
   it('caps the backoff', async () => {
     const script: Step[] = Array.from({ length: 12 }, () => ({ error: new Error('x') }));
     const run = await runScript(script, { random: () => 0.999 });
