@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { AgentService, KvPair } from '../rules/types.js';
 import type { BlockingAnswer, BlockingQuery } from './blockingWatch.js';
-import { ConsulError, agentIdentity, agentServices, connectConsul, consulCall, kvEntries } from './connection.js';
+import { ConsulError, agentServices, connectConsul, consulCall, kvEntries, readAgentIdentity } from './connection.js';
 
 export interface AgentIdentity {
   readonly nodeName: string;
@@ -87,7 +87,7 @@ export function createConsulApi(opts: ConsulApiOptions): ConsulApi {
 
   return {
     async self() {
-      const id = agentIdentity(await call('agent/self', () => client.agent.self({ timeout } as never)));
+      const id = await readAgentIdentity(client, timeout);
       return { nodeName: id.nodeName, datacenter: id.datacenter };
     },
 

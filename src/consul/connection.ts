@@ -53,6 +53,12 @@ export async function consulCall<T>(operation: string, fn: () => Promise<T>): Pr
   }
 }
 
+/** Reads /v1/agent/self: the local agent's node name, datacenter and version. */
+export async function readAgentIdentity(client: Consul, timeoutMs: number): Promise<AgentIdentity> {
+  // The package's typings omit the per-request timeout its runtime honours.
+  return agentIdentity(await consulCall('agent/self', () => client.agent.self({ timeout: timeoutMs } as never)));
+}
+
 export interface AgentIdentity {
   readonly nodeName: string;
   readonly datacenter: string;

@@ -9,7 +9,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { TOKEN_ENV } from '../config/load.js';
-import { ConsulError, type KvEntry, agentIdentity, connectConsul, consulCall, kvEntries, statusOf } from '../consul/connection.js';
+import { ConsulError, type KvEntry, connectConsul, consulCall, kvEntries, readAgentIdentity, statusOf } from '../consul/connection.js';
 
 export type { KvEntry };
 
@@ -83,8 +83,7 @@ export function createReactorKv(opts: ReactorKvOptions): ReactorKv {
 
   return {
     async self() {
-      // The package's typings omit the per-request timeout its runtime honours.
-      const id = agentIdentity(await call('agent/self', () => client.agent.self({ timeout } as never)));
+      const id = await readAgentIdentity(client, timeout);
       return { datacenter: id.datacenter, nodeName: id.nodeName };
     },
 

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { parseNet } from '../../src/rules/address.js';
 import { MIN_MAXELEM, compile, maxelemFor } from '../../src/rules/compile.js';
 import type { AgentService, CompileOptions, KvPair, Plan, Snapshot } from '../../src/rules/types.js';
+import { shuffled } from '../helpers/shuffle.js';
 
 const NOW = 1_700_000_000_000;
 const T = NOW / 1000;
@@ -463,23 +464,13 @@ describe('compile: determinism and fingerprint', () => {
     { key: 'befw/$service$/web_tcp_8080/198.51.100.77/24', value: '-1' },
   ];
 
-  function shuffle<T>(list: readonly T[], seed: number): T[] {
-    const out = [...list];
-    let s = seed;
-    for (let i = out.length - 1; i > 0; i--) {
-      s = (s * 1103515245 + 12345) & 0x7fffffff;
-      const j = s % (i + 1);
-      [out[i], out[j]] = [out[j]!, out[i]!];
-    }
-    return out;
-  }
 
   test('the same input in any KV order gives a byte-identical plan', () => {
     const ref = compile(snap(KV), NO_OPTIONS, NOW);
     assert.ok(ref.diagnostics.length >= 4, 'the fixture is meant to produce diagnostics');
     const refJson = JSON.stringify(ref);
     for (let seed = 1; seed <= 25; seed++) {
-      const other = compile(snap(shuffle(KV, seed), { agentServices: shuffle([WEB, DNS], seed) }), NO_OPTIONS, NOW);
+      const other = compile(snap(shuffled(KV, seed), { agentServices: shuffled([WEB, DNS], seed) }), NO_OPTIONS, NOW);
       assert.equal(other.fingerprint, ref.fingerprint);
       assert.equal(JSON.stringify(other), refJson, `seed ${seed}`);
     }

@@ -16,6 +16,7 @@ import { DEFAULT_SERVICE_TEMPLATE, TemplateError, parseServiceTemplate } from '.
 import { ConfigError, parseConfig } from '../../src/config/config.js';
 import { parseServiceFile } from '../../src/inputs/localFiles.js';
 import type { AgentService, CompileOptions, FileService, KvPair, Snapshot, StaticSetConfig } from '../../src/rules/types.js';
+import { shuffled } from '../helpers/shuffle.js';
 
 const NODE = { name: 'web-1', dc: 'dc1' };
 const NOW = 1_700_000_000_000;
@@ -355,16 +356,6 @@ const RULE_SHAPES = [
   new RegExp(`^-A BEFW -p (?:tcp|udp) --dport (${PORT}) -j DROP$`),
 ];
 
-function shuffle<T>(list: readonly T[], seed: number): T[] {
-  const out = [...list];
-  let s = seed;
-  for (let i = out.length - 1; i > 0; i--) {
-    s = (s * 1103515245 + 12345) & 0x7fffffff;
-    const j = s % (i + 1);
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
-}
 
 describe('property: compile', () => {
   test('never throws; the kernel sees only short names, canonical members and allowed rule shapes', () => {
@@ -422,7 +413,7 @@ describe('property: compile', () => {
         // Diagnostics are printable.
         for (const d of plan.diagnostics) assert.doesNotMatch(`${d.subject}${d.message}`, /[\u0000-\u001f\u007f]/);
         // The same input in another order gives the same bytes.
-        const again = compile({ ...snapshot, kv: shuffle(snapshot.kv, seed), agentServices: shuffle(snapshot.agentServices, seed + 1), ipsetFiles: shuffle(snapshot.ipsetFiles, seed + 2) }, options, now);
+        const again = compile({ ...snapshot, kv: shuffled(snapshot.kv, seed), agentServices: shuffled(snapshot.agentServices, seed + 1), ipsetFiles: shuffled(snapshot.ipsetFiles, seed + 2) }, options, now);
         assert.equal(again.fingerprint, plan.fingerprint);
         assert.equal(JSON.stringify(again), JSON.stringify(plan));
       }),

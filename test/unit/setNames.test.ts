@@ -2,17 +2,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BASE_NAME_MAX, IPSET_NAME_MAX, assignKernelNames, v6Name } from '../../src/rules/setNames.js';
 import { hash53 } from '../../src/rules/hash.js';
+import { shuffled } from '../helpers/shuffle.js';
 
-function shuffled<T>(list: readonly T[], seed: number): T[] {
-  const out = [...list];
-  let s = seed;
-  for (let i = out.length - 1; i > 0; i--) {
-    s = (s * 1103515245 + 12345) & 0x7fffffff;
-    const j = s % (i + 1);
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
-}
 
 describe('assignKernelNames', () => {
   test('limits', () => {
