@@ -13,6 +13,7 @@ import type {
   CompileOptions,
   Diagnostic,
   EffectiveMember,
+  KvPair,
   Plan,
   PlanSet,
   SetView,
@@ -60,8 +61,8 @@ class SetAcc {
 }
 
 /** True when the strings are already in code-unit order (Consul lists keys sorted). */
-function isSorted(xs: readonly string[]): boolean {
-  for (let i = 1; i < xs.length; i++) if ((xs[i - 1] as string) > (xs[i] as string)) return false;
+function isSortedByKey(xs: readonly KvPair[]): boolean {
+  for (let i = 1; i < xs.length; i++) if ((xs[i - 1] as KvPair).key > (xs[i] as KvPair).key) return false;
   return true;
 }
 
@@ -101,8 +102,7 @@ export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: numb
 
   // KV is a map: sort it so that diagnostics, and which key an unknown alias is reported
   // against, do not depend on the order a caller listed the pairs in.
-  const keys = snapshot.kv.map((p) => p.key);
-  const pairs = isSorted(keys) ? snapshot.kv : [...snapshot.kv].sort(byString((p) => p.key));
+  const pairs = isSortedByKey(snapshot.kv) ? snapshot.kv : [...snapshot.kv].sort(byString((p) => p.key));
   const kv = parseKv(pairs, snapshot.node, extras.cache);
   diagnostics.push(...kv.diagnostics);
   const aliasGrants: Grant[] = [];
