@@ -60,7 +60,7 @@ class SetAcc {
   }
 }
 
-/** True when the strings are already in code-unit order (Consul lists keys sorted). */
+/** True when the pairs are already in code-unit order of their keys (Consul lists them so). */
 function isSortedByKey(xs: readonly KvPair[]): boolean {
   for (let i = 1; i < xs.length; i++) if ((xs[i - 1] as KvPair).key > (xs[i] as KvPair).key) return false;
   return true;
