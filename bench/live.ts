@@ -11,7 +11,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { KvPair } from '../src/rules/types.js';
+import type { KvPair } from '../src/core/types.js';
 import { type AgentProcess, ROOT, Sandbox, sleep } from '../test/helpers/sandbox.js';
 import { KernelWatch } from './helpers/kernelWatch.js';
 import { syntheticInputs } from './plan.js';
@@ -30,14 +30,25 @@ function kvBulk(sb: Sandbox, pairs: readonly KvPair[]): Promise<void> {
 
 function startAgent(sb: Sandbox, extra: readonly string[] = []): AgentProcess {
   const level = process.env.BENCH_AGENT_LOG ?? 'debug';
-  const config = sb.writeFile('befw.conf', [`services=${sb.dir}/services`, `ipsets=${sb.dir}/ipsets`, `state=${sb.dir}/state.bin`, `log_level=${level}`, ...extra].join('\n'));
+  const config = sb.writeFile(
+    'befw.conf',
+    [`services=${sb.dir}/services`, `ipsets=${sb.dir}/ipsets`, `state=${sb.dir}/state.bin`, `log_level=${level}`, ...extra].join('\n'),
+  );
   return sb.startAgent(config);
 }
 
-async function waitApplied(agent: AgentProcess, pred: (e: Record<string, unknown>) => boolean, timeoutMs: number, from = 0): Promise<Record<string, unknown>> {
+async function waitApplied(
+  agent: AgentProcess,
+  pred: (e: Record<string, unknown>) => boolean,
+  timeoutMs: number,
+  from = 0,
+): Promise<Record<string, unknown>> {
   const end = Date.now() + timeoutMs;
   for (;;) {
-    const hit = agent.events().slice(from).find((e) => e.event === 'applied' && pred(e));
+    const hit = agent
+      .events()
+      .slice(from)
+      .find((e) => e.event === 'applied' && pred(e));
     if (hit !== undefined) return hit;
     if (Date.now() > end) throw new Error('the agent did not apply in time');
     await sleep(20);
@@ -64,7 +75,7 @@ function treeCpuSeconds(pid: number): number {
   }
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   let total = (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
-  let children = '';
+  let children: string;
   try {
     children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8');
   } catch {
@@ -89,7 +100,11 @@ export interface PropagationResult {
 }
 
 /** 200 grants, one after another, each measured from its PUT to its member in the kernel. */
-export async function benchPropagation(changes = Number(process.env.BENCH_CHANGES ?? 200), services = 10, perService = 100): Promise<PropagationResult> {
+export async function benchPropagation(
+  changes = Number(process.env.BENCH_CHANGES ?? 200),
+  services = 10,
+  perService = 100,
+): Promise<PropagationResult> {
   const sb = await Sandbox.create();
   const kw = new KernelWatch(sb.nodeNs);
   try {
@@ -113,7 +128,13 @@ export async function benchPropagation(changes = Number(process.env.BENCH_CHANGE
       await sleep(100);
     }
     await agent.stop();
-    return { changes, baseMembers: services * perService, p50: percentile(samples, 50), p99: percentile(samples, 99), max: Math.max(...samples) };
+    return {
+      changes,
+      baseMembers: services * perService,
+      p50: percentile(samples, 50),
+      p99: percentile(samples, 99),
+      max: Math.max(...samples),
+    };
   } finally {
     kw.close();
     await sb.destroy();
@@ -135,7 +156,11 @@ export function benchDeltaBySize(sizes: readonly number[] = [1_000, 10_000, 65_0
   const ns = `befwt-${process.pid}-${Date.now().toString(16).slice(-6)}-delta`;
   spawnSync('ip', ['netns', 'add', ns]);
   try {
-    const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, join(ROOT, 'dist/bench/helpers/applyDelta.js'), ...sizes.map(String)], { encoding: 'utf8' });
+    const r = spawnSync(
+      'ip',
+      ['netns', 'exec', ns, process.execPath, join(ROOT, 'dist/bench/helpers/applyDelta.js'), ...sizes.map(String)],
+      { encoding: 'utf8' },
+    );
     if (r.status !== 0) throw new Error(`applyDelta failed: ${r.stderr}`);
     const { sizes: results } = JSON.parse(r.stdout) as { sizes: { size: number; applyMs: number[]; rawMs: number[] }[] };
     return results.map((x) => {
@@ -165,7 +190,10 @@ export async function benchSingleChange(setSize = 65_000, runs = 20): Promise<Si
   try {
     await sb.registerService({ name: 'big', port: 443, tags: ['befw', 'enforcing'] });
     const set = 'big_tcp_443';
-    const pairs: KvPair[] = Array.from({ length: setSize }, (_, i) => ({ key: `befw/$service$/${set}/198.18.${i >> 8}.${i & 255}`, value: '-1' }));
+    const pairs: KvPair[] = Array.from({ length: setSize }, (_, i) => ({
+      key: `befw/$service$/${set}/198.18.${i >> 8}.${i & 255}`,
+      value: '-1',
+    }));
     await kvBulk(sb, pairs);
     const agent = startAgent(sb);
     await waitApplied(agent, (e) => Number(e.members) >= setSize, 120_000);
@@ -185,7 +213,15 @@ export async function benchSingleChange(setSize = 65_000, runs = 20): Promise<Si
     await agent.stop();
     const applyMsMedian = percentile(applyMs, 50);
     const rawAddMsMedian = percentile(raw, 50);
-    return { setSize, applyMsMedian, applyMsRuns: applyMs, rawAddMsMedian, ratio: applyMsMedian / rawAddMsMedian, endToEndP50: percentile(endToEnd, 50), endToEndMax: Math.max(...endToEnd) };
+    return {
+      setSize,
+      applyMsMedian,
+      applyMsRuns: applyMs,
+      rawAddMsMedian,
+      ratio: applyMsMedian / rawAddMsMedian,
+      endToEndP50: percentile(endToEnd, 50),
+      endToEndMax: Math.max(...endToEnd),
+    };
   } finally {
     kw.close();
     await sb.destroy();
@@ -284,8 +320,14 @@ export async function benchColdApply(): Promise<ColdApplyResult> {
       rss2sMb: memEarly.rssMb,
       idleCpuShare,
       idleCpuShareDefault,
-      quickCheckMs: percentile(checks.filter((c) => c.members === false).map((c) => Number(c.ms)), 50),
-      fullCheckMs: percentile(checks.filter((c) => c.members === true).map((c) => Number(c.ms)), 50),
+      quickCheckMs: percentile(
+        checks.filter((c) => c.members === false).map((c) => Number(c.ms)),
+        50,
+      ),
+      fullCheckMs: percentile(
+        checks.filter((c) => c.members === true).map((c) => Number(c.ms)),
+        50,
+      ),
       peakRssMb: mem.peakMb,
     };
   } finally {

@@ -4,8 +4,8 @@
  * real Consul dev agent holding the same keys.
  */
 import { performance } from 'node:perf_hooks';
-import { compile } from '../src/rules/compile.js';
-import type { AgentService, KvPair, Snapshot } from '../src/rules/types.js';
+import { compile } from '../src/core/compile.js';
+import type { AgentService, KvPair, Snapshot } from '../src/core/types.js';
 import { Sandbox } from '../test/helpers/sandbox.js';
 
 export const SERVICES = 100;
@@ -16,11 +16,19 @@ export function syntheticInputs(now: number): { services: AgentService[]; kv: Kv
   const kv: KvPair[] = [];
   const future = String(Math.floor(now / 1000) + 86400);
   for (let s = 0; s < SERVICES; s++) {
-    services.push({ id: `svc${s}`, name: `svc${s}`, port: 10000 + s, tags: ['befw', s % 2 === 0 ? 'enforcing' : 'default', `${20000 + s}/tcp`] });
+    services.push({
+      id: `svc${s}`,
+      name: `svc${s}`,
+      port: 10000 + s,
+      tags: ['befw', s % 2 === 0 ? 'enforcing' : 'default', `${20000 + s}/tcp`],
+    });
     const set = `svc${s}_tcp_${10000 + s}`;
     for (let c = 0; c < CLIENTS_PER_SERVICE; c++) {
       const n = s * CLIENTS_PER_SERVICE + c;
-      const addr = c % 10 === 9 ? `2001:db8:${(n >> 16).toString(16)}:${(n & 0xffff).toString(16)}::1` : `198.${18 + ((n >> 16) & 1)}.${(n >> 8) & 255}.${n & 255}`;
+      const addr =
+        c % 10 === 9
+          ? `2001:db8:${(n >> 16).toString(16)}:${(n & 0xffff).toString(16)}::1`
+          : `198.${18 + ((n >> 16) & 1)}.${(n >> 8) & 255}.${n & 255}`;
       const value = c % 3 === 0 ? future : '-1';
       if (c % 10 === 5) {
         kv.push({ key: `befw/$alias$/$grp${s}$/${addr}`, value });
@@ -49,7 +57,14 @@ export interface PlanBench {
 export async function benchPlan(withConsul: boolean): Promise<PlanBench> {
   const now = Date.now();
   const { services, kv } = syntheticInputs(now);
-  const snapshot: Snapshot = { node: { name: 'node1', dc: 'dc1' }, agentServices: services, fileServices: [], kv, ipsetFiles: [], inputDiagnostics: [] };
+  const snapshot: Snapshot = {
+    node: { name: 'node1', dc: 'dc1' },
+    agentServices: services,
+    fileServices: [],
+    kv,
+    ipsetFiles: [],
+    inputDiagnostics: [],
+  };
   const runs: number[] = [];
   let members = 0;
   for (let i = 0; i < 7; i++) {
@@ -58,7 +73,8 @@ export async function benchPlan(withConsul: boolean): Promise<PlanBench> {
     runs.push(performance.now() - t0);
     members = plan.sets.reduce((n, s) => n + s.members.length, 0);
   }
-  if (members !== SERVICES * CLIENTS_PER_SERVICE) throw new Error(`compiled ${members} members, expected ${SERVICES * CLIENTS_PER_SERVICE}`);
+  if (members !== SERVICES * CLIENTS_PER_SERVICE)
+    throw new Error(`compiled ${members} members, expected ${SERVICES * CLIENTS_PER_SERVICE}`);
 
   const cliRuns: number[] = [];
   if (withConsul) {
@@ -67,11 +83,16 @@ export async function benchPlan(withConsul: boolean): Promise<PlanBench> {
       for (const s of services) await sb.registerService({ name: s.name, port: s.port, tags: [...s.tags] });
       // Consul's transaction endpoint takes at most 64 operations at a time.
       for (let i = 0; i < kv.length; i += 64) {
-        const ops = kv.slice(i, i + 64).map((p) => ({ KV: { Verb: 'set', Key: p.key, Value: Buffer.from(p.value ?? '').toString('base64') } }));
+        const ops = kv
+          .slice(i, i + 64)
+          .map((p) => ({ KV: { Verb: 'set', Key: p.key, Value: Buffer.from(p.value ?? '').toString('base64') } }));
         const r = await sb.consul('PUT', '/v1/txn', JSON.stringify(ops));
         if (r.status !== 200) throw new Error(`txn: ${r.status} ${r.body.slice(0, 200)}`);
       }
-      const config = sb.writeFile('befw.conf', [`services=${sb.dir}/none`, `ipsets=${sb.dir}/none`, `state=${sb.dir}/state.bin`].join('\n'));
+      const config = sb.writeFile(
+        'befw.conf',
+        [`services=${sb.dir}/none`, `ipsets=${sb.dir}/none`, `state=${sb.dir}/state.bin`].join('\n'),
+      );
       for (let i = 0; i < 5; i++) {
         const t0 = performance.now();
         const r = sb.befw(['plan', '-c', config, '--json']);
@@ -85,5 +106,11 @@ export async function benchPlan(withConsul: boolean): Promise<PlanBench> {
       await sb.destroy();
     }
   }
-  return { clients: members, compileMsMedian: median(runs), compileMsRuns: runs, cliMsMedian: cliRuns.length ? median(cliRuns) : null, cliMsRuns: cliRuns };
+  return {
+    clients: members,
+    compileMsMedian: median(runs),
+    compileMsRuns: runs,
+    cliMsMedian: cliRuns.length ? median(cliRuns) : null,
+    cliMsRuns: cliRuns,
+  };
 }

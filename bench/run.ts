@@ -25,9 +25,19 @@ async function main(): Promise<void> {
   if (only === undefined || only === 'plan') {
     const p = await benchPlan(withConsul);
     raw.plan = p;
-    rows.push({ scenario: 'plan', figure: 'compile 100 services / 100,000 clients (in-process, median of 7)', value: `${p.compileMsMedian.toFixed(0)} ms`, note: `${p.clients} members` });
+    rows.push({
+      scenario: 'plan',
+      figure: 'compile 100 services / 100,000 clients (in-process, median of 7)',
+      value: `${p.compileMsMedian.toFixed(0)} ms`,
+      note: `${p.clients} members`,
+    });
     if (p.cliMsMedian !== null) {
-      rows.push({ scenario: 'plan', figure: '`befw plan --json` end to end against Consul (median of 5)', value: `${p.cliMsMedian.toFixed(0)} ms`, note: 'process start + Consul read + compile + JSON' });
+      rows.push({
+        scenario: 'plan',
+        figure: '`befw plan --json` end to end against Consul (median of 5)',
+        value: `${p.cliMsMedian.toFixed(0)} ms`,
+        note: 'process start + Consul read + compile + JSON',
+      });
     }
   }
 
@@ -37,7 +47,12 @@ async function main(): Promise<void> {
   if (want('propagation')) {
     const p = await benchPropagation();
     raw.propagation = p;
-    rows.push({ scenario: 'propagation', figure: `KV PUT -> member in kernel, ${p.changes} changes, ${p.baseMembers} members: p50`, value: `${f(p.p50)} ms`, note: 'target <= 20 ms' });
+    rows.push({
+      scenario: 'propagation',
+      figure: `KV PUT -> member in kernel, ${p.changes} changes, ${p.baseMembers} members: p50`,
+      value: `${f(p.p50)} ms`,
+      note: 'target <= 20 ms',
+    });
     rows.push({ scenario: 'propagation', figure: 'same: p99', value: `${f(p.p99)} ms`, note: `target <= 100 ms; max ${f(p.max)} ms` });
   }
   if (want('single')) {
@@ -53,14 +68,34 @@ async function main(): Promise<void> {
     }
     const s = await benchSingleChange();
     raw.single = s;
-    rows.push({ scenario: 'single', figure: `same in the running agent, ${s.setSize} members, Consul re-read around it`, value: `${f(s.applyMsMedian, 2)} ms`, note: `raw ipset add ${f(s.rawAddMsMedian, 2)} ms; ratio ${f(s.ratio, 2)}x` });
-    rows.push({ scenario: 'single', figure: 'same change end to end (KV PUT -> kernel), p50', value: `${f(s.endToEndP50)} ms`, note: `max ${f(s.endToEndMax)} ms; Consul alone needs ~300 ms to list 65,000 keys` });
+    rows.push({
+      scenario: 'single',
+      figure: `same in the running agent, ${s.setSize} members, Consul re-read around it`,
+      value: `${f(s.applyMsMedian, 2)} ms`,
+      note: `raw ipset add ${f(s.rawAddMsMedian, 2)} ms; ratio ${f(s.ratio, 2)}x`,
+    });
+    rows.push({
+      scenario: 'single',
+      figure: 'same change end to end (KV PUT -> kernel), p50',
+      value: `${f(s.endToEndP50)} ms`,
+      note: `max ${f(s.endToEndMax)} ms; Consul alone needs ~300 ms to list 65,000 keys`,
+    });
   }
   if (want('cold')) {
     const c = await benchColdApply();
     raw.cold = c;
-    rows.push({ scenario: 'cold', figure: `cold apply of ${c.members} members over ${c.sets} sets: sets`, value: `${f(c.agentSetsMs, 0)} ms`, note: `raw ipset restore ${f(c.rawRestoreMs, 0)} ms; ratio ${f(c.ratioSets, 2)}x (target <= 1.3x)` });
-    rows.push({ scenario: 'cold', figure: 'same, whole apply (sets + both chains + cleanup)', value: `${f(c.agentTotalMs, 0)} ms`, note: `ratio ${f(c.ratioTotal, 2)}x` });
+    rows.push({
+      scenario: 'cold',
+      figure: `cold apply of ${c.members} members over ${c.sets} sets: sets`,
+      value: `${f(c.agentSetsMs, 0)} ms`,
+      note: `raw ipset restore ${f(c.rawRestoreMs, 0)} ms; ratio ${f(c.ratioSets, 2)}x (target <= 1.3x)`,
+    });
+    rows.push({
+      scenario: 'cold',
+      figure: 'same, whole apply (sets + both chains + cleanup)',
+      value: `${f(c.agentTotalMs, 0)} ms`,
+      note: `ratio ${f(c.ratioTotal, 2)}x`,
+    });
     rows.push({
       scenario: 'integrity',
       figure: `idle agent CPU, ${c.members} members in ${c.sets} sets, default settings`,
@@ -73,17 +108,37 @@ async function main(): Promise<void> {
       value: `${f(c.idleCpuShare * 100, 2)} %`,
       note: `of one core, agent + tools; full member check every 60 s here (default 300 s); quick check ${f(c.quickCheckMs)} ms, full ${f(c.fullCheckMs)} ms wall; target < 1 %`,
     });
-    rows.push({ scenario: 'memory', figure: `agent RSS with ${c.members} members (after apply)`, value: `${f(c.rssMb, 0)} MB`, note: `7 s after; ${f(c.rss2sMb, 0)} MB at 2 s; peak ${f(c.peakRssMb, 0)} MB; target <= 120 MB` });
+    rows.push({
+      scenario: 'memory',
+      figure: `agent RSS with ${c.members} members (after apply)`,
+      value: `${f(c.rssMb, 0)} MB`,
+      note: `7 s after; ${f(c.rss2sMb, 0)} MB at 2 s; peak ${f(c.peakRssMb, 0)} MB; target <= 120 MB`,
+    });
   }
 
   if (want('syslog')) {
     const t = await benchSyslogThroughput();
     raw.syslogThroughput = t;
-    rows.push({ scenario: 'syslog', figure: `parser, LF-framed TCP, built-in triggers, ${t.messages.toLocaleString('en')} lines`, value: `${f(t.perCpuSecond, 0)}/s`, note: `per CPU-second of the parser process (all threads); wall clock ${f(t.perSecond, 0)}/s; target >= 100,000/s` });
+    rows.push({
+      scenario: 'syslog',
+      figure: `parser, LF-framed TCP, built-in triggers, ${t.messages.toLocaleString('en')} lines`,
+      value: `${f(t.perCpuSecond, 0)}/s`,
+      note: `per CPU-second of the parser process (all threads); wall clock ${f(t.perSecond, 0)}/s; target >= 100,000/s`,
+    });
     const r = await benchSyslogReaction();
     raw.syslogReaction = r;
-    rows.push({ scenario: 'syslog', figure: `logger line -> attacker refused on the node, ${r.rounds} bans: p50`, value: `${f(r.p50)} ms`, note: `via HAProxy, parser, beanstalkd, responder, Consul, agent; includes logger's start; max ${f(r.max)} ms` });
-    rows.push({ scenario: 'syslog', figure: 'same: p99', value: `${f(r.p99)} ms`, note: `target <= 250 ms; parser line -> ban written p50 ${f(r.lineToActionP50)} / p99 ${f(r.lineToActionP99)} ms` });
+    rows.push({
+      scenario: 'syslog',
+      figure: `logger line -> attacker refused on the node, ${r.rounds} bans: p50`,
+      value: `${f(r.p50)} ms`,
+      note: `via HAProxy, parser, beanstalkd, responder, Consul, agent; includes logger's start; max ${f(r.max)} ms`,
+    });
+    rows.push({
+      scenario: 'syslog',
+      figure: 'same: p99',
+      value: `${f(r.p99)} ms`,
+      note: `target <= 250 ms; parser line -> ban written p50 ${f(r.lineToActionP50)} / p99 ${f(r.lineToActionP99)} ms`,
+    });
   }
 
   const w = [11, 70, 10];

@@ -55,7 +55,11 @@ export async function benchSyslogThroughput(messages = Number(process.env.BENCH_
     const config = lab.writeConfig('reactor.json', {
       logLevel: 'info',
       queue: { servers: ['127.0.0.1:11300'] },
-      parser: { listeners: [{ protocol: 'tcp', address: '127.0.0.1', port: 5514 }], allowedDevices: ['127.0.0.0/8'], statsIntervalSec: 3600 },
+      parser: {
+        listeners: [{ protocol: 'tcp', address: '127.0.0.1', port: 5514 }],
+        allowedDevices: ['127.0.0.0/8'],
+        statsIntervalSec: 3600,
+      },
     });
     parser = lab.befwProcess(sb.nodeNs, ['syslog', '-c', config], 'parser.log');
     await lab.waitListening(sb.nodeNs, 5514);
@@ -70,14 +74,35 @@ export async function benchSyslogThroughput(messages = Number(process.env.BENCH_
       p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
       p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       p.on('exit', (code) => (code === 0 ? resolve(stdout) : reject(new Error(`flood failed: ${stderr}`))));
-      p.stdin.end(JSON.stringify({ host: '127.0.0.1', port: 5514, count: messages, attackers: 5000, queue: '127.0.0.1:11300', tube: 'befw-iface-down', marker }));
+      p.stdin.end(
+        JSON.stringify({
+          host: '127.0.0.1',
+          port: 5514,
+          count: messages,
+          attackers: 5000,
+          queue: '127.0.0.1:11300',
+          tube: 'befw-iface-down',
+          marker,
+        }),
+      );
     });
     const cpuSec = cpuSeconds(pid) - cpu0;
     const r = JSON.parse(out) as { startMs: number; markerReceivedMs: number; count: number; bytes: number };
     const wallMs = r.markerReceivedMs - r.startMs;
     await parser.stop();
-    const last = parser.events().filter((e) => e.event === 'stats').pop();
-    return { messages: r.count, bytes: r.bytes, wallMs, perSecond: (r.count / wallMs) * 1000, cpuSec, perCpuSecond: r.count / cpuSec, jobs: Number(last?.jobs ?? NaN) };
+    const last = parser
+      .events()
+      .filter((e) => e.event === 'stats')
+      .pop();
+    return {
+      messages: r.count,
+      bytes: r.bytes,
+      wallMs,
+      perSecond: (r.count / wallMs) * 1000,
+      cpuSec,
+      perCpuSecond: r.count / cpuSec,
+      jobs: Number(last?.jobs ?? NaN),
+    };
   } finally {
     await parser?.stop();
     await sb.destroy();
@@ -105,7 +130,14 @@ export async function benchSyslogReaction(rounds = Number(process.env.BENCH_SYSL
     lab.addClientAddresses(attackers.map((a) => `${a}/24`));
     await sb.registerService({ name: 'web', port: 8080, tags: ['befw'] });
     await sb.listen([8080]);
-    agent = sb.startAgent(sb.writeFile('befw.conf', [`services=${sb.dir}/services`, `ipsets=${sb.dir}/ipsets`, `state=${sb.dir}/state.bin`, 'set.rules_allow=203.0.113.0/28'].join('\n')));
+    agent = sb.startAgent(
+      sb.writeFile(
+        'befw.conf',
+        [`services=${sb.dir}/services`, `ipsets=${sb.dir}/ipsets`, `state=${sb.dir}/state.bin`, 'set.rules_allow=203.0.113.0/28'].join(
+          '\n',
+        ),
+      ),
+    );
     await lab.beanstalkd(11300);
     const config = lab.writeConfig(
       'reactor.json',
@@ -128,7 +160,22 @@ export async function benchSyslogReaction(rounds = Number(process.env.BENCH_SYSL
     const responder = await lab.responder(config, 'responder.log');
     procs.push(responder);
     await lab.haproxy(
-      ['global', '  maxconn 1000', 'defaults', '  mode tcp', '  timeout connect 2s', '  timeout client 60s', '  timeout server 60s', 'frontend syslog', `  bind ${NODE_V4}:5140`, '  default_backend parsers', 'backend parsers', '  balance source', '  server p0 127.0.0.1:5141 send-proxy', ''].join('\n'),
+      [
+        'global',
+        '  maxconn 1000',
+        'defaults',
+        '  mode tcp',
+        '  timeout connect 2s',
+        '  timeout client 60s',
+        '  timeout server 60s',
+        'frontend syslog',
+        `  bind ${NODE_V4}:5140`,
+        '  default_backend parsers',
+        'backend parsers',
+        '  balance source',
+        '  server p0 127.0.0.1:5141 send-proxy',
+        '',
+      ].join('\n'),
       5140,
     );
     while (!agent.events().some((e) => e.event === 'applied')) await sleep(50);
@@ -137,7 +184,11 @@ export async function benchSyslogReaction(rounds = Number(process.env.BENCH_SYSL
     const samples: number[] = [];
     for (const attacker of attackers) {
       if ((await sb.probe(attacker, NODE_V4, 8080, 200)) !== 'open') throw new Error(`${attacker} is not open before its burst`);
-      lab.logger(sb.clientNs, loggerArgs, [1, 2, 3, 4].map(() => line(attacker)));
+      lab.logger(
+        sb.clientNs,
+        loggerArgs,
+        [1, 2, 3, 4].map(() => line(attacker)),
+      );
       await sleep(30); // the four lines below the threshold are in
       const t0 = performance.now();
       const logger = spawn('ip', ['netns', 'exec', sb.clientNs, 'logger', ...loggerArgs, line(attacker)], { stdio: 'ignore' });
@@ -149,7 +200,10 @@ export async function benchSyslogReaction(rounds = Number(process.env.BENCH_SYSL
       samples.push(performance.now() - t0);
       await new Promise<void>((resolve) => (logger.exitCode !== null ? resolve() : logger.once('exit', () => resolve())));
     }
-    const lineToAction = responder.events().filter((e) => e.event === 'action' && e.result === 'banned').map((e) => Number(e.lineToActionMs));
+    const lineToAction = responder
+      .events()
+      .filter((e) => e.event === 'action' && e.result === 'banned')
+      .map((e) => Number(e.lineToActionMs));
     return {
       rounds: samples.length,
       p50: percentile(samples, 50),

@@ -29,7 +29,10 @@ async function main(): Promise<void> {
     await sb.registerService({ name: 'web', port: PORT, tags: ['befw', 'enforcing'] });
     await sb.listen([PORT]);
     say(`  node ${NODE_V4} / ${NODE_V6}: service "web" on ${PORT}/tcp, mode enforcing, registered in Consul`);
-    const config = sb.writeFile('befw.conf', [`state=${sb.dir}/state.bin`, `services=${sb.dir}/services`, `ipsets=${sb.dir}/ipsets`, 'set.rules_allow=203.0.113.0/28'].join('\n'));
+    const config = sb.writeFile(
+      'befw.conf',
+      [`state=${sb.dir}/state.bin`, `services=${sb.dir}/services`, `ipsets=${sb.dir}/ipsets`, 'set.rules_allow=203.0.113.0/28'].join('\n'),
+    );
     const agent = sb.startAgent(config);
     while (!agent.events().some((e) => e.event === 'applied' && e.source === 'consul')) await sleep(50);
     say('  befw agent running in the node namespace; first plan applied');
@@ -43,7 +46,9 @@ async function main(): Promise<void> {
     say(`2. consul kv put ${key} ${expiry}   (expires in 1h)`);
     const took = await sb.waitFor('open', client, NODE_V4, PORT, 10_000);
     say(`   ${client} -> ${NODE_V4}:${PORT}: open, ${took} ms after the write`);
-    say(`   another client ${clientV4(3)}: ${describe(await sb.probe(clientV4(3), NODE_V4, PORT))}; over IPv6 ${clientV6(2)}: ${describe(await sb.probe(clientV6(2), NODE_V6, PORT))}`);
+    say(
+      `   another client ${clientV4(3)}: ${describe(await sb.probe(clientV4(3), NODE_V4, PORT))}; over IPv6 ${clientV6(2)}: ${describe(await sb.probe(clientV6(2), NODE_V6, PORT))}`,
+    );
 
     say('\n3. befw show:');
     say(sb.befw(['show', '-c', config]).stdout.replace(/^/gm, '   '));
@@ -77,7 +82,11 @@ async function bruteForceBlocked(sb: Sandbox): Promise<void> {
   await lab.beanstalkd(11300);
   const config = lab.writeConfig('reactor.json', {
     queue: { servers: ['127.0.0.1:11300'] },
-    parser: { listeners: [{ protocol: 'tcp', address: NODE_V4, port: 5514 }], allowedDevices: ['198.51.100.0/24'], thresholds: { 'ssh-auth-failure': { maxRetry: 5, findTimeSec: 600 } } },
+    parser: {
+      listeners: [{ protocol: 'tcp', address: NODE_V4, port: 5514 }],
+      allowedDevices: ['198.51.100.0/24'],
+      thresholds: { 'ssh-auth-failure': { maxRetry: 5, findTimeSec: 600 } },
+    },
     responder: { managementNets: ['203.0.113.0/28'], actions: { 'ssh-auth-failure': [{ type: 'ban', bantimeSec: 3600, factor: 2 }] } },
   });
   await lab.parser(config, 'parser.log');
@@ -85,13 +94,20 @@ async function bruteForceBlocked(sb: Sandbox): Promise<void> {
   const attacker = clientV4(5);
   say(`\n6. syslog reactor: befw syslog on ${NODE_V4}:5514, beanstalkd, befw responder (ban into rules_deny)`);
   say(`   ${attacker} -> ${NODE_V4}:${SSH} ("ssh", default mode): ${describe(await sb.probe(attacker, NODE_V4, SSH))}`);
-  const lines = Array.from({ length: 6 }, (_, i) => `Failed password for ${i % 2 === 0 ? 'root' : 'invalid user admin'} from ${attacker} port ${47336 + i} ssh2`);
+  const lines = Array.from(
+    { length: 6 },
+    (_, i) => `Failed password for ${i % 2 === 0 ? 'root' : 'invalid user admin'} from ${attacker} port ${47336 + i} ssh2`,
+  );
   lab.logger(sb.clientNs, ['-T', '-n', NODE_V4, '-P', '5514', '-t', 'sshd', '--id=2755', '-p', 'auth.info'], lines);
   say(`7. logger (as ${clientV4(2)}'s rsyslog) sends 6 lines like "sshd[2755]: ${lines[0]}"`);
   const took = await sb.waitFor('blocked', attacker, NODE_V4, SSH, 10_000);
   const ban = await responder.waitFor((e) => e.event === 'action' && e.result === 'banned', 5000, 'the ban');
-  say(`   ${attacker} -> ${NODE_V4}:${SSH}: ${describe(await sb.probe(attacker, NODE_V4, SSH))} after ${took} ms; on ${PORT} too: ${describe(await sb.probe(attacker, NODE_V4, PORT))}`);
-  say(`   responder: ${String(ban.key)} = ${String(ban.expiry)} (bantime ${String(ban.bantimeSec)} s, offence ${String(ban.offence)}), ${String(ban.lineToActionMs)} ms from log line to ban`);
+  say(
+    `   ${attacker} -> ${NODE_V4}:${SSH}: ${describe(await sb.probe(attacker, NODE_V4, SSH))} after ${took} ms; on ${PORT} too: ${describe(await sb.probe(attacker, NODE_V4, PORT))}`,
+  );
+  say(
+    `   responder: ${String(ban.key)} = ${String(ban.expiry)} (bantime ${String(ban.bantimeSec)} s, offence ${String(ban.offence)}), ${String(ban.lineToActionMs)} ms from log line to ban`,
+  );
   say('8. befw queue stats:');
   say(sb.befw(['queue', 'stats', '-c', config]).stdout.replace(/^/gm, '   '));
 }

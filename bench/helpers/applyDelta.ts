@@ -6,13 +6,13 @@
  * Prints {"sizes":[{size, applyMs:[...], rawMs:[...]}]}.
  */
 import { performance } from 'node:perf_hooks';
-import { createDataplane } from '../../src/dataplane/driver.js';
+import { createDataplane } from '../../src/dataplane/iptables/driver.js';
 import { createPrewarmedRunner, processRunner } from '../../src/dataplane/exec.js';
-import { IPSET, RESTORE_ARGS } from '../../src/dataplane/ipset.js';
-import { detectBackend, toolsFor } from '../../src/dataplane/iptables.js';
-import { maxelemFor } from '../../src/rules/compile.js';
-import { DEFAULT_SERVICE_TEMPLATE } from '../../src/rules/templates.js';
-import type { Plan, PlanSet } from '../../src/rules/types.js';
+import { IPSET, RESTORE_ARGS } from '../../src/dataplane/iptables/ipset.js';
+import { detectBackend, toolsFor } from '../../src/dataplane/iptables/iptables.js';
+import { maxelemFor } from '../../src/core/compile.js';
+import { DEFAULT_SERVICE_TEMPLATE } from '../../src/core/templates.js';
+import type { Plan, PlanSet } from '../../src/core/types.js';
 
 const sizes = process.argv.slice(2).map(Number);
 const RUNS = 20;

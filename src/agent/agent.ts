@@ -15,18 +15,18 @@ import type { Config } from '../config/config.js';
 import { loadTemplates, resolveToken } from '../config/load.js';
 import { DEFAULT_WATCH_OPTIONS } from '../consul/blockingWatch.js';
 import { createConsulApi } from '../consul/client.js';
-import { type Drift, createDataplane } from '../dataplane/driver.js';
+import { type Drift, createDataplane } from '../dataplane/iptables/driver.js';
 import { type CommandRunner, createLauncherRunner, createPrewarmedRunner, processRunner } from '../dataplane/exec.js';
-import { type Backend, detectBackend, toolsFor } from '../dataplane/iptables.js';
-import { IPSET, RESTORE_ARGS } from '../dataplane/ipset.js';
-import type { Diagnostic } from '../rules/types.js';
+import { type Backend, detectBackend, toolsFor } from '../dataplane/iptables/iptables.js';
+import { IPSET, RESTORE_ARGS } from '../dataplane/iptables/ipset.js';
+import type { Diagnostic } from '../core/types.js';
 import { createFileStateStore } from '../state/stateStore.js';
 import { Coalescer } from './coalescer.js';
-import { type Logger, createLogger } from './logger.js';
+import { type Logger, createLogger } from '../log/logger.js';
 import { COMPACT_ABOVE_KEYS, scheduleCompaction } from './memory.js';
 import type { Metrics } from './metrics.js';
 import { type Outcome, Reconciler, type ReconcilerStats } from './reconciler.js';
-import { type ChangeReason, type ConsulHealth, WatchedInputs } from './watchedInputs.js';
+import { type ChangeReason, type ConsulHealth, WatchedInputs } from './inputs/watchedInputs.js';
 
 /** Quiet period and ceiling for coalescing: small against the 20 ms propagation target. */
 export const COALESCE_QUIET_MS = 1;
@@ -71,7 +71,11 @@ export interface AgentHandle {
   rebuild(): void;
 }
 
-export async function startAgent(config: Config, log: Logger = createLogger(config.logLevel), metrics: Metrics | null = null): Promise<AgentHandle> {
+export async function startAgent(
+  config: Config,
+  log: Logger = createLogger(config.logLevel),
+  metrics: Metrics | null = null,
+): Promise<AgentHandle> {
   const startedAt = Date.now();
   const templates = await loadTemplates(config);
   const token = await resolveToken(config);
@@ -99,7 +103,9 @@ export async function startAgent(config: Config, log: Logger = createLogger(conf
   // long-lived shell: forking the agent itself every 3 s would be most of its idle CPU.
   const writer = createPrewarmedRunner([[IPSET, RESTORE_ARGS]]);
   const reader = createLauncherRunner(processRunner);
-  const runner: CommandRunner = { run: (cmd, args, opts) => (opts?.input !== undefined ? writer.run(cmd, args, opts) : reader.run(cmd, args, opts)) };
+  const runner: CommandRunner = {
+    run: (cmd, args, opts) => (opts?.input !== undefined ? writer.run(cmd, args, opts) : reader.run(cmd, args, opts)),
+  };
   const dataplane = createDataplane(runner, toolsFor(backend.backend));
   const reconciler = new Reconciler({
     source: () => inputs.snapshot(),
@@ -142,12 +148,15 @@ export async function startAgent(config: Config, log: Logger = createLogger(conf
   const armResync = (): void => {
     const base = config.resyncInterval * 1000;
     // Jitter spreads a fleet's resyncs (and their re-reads of Consul) over time.
-    resyncTimer = setTimeout(() => {
-      inputs.reread();
-      fullCheckDue = true;
-      coalescer?.poke('resync');
-      armResync();
-    }, base * (0.9 + Math.random() * 0.2));
+    resyncTimer = setTimeout(
+      () => {
+        inputs.reread();
+        fullCheckDue = true;
+        coalescer?.poke('resync');
+        armResync();
+      },
+      base * (0.9 + Math.random() * 0.2),
+    );
   };
 
   const record = (outcome: Outcome, reasons: ReadonlySet<Reason>): void => {
@@ -155,7 +164,12 @@ export async function startAgent(config: Config, log: Logger = createLogger(conf
     if (metrics === null) return;
     const result = outcome.kind === 'read-failed' ? (outcome.fallback?.kind ?? 'read-failed') : outcome.kind;
     metrics.applies.inc({ result });
-    const applied = outcome.kind === 'applied' ? outcome : outcome.kind === 'read-failed' && outcome.fallback?.kind === 'applied' ? outcome.fallback : null;
+    const applied =
+      outcome.kind === 'applied'
+        ? outcome
+        : outcome.kind === 'read-failed' && outcome.fallback?.kind === 'applied'
+          ? outcome.fallback
+          : null;
     if (applied !== null && applied.kind === 'applied') {
       metrics.applyDuration.observe({ result: 'applied', mode: applied.report.mode }, applied.report.ms.total / 1000);
       metrics.setMembers.reset();
@@ -182,7 +196,9 @@ export async function startAgent(config: Config, log: Logger = createLogger(conf
         log.debug({ event: 'reconciled', reasons: [...reasons], outcome: outcome.kind }, 'reconcile done');
         record(outcome, reasons);
         if (inputs.kvSize > COMPACT_ABOVE_KEYS) {
-          scheduleCompaction((before, after) => log.debug({ event: 'heap-compacted', before, after }, 'memory handed back after a large reconcile'));
+          scheduleCompaction((before, after) =>
+            log.debug({ event: 'heap-compacted', before, after }, 'memory handed back after a large reconcile'),
+          );
         }
         if (outcome.kind === 'apply-failed') {
           // The last good plan is back in the kernel (rollback); try the new one again later.
@@ -199,7 +215,11 @@ export async function startAgent(config: Config, log: Logger = createLogger(conf
         runningSince = null;
       }
     },
-    (err) => log.error({ event: 'reconcile-crashed', err: err instanceof Error ? err.stack : String(err) }, 'reconcile threw; will retry on the next trigger'),
+    (err) =>
+      log.error(
+        { event: 'reconcile-crashed', err: err instanceof Error ? err.stack : String(err) },
+        'reconcile threw; will retry on the next trigger',
+      ),
   );
 
   // Integrity: cheap checks often (headers, counts, chain, jump), full member lists rarely (and

@@ -25,16 +25,58 @@ export function createMetrics(): Metrics {
   const buckets = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
   return {
     registry,
-    applyDuration: new Histogram({ name: 'befw_apply_duration_seconds', help: 'Time to apply a plan to the kernel.', labelNames: ['result', 'mode'], buckets, registers: [registry] }),
-    applies: new Counter({ name: 'befw_applies_total', help: 'Applies by result (applied, failed, unchanged, held).', labelNames: ['result'], registers: [registry] }),
-    propagation: new Histogram({ name: 'befw_propagation_seconds', help: 'From a Consul answer carrying a change to that change in the kernel.', buckets, registers: [registry] }),
-    setMembers: new Gauge({ name: 'befw_set_members', help: 'Members per kernel set as last applied.', labelNames: ['set'], registers: [registry] }),
-    driftRepairs: new Counter({ name: 'befw_drift_repairs_total', help: 'Repairs after the integrity check found the kernel changed.', registers: [registry] }),
-    consulErrors: new Counter({ name: 'befw_consul_request_errors_total', help: 'Failed Consul requests by watch.', labelNames: ['watch'], registers: [registry] }),
-    consulStaleness: new Gauge({ name: 'befw_consul_staleness_seconds', help: 'X-Consul-LastContact of the last KV answer.', registers: [registry] }),
-    lastGoodSync: new Gauge({ name: 'befw_last_good_sync_timestamp_seconds', help: 'Unix time of the last successful apply or confirmed unchanged plan.', registers: [registry] }),
+    applyDuration: new Histogram({
+      name: 'befw_apply_duration_seconds',
+      help: 'Time to apply a plan to the kernel.',
+      labelNames: ['result', 'mode'],
+      buckets,
+      registers: [registry],
+    }),
+    applies: new Counter({
+      name: 'befw_applies_total',
+      help: 'Applies by result (applied, failed, unchanged, held).',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    propagation: new Histogram({
+      name: 'befw_propagation_seconds',
+      help: 'From a Consul answer carrying a change to that change in the kernel.',
+      buckets,
+      registers: [registry],
+    }),
+    setMembers: new Gauge({
+      name: 'befw_set_members',
+      help: 'Members per kernel set as last applied.',
+      labelNames: ['set'],
+      registers: [registry],
+    }),
+    driftRepairs: new Counter({
+      name: 'befw_drift_repairs_total',
+      help: 'Repairs after the integrity check found the kernel changed.',
+      registers: [registry],
+    }),
+    consulErrors: new Counter({
+      name: 'befw_consul_request_errors_total',
+      help: 'Failed Consul requests by watch.',
+      labelNames: ['watch'],
+      registers: [registry],
+    }),
+    consulStaleness: new Gauge({
+      name: 'befw_consul_staleness_seconds',
+      help: 'X-Consul-LastContact of the last KV answer.',
+      registers: [registry],
+    }),
+    lastGoodSync: new Gauge({
+      name: 'befw_last_good_sync_timestamp_seconds',
+      help: 'Unix time of the last successful apply or confirmed unchanged plan.',
+      registers: [registry],
+    }),
     diagnostics: new Gauge({ name: 'befw_diagnostics', help: 'Entries ignored or reported in the last plan.', registers: [registry] }),
     guardHeld: new Counter({ name: 'befw_guard_held_total', help: 'Plans held by the blast-radius guard.', registers: [registry] }),
-    rollbacks: new Counter({ name: 'befw_rollbacks_total', help: 'Rollbacks to the last good plan after a failed apply.', registers: [registry] }),
+    rollbacks: new Counter({
+      name: 'befw_rollbacks_total',
+      help: 'Rollbacks to the last good plan after a failed apply.',
+      registers: [registry],
+    }),
   };
 }

@@ -5,7 +5,7 @@
  *   - the inputs cannot be read: the last good snapshot is recompiled with the current time, so
  *     expiries still leave the kernel during an outage, and nothing is flushed;
  *   - the new plan would remove too much because of what a read returned: it is held until a
- *     second read confirms it (see rules/blastRadius.ts);
+ *     second read confirms it (see core/blastRadius.ts);
  *   - the apply fails half-way: the last good plan is re-applied in full (rollback), the failure
  *     is reported with its step and stderr, and the new plan is retried later;
  *   - the kernel drifted from what was applied (integrity check): the last good plan is
@@ -17,15 +17,15 @@ import { performance } from 'node:perf_hooks';
 import type { Config } from '../config/config.js';
 import type { Templates } from '../config/load.js';
 import type { ConsulApi } from '../consul/client.js';
-import type { ApplyReport, Dataplane, Drift } from '../dataplane/driver.js';
-import { type GuardOptions, type SuspiciousRemoval, suspiciousRemovals } from '../rules/blastRadius.js';
-import { RULES_ALLOW, compile } from '../rules/compile.js';
-import { KvParseCache } from '../rules/kvLayout.js';
-import { planRegistrations } from '../rules/registrations.js';
-import { v6Name } from '../rules/setNames.js';
-import type { CompileOptions, Plan, Snapshot } from '../rules/types.js';
+import type { ApplyReport, Dataplane, Drift } from '../dataplane/iptables/driver.js';
+import { type GuardOptions, type SuspiciousRemoval, suspiciousRemovals } from '../core/blastRadius.js';
+import { RULES_ALLOW, compile } from '../core/compile.js';
+import { KvParseCache } from '../core/kvLayout.js';
+import { planRegistrations } from '../core/registrations.js';
+import { v6Name } from '../core/setNames.js';
+import type { CompileOptions, Plan, Snapshot } from '../core/types.js';
 import type { StateStore } from '../state/stateStore.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../log/logger.js';
 import { memoryFigures } from './memory.js';
 
 export type Source = 'consul' | 'saved' | 'minimal';
@@ -80,7 +80,15 @@ export class Reconciler {
   /** The inputs of a plan held by the guard; a different read confirms or clears it. */
   private held: { kv: Snapshot['kv']; services: Snapshot['agentServices'] } | null = null;
   private readonly parseCache = new KvParseCache();
-  readonly stats: ReconcilerStats = { applies: 0, applyFailures: 0, rollbacks: 0, repairs: 0, held: 0, lastApplyAt: null, lastResult: null };
+  readonly stats: ReconcilerStats = {
+    applies: 0,
+    applyFailures: 0,
+    rollbacks: 0,
+    repairs: 0,
+    held: 0,
+    lastApplyAt: null,
+    lastResult: null,
+  };
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
@@ -128,15 +136,28 @@ export class Reconciler {
           { name: RULES_ALLOW, family: 'inet', members: v4 },
           { name: v6Name(RULES_ALLOW), family: 'inet6', members: v6 },
         ]);
-        log.warn({ event: 'safety-net', kept: 'existing BEFW chain', managementNets: config.managementNets.map((n) => n.cidr) }, 'no state: kept the kernel as it is, management networks ensured');
+        log.warn(
+          { event: 'safety-net', kept: 'existing BEFW chain', managementNets: config.managementNets.map((n) => n.cidr) },
+          'no state: kept the kernel as it is, management networks ensured',
+        );
         return null;
       }
     } catch (err) {
       log.error({ event: 'safety-net-failed', err: (err as Error).message }, 'cannot inspect the kernel');
       return null;
     }
-    const empty: Snapshot = { node: { name: '', dc: '' }, agentServices: [], fileServices: [], kv: [], ipsetFiles: [], inputDiagnostics: [] };
-    log.warn({ event: 'safety-net', kept: 'minimal plan', managementNets: config.managementNets.map((n) => n.cidr) }, 'no state: installing the minimal plan');
+    const empty: Snapshot = {
+      node: { name: '', dc: '' },
+      agentServices: [],
+      fileServices: [],
+      kv: [],
+      ipsetFiles: [],
+      inputDiagnostics: [],
+    };
+    log.warn(
+      { event: 'safety-net', kept: 'minimal plan', managementNets: config.managementNets.map((n) => n.cidr) },
+      'no state: installing the minimal plan',
+    );
     return this.enforce(empty, 'minimal');
   }
 
@@ -152,7 +173,8 @@ export class Reconciler {
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
       log.warn({ event: 'read-failed', reason, err: error.message }, 'cannot read inputs; keeping the last good state');
-      const fallback = this.lastGood === null || this.lastGood.source === 'minimal' ? null : await this.enforce(this.lastGood.snapshot, 'saved', full);
+      const fallback =
+        this.lastGood === null || this.lastGood.source === 'minimal' ? null : await this.enforce(this.lastGood.snapshot, 'saved', full);
       return { kind: 'read-failed', error, fallback };
     }
     await this.syncServiceFiles(snapshot);
@@ -200,7 +222,10 @@ export class Reconciler {
         if (this.held === null) {
           this.held = { kv: snapshot.kv, services: snapshot.agentServices };
           this.stats.held++;
-          log.warn({ event: 'guard-held', removals, fingerprint: plan.fingerprint }, 'plan removes too much at once; held until a second read confirms it');
+          log.warn(
+            { event: 'guard-held', removals, fingerprint: plan.fingerprint },
+            'plan removes too much at once; held until a second read confirms it',
+          );
           this.deps.requestReread();
         }
         return { kind: 'held', plan, removals };
@@ -218,7 +243,13 @@ export class Reconciler {
     }
     let report: ApplyReport;
     try {
-      report = await this.deps.dataplane.apply({ plan, owned: [...this.owned], template: templates.service, base: installBase ? templates.base : null, full });
+      report = await this.deps.dataplane.apply({
+        plan,
+        owned: [...this.owned],
+        template: templates.service,
+        base: installBase ? templates.base : null,
+        full,
+      });
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
       this.stats.applyFailures++;

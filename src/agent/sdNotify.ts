@@ -5,7 +5,7 @@
  * `unix-dgram` native module does the sendto; it is loaded only when systemd asks for it.
  */
 import { createRequire } from 'node:module';
-import type { Logger } from './logger.js';
+import type { Logger } from '../log/logger.js';
 
 export interface Notifier {
   readonly enabled: boolean;
@@ -47,7 +47,8 @@ export function createNotifier(env: NodeJS.ProcessEnv, log: Logger): Notifier {
     notify(state) {
       const buf = Buffer.from(state);
       socket.send(buf, 0, buf.length, path, (err) => {
-        if (err !== undefined) log.warn({ event: 'sd-notify-error', state: state.split('\n')[0], err: err.message }, 'cannot notify systemd');
+        if (err !== undefined)
+          log.warn({ event: 'sd-notify-error', state: state.split('\n')[0], err: err.message }, 'cannot notify systemd');
       });
     },
     close() {

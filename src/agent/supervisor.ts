@@ -15,11 +15,10 @@ import { loadConfig } from '../config/load.js';
 import { type AgentHandle, startAgent } from './agent.js';
 import { type ControlCommand, startControlServer } from './control.js';
 import { startHttpEndpoint } from './httpEndpoint.js';
-import { type Logger, createLogger } from './logger.js';
+import { type Logger, createLogger } from '../log/logger.js';
 import { createMetrics } from './metrics.js';
 import { createNotifier } from './sdNotify.js';
-
-export const VERSION = '0.1.0';
+import { VERSION } from '../core/version.js';
 
 export async function runAgent(configPath: string): Promise<void> {
   let config: Config = await loadConfig(configPath);
@@ -78,7 +77,14 @@ export async function runAgent(configPath: string): Promise<void> {
         const s = agent.status();
         const enforced = s.lastSource === 'saved' || s.lastSource === 'minimal' || s.consul.reachable;
         const ok = s.ready && (s.consul.reachable || enforced);
-        return { ok, detail: ok ? `ready (${s.lastSource ?? 'kernel kept'})` : s.ready ? 'Consul unreachable and nothing enforced yet' : 'first apply not done' };
+        return {
+          ok,
+          detail: ok
+            ? `ready (${s.lastSource ?? 'kernel kept'})`
+            : s.ready
+              ? 'Consul unreachable and nothing enforced yet'
+              : 'first apply not done',
+        };
       },
     });
     log.info({ event: 'metrics-listening', host: config.metrics.host, port: config.metrics.port }, 'metrics and health endpoint on');
@@ -94,7 +100,9 @@ export async function runAgent(configPath: string): Promise<void> {
       if (!s.ready) return;
       if (readyTimer !== null) clearInterval(readyTimer);
       readyTimer = null;
-      notifier.notify(`READY=1\nSTATUS=enforcing ${s.fingerprint ?? 'kernel as found'} (${s.lastSource ?? 'no state'})\nMAINPID=${process.pid}`);
+      notifier.notify(
+        `READY=1\nSTATUS=enforcing ${s.fingerprint ?? 'kernel as found'} (${s.lastSource ?? 'no state'})\nMAINPID=${process.pid}`,
+      );
     }, 100);
   };
   waitReady();

@@ -7,7 +7,7 @@ import type { AgentStatus } from '../agent/agent.js';
 import { askAgent } from '../agent/control.js';
 import { readFile } from 'node:fs/promises';
 import { ConfigError, DEFAULT_CONFIG_PATH, DEFAULT_SOCKET_PATH } from '../config/config.js';
-import type { Drift } from '../dataplane/driver.js';
+import type { Drift } from '../dataplane/iptables/driver.js';
 import { formatDuration } from './format.js';
 
 interface Opts {
@@ -15,7 +15,13 @@ interface Opts {
   json?: boolean;
 }
 
-type StatusAnswer = AgentStatus & { ok: boolean; version: string; config: string; pid: number; lastReload: { at: number; ok: boolean; error?: string } | null };
+type StatusAnswer = AgentStatus & {
+  ok: boolean;
+  version: string;
+  config: string;
+  pid: number;
+  lastReload: { at: number; ok: boolean; error?: string } | null;
+};
 
 function ago(ms: number | null, now: number): string {
   return ms === null ? 'never' : `${new Date(ms).toISOString()} (${formatDuration(now - ms)} ago)`;
@@ -23,18 +29,27 @@ function ago(ms: number | null, now: number): string {
 
 export function formatStatus(s: StatusAnswer, now = Date.now()): string {
   const out: string[] = [];
-  out.push(`befw agent ${s.version}, pid ${s.pid}, up ${formatDuration(now - s.startedAt)}, config ${s.config}, iptables backend ${s.backend}`);
+  out.push(
+    `befw agent ${s.version}, pid ${s.pid}, up ${formatDuration(now - s.startedAt)}, config ${s.config}, iptables backend ${s.backend}`,
+  );
   out.push(
     s.consul.reachable
       ? `Consul:      reachable, last answer ${ago(s.consul.lastAnswerAt, now)}, staleness ${s.consul.lastContactMs === null ? 'n/a' : `${s.consul.lastContactMs} ms`}`
       : `Consul:      UNREACHABLE (${s.consul.lastError ?? 'no answer yet'}); last answer ${ago(s.consul.lastAnswerAt, now)}`,
   );
-  out.push(`Enforcing:   ${s.fingerprint ?? 'nothing applied (kernel kept as found)'}${s.lastSource === null ? '' : ` from ${s.lastSource === 'saved' ? 'state.bin' : s.lastSource}`}`);
+  out.push(
+    `Enforcing:   ${s.fingerprint ?? 'nothing applied (kernel kept as found)'}${s.lastSource === null ? '' : ` from ${s.lastSource === 'saved' ? 'state.bin' : s.lastSource}`}`,
+  );
   out.push(`Last apply:  ${ago(s.stats.lastApplyAt, now)}, ${s.stats.lastResult ?? 'none yet'}`);
-  out.push(`Counters:    ${s.stats.applies} applies, ${s.stats.applyFailures} failed, ${s.stats.rollbacks} rollbacks, ${s.stats.repairs} drift repairs, ${s.stats.held} held by the guard`);
-  out.push(`Next expiry: ${s.nextExpiry === null ? 'none' : `${new Date(s.nextExpiry).toISOString()} (in ${formatDuration(s.nextExpiry - now)})`}`);
+  out.push(
+    `Counters:    ${s.stats.applies} applies, ${s.stats.applyFailures} failed, ${s.stats.rollbacks} rollbacks, ${s.stats.repairs} drift repairs, ${s.stats.held} held by the guard`,
+  );
+  out.push(
+    `Next expiry: ${s.nextExpiry === null ? 'none' : `${new Date(s.nextExpiry).toISOString()} (in ${formatDuration(s.nextExpiry - now)})`}`,
+  );
   out.push(`Health:      ${s.healthy ? 'ok' : 'STUCK (a reconcile has run for minutes)'}, ${s.ready ? 'ready' : 'not ready'}`);
-  if (s.lastReload !== null) out.push(`Last reload: ${ago(s.lastReload.at, now)}, ${s.lastReload.ok ? 'ok' : `rejected: ${s.lastReload.error ?? ''}`}`);
+  if (s.lastReload !== null)
+    out.push(`Last reload: ${ago(s.lastReload.at, now)}, ${s.lastReload.ok ? 'ok' : `rejected: ${s.lastReload.error ?? ''}`}`);
   out.push('', `Sets (${s.sets.length}):`);
   for (const set of s.sets) out.push(`  ${set.name.padEnd(32)} ${String(set.members).padStart(7)} member(s)  ${set.family}`);
   if (s.diagnostics.length > 0) {
@@ -46,7 +61,12 @@ export function formatStatus(s: StatusAnswer, now = Date.now()): string {
 
 function formatDrifts(drifts: readonly Drift[]): string {
   if (drifts.length === 0) return 'kernel matches the plan';
-  return [`kernel differs from the plan (${drifts.length}):`, ...drifts.map((d) => `  ${d.what}${d.set === undefined ? '' : ` ${d.set}`}${d.family === undefined ? '' : ` (IPv${d.family})`}: ${d.detail}`)].join('\n');
+  return [
+    `kernel differs from the plan (${drifts.length}):`,
+    ...drifts.map(
+      (d) => `  ${d.what}${d.set === undefined ? '' : ` ${d.set}`}${d.family === undefined ? '' : ` (IPv${d.family})`}: ${d.detail}`,
+    ),
+  ].join('\n');
 }
 
 /**
@@ -80,7 +100,9 @@ export function registerControlCommands(program: Command): void {
     .option('--json', 'print the answer as JSON')
     .action(async (opts: Opts) => {
       const answer = (await askAgent(await socketOf(opts), 'reload')) as { ok: boolean; error?: string };
-      process.stdout.write(`${opts.json ? JSON.stringify(answer) : answer.ok ? 'reloaded' : `reload rejected: ${answer.error ?? 'unknown error'}`}\n`);
+      process.stdout.write(
+        `${opts.json ? JSON.stringify(answer) : answer.ok ? 'reloaded' : `reload rejected: ${answer.error ?? 'unknown error'}`}\n`,
+      );
       if (!answer.ok) process.exitCode = 1;
     });
 

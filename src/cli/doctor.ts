@@ -15,10 +15,10 @@ import { type Config, ConfigError, DEFAULT_CONFIG_PATH } from '../config/config.
 import { TOKEN_ENV, loadConfig } from '../config/load.js';
 import type { OperatorConsul } from '../consul/kvWriter.js';
 import { type CommandResult, type CommandRunner, processRunner } from '../dataplane/exec.js';
-import { type Backend, detectBackend } from '../dataplane/iptables.js';
-import { readServiceFiles } from '../inputs/localFiles.js';
-import { CHAIN } from '../rules/render.js';
-import { BEFW_TAG } from '../rules/services.js';
+import { type Backend, detectBackend } from '../dataplane/iptables/iptables.js';
+import { readServiceFiles } from '../agent/inputs/localFiles.js';
+import { CHAIN } from '../core/render.js';
+import { BEFW_TAG } from '../core/services.js';
 import { openConsul, print, printJson } from './access/context.js';
 
 export type Status = 'OK' | 'WARN' | 'FAIL';
@@ -70,7 +70,10 @@ export function summarizeSave(text: string): { rules: number; hasChain: boolean;
 }
 
 /** Where a kernel module is seen: loaded, built in, loadable, or not at all (null). */
-export function moduleState(name: string, files: { procModules: string | null; builtin: string | null; dep: string | null; sysModule: boolean }): string | null {
+export function moduleState(
+  name: string,
+  files: { procModules: string | null; builtin: string | null; dep: string | null; sysModule: boolean },
+): string | null {
   if (files.procModules?.split('\n').some((l) => l.split(' ')[0] === name)) return 'loaded';
   // Module files use "-" or "_" interchangeably in names; the kernel reports "_".
   const pattern = new RegExp(`/${name.replace(/_/g, '[_-]')}\\.ko(\\.[a-z]+)?(:|$)`, 'm');
@@ -91,10 +94,16 @@ async function checkTools(host: HostView, preference: 'auto' | Backend): Promise
   const checks: Check[] = [];
   const inUse = new Map<string, string>();
   const ipsetV = await host.run('ipset', ['--version']);
-  if (ipsetV.code !== 0) checks.push({ area: 'tools', status: 'FAIL', message: `ipset does not run: ${reason(ipsetV)} (install the ipset package)` });
+  if (ipsetV.code !== 0)
+    checks.push({ area: 'tools', status: 'FAIL', message: `ipset does not run: ${reason(ipsetV)} (install the ipset package)` });
   else {
     const list = await host.run('ipset', ['list', '-t']);
-    if (list.code !== 0) checks.push({ area: 'tools', status: 'FAIL', message: `${firstLine(ipsetV)} is installed but "ipset list" fails: ${reason(list)} (root or CAP_NET_ADMIN needed)` });
+    if (list.code !== 0)
+      checks.push({
+        area: 'tools',
+        status: 'FAIL',
+        message: `${firstLine(ipsetV)} is installed but "ipset list" fails: ${reason(list)} (root or CAP_NET_ADMIN needed)`,
+      });
     else {
       checks.push({ area: 'tools', status: 'OK', message: `${firstLine(ipsetV)}; "ipset list" works` });
       inUse.set('ip_set', 'ipset list works');
@@ -131,23 +140,49 @@ async function checkTools(host: HostView, preference: 'auto' | Backend): Promise
     const theirs = await host.run(`${tool}-${other}-save`, ['-t', 'filter']);
     if (theirs.code !== 0) continue; // other backend not installed or unusable: nothing can live there
     const t = summarizeSave(theirs.stdout);
-    if (t.hasChain) checks.push({ area: 'backend', status: 'WARN', message: `a ${CHAIN} chain exists in the ${other} backend (${tool}) too: left by another agent or an older install; packets traverse both rulesets` });
-    else if (t.rules > 0) checks.push({ area: 'backend', status: 'WARN', message: `the ${other} backend also holds ${t.rules} ${tool} rule(s): packets traverse both rulesets, and befw only manages the ${backend} one` });
+    if (t.hasChain)
+      checks.push({
+        area: 'backend',
+        status: 'WARN',
+        message: `a ${CHAIN} chain exists in the ${other} backend (${tool}) too: left by another agent or an older install; packets traverse both rulesets`,
+      });
+    else if (t.rules > 0)
+      checks.push({
+        area: 'backend',
+        status: 'WARN',
+        message: `the ${other} backend also holds ${t.rules} ${tool} rule(s): packets traverse both rulesets, and befw only manages the ${backend} one`,
+      });
   }
   return { checks, backend, inUse };
 }
 
 async function checkModules(host: HostView, backend: Backend | null, inUse: ReadonlyMap<string, string>): Promise<Check[]> {
   const base = `/lib/modules/${host.kernelRelease}`;
-  const [procModules, builtin, dep] = await Promise.all([host.readText('/proc/modules'), host.readText(`${base}/modules.builtin`), host.readText(`${base}/modules.dep`)]);
-  const wanted = ['ip_set', 'ip_set_hash_net', 'xt_set', ...(backend === 'legacy' ? ['ip_tables', 'ip6_tables'] : ['nf_tables', 'nft_compat'])];
+  const [procModules, builtin, dep] = await Promise.all([
+    host.readText('/proc/modules'),
+    host.readText(`${base}/modules.builtin`),
+    host.readText(`${base}/modules.dep`),
+  ]);
+  const wanted = [
+    'ip_set',
+    'ip_set_hash_net',
+    'xt_set',
+    ...(backend === 'legacy' ? ['ip_tables', 'ip6_tables'] : ['nf_tables', 'nft_compat']),
+  ];
   const checks: Check[] = [];
   for (const name of wanted) {
     const used = inUse.get(name);
-    const state = used === undefined ? moduleState(name, { procModules, builtin, dep, sysModule: await host.exists(`/sys/module/${name}`) }) : `in use: ${used}`;
+    const state =
+      used === undefined
+        ? moduleState(name, { procModules, builtin, dep, sysModule: await host.exists(`/sys/module/${name}`) })
+        : `in use: ${used}`;
     checks.push(
       state === null
-        ? { area: 'kernel', status: 'WARN', message: `${name}: not seen loaded, built in or loadable (no trace in /proc/modules, /sys/module or ${base}); fine if built into this kernel, else the first apply fails` }
+        ? {
+            area: 'kernel',
+            status: 'WARN',
+            message: `${name}: not seen loaded, built in or loadable (no trace in /proc/modules, /sys/module or ${base}); fine if built into this kernel, else the first apply fails`,
+          }
         : { area: 'kernel', status: 'OK', message: `${name}: ${state}` },
     );
   }
@@ -170,29 +205,60 @@ async function checkConsul(config: Config, consul: OperatorConsul, env: NodeJS.P
   try {
     const self = await consul.self();
     nodeName = self.nodeName;
-    checks.push({ area: 'consul', status: 'OK', message: `reachable at ${where}: node ${self.nodeName}, datacenter ${self.datacenter}${self.version === null ? '' : `, Consul ${self.version}`}` });
+    checks.push({
+      area: 'consul',
+      status: 'OK',
+      message: `reachable at ${where}: node ${self.nodeName}, datacenter ${self.datacenter}${self.version === null ? '' : `, Consul ${self.version}`}`,
+    });
   } catch (err) {
     const status = (err as { statusCode?: unknown }).statusCode;
     if (status !== 403) return [{ area: 'consul', status: 'FAIL', message: `cannot reach Consul at ${where}: ${(err as Error).message}` }];
-    checks.push({ area: 'consul', status: 'FAIL', message: `reachable at ${where}, but the token may not read agent/self (agent read): the agent needs its node name and datacenter; ${AGENT_NEEDS}` });
+    checks.push({
+      area: 'consul',
+      status: 'FAIL',
+      message: `reachable at ${where}, but the token may not read agent/self (agent read): the agent needs its node name and datacenter; ${AGENT_NEEDS}`,
+    });
     nodeName = config.nodeName ?? '';
   }
 
   const acl = await consul.aclSelf();
-  if (acl.state === 'disabled') checks.push({ area: 'acl', status: 'WARN', message: 'ACLs are disabled on this Consul: anyone who reaches its HTTP API can change befw/ and so every node\'s firewall' });
+  if (acl.state === 'disabled')
+    checks.push({
+      area: 'acl',
+      status: 'WARN',
+      message: "ACLs are disabled on this Consul: anyone who reaches its HTTP API can change befw/ and so every node's firewall",
+    });
   else if (acl.state === 'unknown-token') {
     const none = config.token === null && config.tokenFile === null && TOKEN_ENV.every((n) => (env[n] ?? '') === '');
-    checks.push({ area: 'acl', status: none ? 'WARN' : 'FAIL', message: none ? 'no token configured: requests run as the anonymous token' : 'Consul does not know the configured token (revoked, or from another cluster)' });
+    checks.push({
+      area: 'acl',
+      status: none ? 'WARN' : 'FAIL',
+      message: none
+        ? 'no token configured: requests run as the anonymous token'
+        : 'Consul does not know the configured token (revoked, or from another cluster)',
+    });
   } else {
-    checks.push({ area: 'acl', status: 'OK', message: `token "${acl.description}"${acl.policies.length === 0 ? '' : ` with policies ${acl.policies.join(', ')}`}` });
+    checks.push({
+      area: 'acl',
+      status: 'OK',
+      message: `token "${acl.description}"${acl.policies.length === 0 ? '' : ` with policies ${acl.policies.join(', ')}`}`,
+    });
   }
 
   const readable = await consul.kvReadable('befw/');
   if (readable) {
     const n = (await consul.list('befw/')).length;
-    checks.push({ area: 'kv-read', status: 'OK', message: `can read befw/${config.dc === null ? '' : ` in datacenter ${config.dc}`} (${n} key(s) visible)` });
+    checks.push({
+      area: 'kv-read',
+      status: 'OK',
+      message: `can read befw/${config.dc === null ? '' : ` in datacenter ${config.dc}`} (${n} key(s) visible)`,
+    });
   } else {
-    checks.push({ area: 'kv-read', status: 'FAIL', message: `the token may not read befw/: the agent could only enforce state.bin; it needs key_prefix "befw/" read; ${AGENT_NEEDS}` });
+    checks.push({
+      area: 'kv-read',
+      status: 'FAIL',
+      message: `the token may not read befw/: the agent could only enforce state.bin; it needs key_prefix "befw/" read; ${AGENT_NEEDS}`,
+    });
   }
 
   try {
@@ -201,12 +267,20 @@ async function checkConsul(config: Config, consul: OperatorConsul, env: NodeJS.P
     checks.push(
       befw.length > 0
         ? { area: 'services', status: 'OK', message: `${befw.length} befw service(s) among ${services.length} visible on the local agent` }
-        : { area: 'services', status: 'WARN', message: `no befw services visible (the local agent shows ${services.length} service(s) in all): none registered yet, or the token lacks service read on them` },
+        : {
+            area: 'services',
+            status: 'WARN',
+            message: `no befw services visible (the local agent shows ${services.length} service(s) in all): none registered yet, or the token lacks service read on them`,
+          },
     );
     const files = await readServiceFiles(config.servicesDir).catch(() => null);
     for (const f of files?.services ?? []) {
       if (!services.some((s) => s.id === f.name)) {
-        checks.push({ area: 'services', status: 'WARN', message: `service file ${f.file} (${f.name}) is not registered: the agent is not running, or its token lacks service write on "${f.name}"` });
+        checks.push({
+          area: 'services',
+          status: 'WARN',
+          message: `service file ${f.file} (${f.name}) is not registered: the agent is not running, or its token lacks service write on "${f.name}"`,
+        });
       }
     }
   } catch (err) {
@@ -218,7 +292,11 @@ async function checkConsul(config: Config, consul: OperatorConsul, env: NodeJS.P
     checks.push(
       visible
         ? { area: 'catalog', status: 'OK', message: `node ${nodeName} visible in the catalog (the agent watches its services there)` }
-        : { area: 'catalog', status: 'FAIL', message: `node ${nodeName} not visible in the catalog: the token lacks node read, and the agent would not notice service changes; ${AGENT_NEEDS}` },
+        : {
+            area: 'catalog',
+            status: 'FAIL',
+            message: `node ${nodeName} not visible in the catalog: the token lacks node read, and the agent would not notice service changes; ${AGENT_NEEDS}`,
+          },
     );
   }
 
@@ -230,11 +308,16 @@ async function checkConsul(config: Config, consul: OperatorConsul, env: NodeJS.P
   const tooMuch: string[] = [];
   if (writesBefw) tooMuch.push('write befw/ (a compromised node could open every node; only engineers need this)');
   if (writesOther) tooMuch.push('write KV outside befw/');
-  if (acl.state !== 'disabled' && (await consul.aclTokensReadable())) tooMuch.push('read ACL tokens (acl read/write: a management-level token)');
+  if (acl.state !== 'disabled' && (await consul.aclTokensReadable()))
+    tooMuch.push('read ACL tokens (acl read/write: a management-level token)');
   checks.push(
     tooMuch.length === 0
       ? { area: 'least-priv', status: 'OK', message: 'the token cannot write KV or read ACL tokens, as a node token should not' }
-      : { area: 'least-priv', status: 'WARN', message: `the token can ${tooMuch.join('; and ')}; fine for an engineer's token, too much for a node's (docs/acl/)` },
+      : {
+          area: 'least-priv',
+          status: 'WARN',
+          message: `the token can ${tooMuch.join('; and ')}; fine for an engineer's token, too much for a node's (docs/acl/)`,
+        },
   );
   return checks;
 }
@@ -246,7 +329,11 @@ export async function runDoctor(configPath: string, host: HostView, env: NodeJS.
     config = await loadConfig(configPath);
     checks.push({ area: 'config', status: 'OK', message: `${configPath} is valid; token from ${tokenSource(config, env)}` });
   } catch (err) {
-    checks.push({ area: 'config', status: 'FAIL', message: err instanceof ConfigError ? err.message : `${configPath}: ${(err as Error).message}` });
+    checks.push({
+      area: 'config',
+      status: 'FAIL',
+      message: err instanceof ConfigError ? err.message : `${configPath}: ${(err as Error).message}`,
+    });
   }
   const tools = await checkTools(host, config?.iptablesBackend ?? 'auto');
   checks.push(...tools.checks, ...(await checkModules(host, tools.backend, tools.inUse)));
@@ -281,7 +368,9 @@ export function formatChecks(checks: readonly Check[]): string {
 export function registerDoctorCommand(program: Command): void {
   program
     .command('doctor')
-    .description('check this host and its Consul token for the agent: tools, iptables backend, kernel modules, Consul reachability and permissions (changes nothing)')
+    .description(
+      'check this host and its Consul token for the agent: tools, iptables backend, kernel modules, Consul reachability and permissions (changes nothing)',
+    )
     .option('-c, --config <file>', 'befw.conf to use', DEFAULT_CONFIG_PATH)
     .option('--json', 'print the checks as JSON')
     .action(async (opts: { config: string; json?: boolean }) => {

@@ -19,20 +19,27 @@ const DURATION = /^([1-9][0-9]{0,9})([smhdw])$/;
 /** `30s`, `15m`, `2h`, `7d`, `2w` to seconds. One number, one unit: `1h30m` is `90m`. */
 export function parseDuration(text: string, subject = '--ttl'): number {
   const m = DURATION.exec(text);
-  if (m === null) throw new UsageError(quoted(subject, text), 'expected a whole number and a unit s, m, h, d or w (e.g. 30s, 15m, 2h, 7d, 2w)');
+  if (m === null)
+    throw new UsageError(quoted(subject, text), 'expected a whole number and a unit s, m, h, d or w (e.g. 30s, 15m, 2h, 7d, 2w)');
   const seconds = Number(m[1]) * UNIT_SECONDS[m[2] as Unit];
-  if (seconds > MAX_TTL_SECONDS) throw new UsageError(quoted(subject, text), 'longer than 3650d; use --forever for an entry that never expires');
+  if (seconds > MAX_TTL_SECONDS)
+    throw new UsageError(quoted(subject, text), 'longer than 3650d; use --forever for an entry that never expires');
   return seconds;
 }
 
 // Date and time are required, and so is the zone: "18:00" on a laptop in another zone than the
 // fleet would move a grant's end by hours.
-const ISO_8601 = /^([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:[.,]([0-9]{1,9}))?)?(Z|z|[+-][0-9]{2}(?::?[0-9]{2})?)$/;
+const ISO_8601 =
+  /^([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:[.,]([0-9]{1,9}))?)?(Z|z|[+-][0-9]{2}(?::?[0-9]{2})?)$/;
 
 /** An ISO 8601 date-time with a zone to Unix milliseconds. Impossible dates are errors, not rolled over. */
 export function parseIsoTime(text: string, subject = '--until'): number {
   const m = ISO_8601.exec(text);
-  if (m === null) throw new UsageError(quoted(subject, text), 'expected an ISO 8601 time with a zone, e.g. 2025-06-30T18:00:00Z or 2025-06-30T20:00+02:00');
+  if (m === null)
+    throw new UsageError(
+      quoted(subject, text),
+      'expected an ISO 8601 time with a zone, e.g. 2025-06-30T18:00:00Z or 2025-06-30T20:00+02:00',
+    );
   const [year, month, day, hour, minute] = [m[1], m[2], m[3], m[4], m[5]].map(Number) as [number, number, number, number, number];
   const second = Number(m[6] ?? '0');
   const fraction = m[7] === undefined ? 0 : Number(`0.${m[7]}`);
@@ -85,7 +92,8 @@ function chosen(opts: ExpiryOptions): string[] {
 /** Exactly one of --ttl, --until, --forever, as the value to write. */
 export function resolveExpiry(opts: ExpiryOptions, nowMs: number): Expiry {
   const given = chosen(opts);
-  if (given.length === 0) throw new UsageError('expiry', 'say how long the entry lasts: --ttl DURATION (e.g. 2h), --until TIME (ISO 8601) or --forever');
+  if (given.length === 0)
+    throw new UsageError('expiry', 'say how long the entry lasts: --ttl DURATION (e.g. 2h), --until TIME (ISO 8601) or --forever');
   if (given.length > 1) throw new UsageError(given.join(' and '), 'choose one of --ttl, --until and --forever');
   if (opts.forever === true) return { value: -1, expiresAt: null };
   // Whole seconds, rounded down: an entry never outlives what was asked for.
@@ -96,7 +104,11 @@ export function resolveExpiry(opts: ExpiryOptions, nowMs: number): Expiry {
   }
   const untilMs = parseIsoTime(opts.until as string);
   const value = Math.floor(untilMs / 1000);
-  if (value <= nowSec) throw new UsageError(quoted('--until', opts.until as string), `is not in the future (now is ${new Date(nowSec * 1000).toISOString().replace('.000Z', 'Z')})`);
+  if (value <= nowSec)
+    throw new UsageError(
+      quoted('--until', opts.until as string),
+      `is not in the future (now is ${new Date(nowSec * 1000).toISOString().replace('.000Z', 'Z')})`,
+    );
   return { value, expiresAt: value * 1000 };
 }
 

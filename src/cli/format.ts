@@ -1,10 +1,10 @@
 /**
  * Human output for `befw plan` and `befw show`. JSON output is the plan itself.
  */
-import { renderChainRestore } from '../rules/render.js';
-import { portText } from '../rules/services.js';
-import type { ServiceTemplate } from '../rules/templates.js';
-import type { Diagnostic, EffectiveMember, Plan } from '../rules/types.js';
+import { renderChainRestore } from '../core/render.js';
+import { portText } from '../core/services.js';
+import type { ServiceTemplate } from '../core/templates.js';
+import type { Diagnostic, EffectiveMember, Plan } from '../core/types.js';
 
 export function formatDuration(ms: number): string {
   if (ms <= 0) return 'expired';
@@ -33,7 +33,11 @@ function expiryText(m: EffectiveMember, nowMs: number): string {
 
 function diagnosticLines(diags: readonly Diagnostic[]): string[] {
   if (diags.length === 0) return [];
-  return ['', `Diagnostics (${diags.length}):`, ...diags.map((d) => `  ${d.severity.padEnd(7)} ${d.code.padEnd(16)} ${d.subject}: ${d.message}`)];
+  return [
+    '',
+    `Diagnostics (${diags.length}):`,
+    ...diags.map((d) => `  ${d.severity.padEnd(7)} ${d.code.padEnd(16)} ${d.subject}: ${d.message}`),
+  ];
 }
 
 export function formatPlan(plan: Plan, template: ServiceTemplate): string {
@@ -44,7 +48,12 @@ export function formatPlan(plan: Plan, template: ServiceTemplate): string {
   }
   for (const family of [4, 6] as const) {
     out.push('', `BEFW chain (${family === 4 ? 'iptables' : 'ip6tables'}-restore --noflush):`);
-    out.push(...renderChainRestore(plan.rules, family, template, false).trimEnd().split('\n').map((l) => `  ${l}`));
+    out.push(
+      ...renderChainRestore(plan.rules, family, template, false)
+        .trimEnd()
+        .split('\n')
+        .map((l) => `  ${l}`),
+    );
   }
   out.push('', `Next expiry: ${plan.nextExpiry === null ? 'none' : new Date(plan.nextExpiry).toISOString()}`);
   out.push(...diagnosticLines(plan.diagnostics));

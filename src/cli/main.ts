@@ -5,19 +5,15 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { runAgent } from '../agent/supervisor.js';
-import { compileOptions } from '../agent/reconciler.js';
-import { readSnapshot } from '../agent/snapshot.js';
+import { computePlan } from '../agent/plan.js';
 import { type Config, ConfigError, DEFAULT_CONFIG_PATH } from '../config/config.js';
-import { loadConfig, loadTemplates, resolveToken } from '../config/load.js';
-import { createConsulApi } from '../consul/client.js';
-import { compile } from '../rules/compile.js';
-import type { Plan } from '../rules/types.js';
+import { loadConfig, loadTemplates } from '../config/load.js';
+import type { Plan } from '../core/types.js';
+import { VERSION } from '../core/version.js';
 import { registerAccessCommands } from './access/index.js';
 import { registerControlCommands } from './control.js';
 import { formatPlan, formatShow } from './format.js';
 import { registerReactorCommands } from './reactor.js';
-
-const VERSION = '0.1.0';
 
 function parseAt(value: string): number {
   if (/^-?[0-9]+$/.test(value)) return Number(value) * 1000;
@@ -34,11 +30,8 @@ interface ReadOpts {
 
 async function readPlan(opts: ReadOpts): Promise<{ config: Config; plan: Plan; now: number }> {
   const config = await loadConfig(opts.config);
-  const token = await resolveToken(config);
-  const consul = createConsulApi({ ...config.consul, token, timeoutMs: config.consulTimeout * 1000 });
-  const snapshot = await readSnapshot(consul, config);
   const now = opts.at ?? Date.now();
-  return { config, plan: compile(snapshot, compileOptions(config), now), now };
+  return { config, plan: await computePlan(config, now), now };
 }
 
 export function buildProgram(): Command {
@@ -52,7 +45,9 @@ export function buildProgram(): Command {
   const configOption = (cmd: Command): Command => cmd.option('-c, --config <file>', 'befw.conf to use', DEFAULT_CONFIG_PATH);
 
   configOption(program.command('agent'))
-    .description('run the agent in the foreground: enforce state.bin, then keep the kernel in line with Consul (SIGHUP reloads, SIGTERM stops and leaves the firewall as it is)')
+    .description(
+      'run the agent in the foreground: enforce state.bin, then keep the kernel in line with Consul (SIGHUP reloads, SIGTERM stops and leaves the firewall as it is)',
+    )
     .action(async (opts: ReadOpts) => {
       await runAgent(opts.config);
     });
@@ -73,7 +68,10 @@ export function buildProgram(): Command {
     .option('--at <time>', 'show the state at another moment (Unix seconds or ISO 8601)', parseAt)
     .action(async (opts: ReadOpts) => {
       const { plan, now } = await readPlan(opts);
-      if (opts.json) process.stdout.write(`${JSON.stringify({ services: plan.services, sets: plan.setViews, diagnostics: plan.diagnostics }, null, 2)}\n`);
+      if (opts.json)
+        process.stdout.write(
+          `${JSON.stringify({ services: plan.services, sets: plan.setViews, diagnostics: plan.diagnostics }, null, 2)}\n`,
+        );
       else process.stdout.write(`${formatShow(plan, now)}\n`);
     });
 

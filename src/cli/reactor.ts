@@ -5,13 +5,13 @@
  * token, VyOS keys) come from files named in the config or the environment, never from argv.
  */
 import { type Command, InvalidArgumentError } from 'commander';
-import { createLogger } from '../agent/logger.js';
+import { createLogger } from '../log/logger.js';
 import { ConfigError } from '../config/config.js';
-import { kickBuried, queueStats } from '../queue/admin.js';
-import { tubeFor } from '../queue/job.js';
-import { startParser } from '../syslog/parserMain.js';
-import { DEFAULT_REACTOR_CONFIG, type ReactorConfig, loadReactorConfig } from '../syslog/reactorConfig.js';
-import { startResponder } from '../responder/responderMain.js';
+import { kickBuried, queueStats } from '../reactor/queue/admin.js';
+import { tubeFor } from '../reactor/queue/job.js';
+import { startParser } from '../reactor/syslog/parserMain.js';
+import { DEFAULT_REACTOR_CONFIG, type ReactorConfig, loadReactorConfig } from '../reactor/config/reactorConfig.js';
+import { startResponder } from '../reactor/responder/responderMain.js';
 
 interface Opts {
   config: string;
@@ -33,12 +33,16 @@ function eventName(value: string, previous: string[] | undefined): string[] {
 
 async function load(path: string, section: 'parser' | 'responder' | null): Promise<ReactorConfig> {
   const config = await loadReactorConfig(path);
-  if (section !== null && config[section] === null) throw new ConfigError(path, null, `/${section}`, `is required for befw ${section === 'parser' ? 'syslog' : 'responder'}`);
+  if (section !== null && config[section] === null)
+    throw new ConfigError(path, null, `/${section}`, `is required for befw ${section === 'parser' ? 'syslog' : 'responder'}`);
   return config;
 }
 
 /** Runs a daemon until SIGTERM/SIGINT, then lets it stop cleanly. */
-async function runUntilSignal(running: { stop(): Promise<void>; done: Promise<void> }, log: ReturnType<typeof createLogger>): Promise<void> {
+async function runUntilSignal(
+  running: { stop(): Promise<void>; done: Promise<void> },
+  log: ReturnType<typeof createLogger>,
+): Promise<void> {
   const stop = (signal: string): void => {
     log.info({ event: 'signal', signal }, 'stopping');
     void running.stop();
@@ -58,7 +62,9 @@ export function registerReactorCommands(program: Command): void {
       const config = await load(opts.config, 'parser');
       if (opts.check === true) {
         const p = config.parser!;
-        process.stdout.write(`${config.file}: ok (${p.listeners.length} listeners, ${p.triggers.triggers.length} triggers, ${config.queue.servers.length} queue servers)\n`);
+        process.stdout.write(
+          `${config.file}: ok (${p.listeners.length} listeners, ${p.triggers.triggers.length} triggers, ${config.queue.servers.length} queue servers)\n`,
+        );
         return;
       }
       const log = createLogger(config.logLevel).child({ component: 'syslog' });
@@ -72,7 +78,9 @@ export function registerReactorCommands(program: Command): void {
       const config = await load(opts.config, 'responder');
       if (opts.check === true) {
         const r = config.responder!;
-        process.stdout.write(`${config.file}: ok (${r.actions.size} events with actions, ${r.devices.size} devices, ${config.queue.servers.length} queue servers)\n`);
+        process.stdout.write(
+          `${config.file}: ok (${r.actions.size} events with actions, ${r.devices.size} devices, ${config.queue.servers.length} queue servers)\n`,
+        );
         return;
       }
       const log = createLogger(config.logLevel).child({ component: 'responder' });
@@ -93,10 +101,20 @@ export function registerReactorCommands(program: Command): void {
         const rows = [['server', 'tube', 'ready', 'reserved', 'delayed', 'buried', 'total']];
         for (const s of stats) {
           if (s.error === null && s.tubes.length === 0) rows.push([s.server, '(no reactor tubes)', '', '', '', '', '']);
-          for (const t of s.tubes) rows.push([s.server, t.tube, String(t.ready), String(t.reserved), String(t.delayed), String(t.buried), String(t.total)]);
+          for (const t of s.tubes)
+            rows.push([s.server, t.tube, String(t.ready), String(t.reserved), String(t.delayed), String(t.buried), String(t.total)]);
         }
         const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-        process.stdout.write(`${rows.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n')}\n`);
+        process.stdout.write(
+          `${rows
+            .map((r) =>
+              r
+                .map((c, i) => c.padEnd(widths[i] ?? 0))
+                .join('  ')
+                .trimEnd(),
+            )
+            .join('\n')}\n`,
+        );
         for (const s of stats) if (s.error !== null) process.stdout.write(`${s.server}: unreachable: ${s.error}\n`);
       }
       if (stats.some((s) => s.error !== null)) process.exitCode = 1;
@@ -109,7 +127,13 @@ export function registerReactorCommands(program: Command): void {
     .action(async (opts: Opts) => {
       const config = await load(opts.config, null);
       const tubes = opts.event === undefined ? null : opts.event.map((e) => tubeFor(config.queue.tubePrefix, e));
-      const results = await kickBuried(config.queue.servers, tubes, config.queue.tubePrefix, opts.bound ?? 1000, config.queue.connectTimeoutMs);
+      const results = await kickBuried(
+        config.queue.servers,
+        tubes,
+        config.queue.tubePrefix,
+        opts.bound ?? 1000,
+        config.queue.connectTimeoutMs,
+      );
       for (const r of results) {
         process.stdout.write(r.error === null ? `${r.server} ${r.tube}: kicked ${r.kicked}\n` : `${r.server}: unreachable: ${r.error}\n`);
       }

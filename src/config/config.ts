@@ -5,12 +5,12 @@
  */
 import type { ErrorObject } from 'ajv';
 import { lazyValidator } from './lazyValidator.js';
-import { parseNet, printable } from '../rules/address.js';
-import { SET_NAME } from '../rules/kvLayout.js';
-import type { Net } from '../rules/address.js';
-import type { StaticSetConfig, Target } from '../rules/types.js';
-import { BUILTIN_SETS, RULES_ALLOW } from '../rules/compile.js';
-import { BASE_NAME_MAX } from '../rules/setNames.js';
+import { parseNet, printable } from '../core/address.js';
+import { SET_NAME } from '../core/kvLayout.js';
+import type { Net } from '../core/address.js';
+import type { StaticSetConfig, Target } from '../core/types.js';
+import { BUILTIN_SETS, RULES_ALLOW } from '../core/compile.js';
+import { BASE_NAME_MAX } from '../core/setNames.js';
 
 export interface Config {
   readonly file: string;
@@ -157,7 +157,10 @@ export function parseConfig(text: string, file: string): Config {
   if (!validate(raw)) {
     const e = validate.errors?.[0];
     if (e !== undefined) {
-      const key = e.keyword === 'additionalProperties' ? (e.params as { additionalProperty: string }).additionalProperty : e.instancePath.replace(/^\//, '').replaceAll('~1', '/').replaceAll('~0', '~');
+      const key =
+        e.keyword === 'additionalProperties'
+          ? (e.params as { additionalProperty: string }).additionalProperty
+          : e.instancePath.replace(/^\//, '').replaceAll('~1', '/').replaceAll('~0', '~');
       throw new ConfigError(file, lineOf.get(key) ?? null, printable(key), explain(e, key));
     }
   }
@@ -180,7 +183,8 @@ export function parseConfig(text: string, file: string): Config {
         });
       continue;
     }
-    if (BUILTIN_SETS.some((b) => b.name === name)) throw new ConfigError(file, at(key), key, `${name} is built in (priority 2, REJECT) and cannot be redefined`);
+    if (BUILTIN_SETS.some((b) => b.name === name))
+      throw new ConfigError(file, at(key), key, `${name} is built in (priority 2, REJECT) and cannot be redefined`);
     if (!SET_NAME.test(name) || name.length > BASE_NAME_MAX || name.endsWith('_v6')) {
       throw new ConfigError(file, at(key), key, `set name must be 1-${BASE_NAME_MAX} of [a-z0-9._-] and not end in _v6`);
     }
@@ -188,7 +192,8 @@ export function parseConfig(text: string, file: string): Config {
     const target = parts[parts.length - 1] as Target;
     // BEFW gave sets without a priority the next number after the built-ins, in file order.
     const priority = parts.length === 2 ? Number(parts[0]) : 3 + customSets.length;
-    if (priority < 3) throw new ConfigError(file, at(key), key, 'custom sets come after rules_allow (1) and rules_deny (2): priority must be 3 or more');
+    if (priority < 3)
+      throw new ConfigError(file, at(key), key, 'custom sets come after rules_allow (1) and rules_deny (2): priority must be 3 or more');
     customSets.push({ name, priority, target });
   }
   if (raw.token !== undefined && raw.token_file !== undefined) {

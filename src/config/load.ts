@@ -3,7 +3,13 @@
  * Each failure names the file; the token's value never appears in an error.
  */
 import { readFile, stat } from 'node:fs/promises';
-import { DEFAULT_SERVICE_TEMPLATE, type BaseTemplate, type ServiceTemplate, parseBaseTemplate, parseServiceTemplate } from '../rules/templates.js';
+import {
+  DEFAULT_SERVICE_TEMPLATE,
+  type BaseTemplate,
+  type ServiceTemplate,
+  parseBaseTemplate,
+  parseServiceTemplate,
+} from '../core/templates.js';
 import { type Config, ConfigError, parseConfig } from './config.js';
 
 export async function loadConfig(path: string): Promise<Config> {
@@ -29,7 +35,8 @@ export async function resolveToken(config: Config, env: NodeJS.ProcessEnv = proc
     } catch (err) {
       throw new ConfigError(config.file, null, 'token_file', `cannot read ${path}: ${(err as Error).message}`);
     }
-    if ((st.mode & 0o077) !== 0) throw new ConfigError(config.file, null, 'token_file', `${path} is readable by group or others; chmod 600 it`);
+    if ((st.mode & 0o077) !== 0)
+      throw new ConfigError(config.file, null, 'token_file', `${path} is readable by group or others; chmod 600 it`);
     const token = (await readFile(path, 'utf8')).trim();
     if (!/^[A-Za-z0-9._-]{1,256}$/.test(token)) throw new ConfigError(config.file, null, 'token_file', `${path} does not hold a token`);
     return token;
@@ -55,7 +62,13 @@ async function readTemplate(config: Config, key: string, path: string): Promise<
 }
 
 export async function loadTemplates(config: Config): Promise<Templates> {
-  const service = config.rulesTemplate === null ? DEFAULT_SERVICE_TEMPLATE : parseServiceTemplate(await readTemplate(config, 'rules', config.rulesTemplate), config.rulesTemplate);
-  const base = config.firewallTemplate === null ? null : parseBaseTemplate(await readTemplate(config, 'firewall', config.firewallTemplate), config.firewallTemplate);
+  const service =
+    config.rulesTemplate === null
+      ? DEFAULT_SERVICE_TEMPLATE
+      : parseServiceTemplate(await readTemplate(config, 'rules', config.rulesTemplate), config.rulesTemplate);
+  const base =
+    config.firewallTemplate === null
+      ? null
+      : parseBaseTemplate(await readTemplate(config, 'firewall', config.firewallTemplate), config.firewallTemplate);
   return { service, base };
 }

@@ -6,7 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { AgentService, KvPair } from '../rules/types.js';
+import type { AgentService, KvPair } from '../core/types.js';
 import type { BlockingAnswer, BlockingQuery } from './blockingWatch.js';
 import { ConsulError, agentServices, connectConsul, consulCall, kvEntries, readAgentIdentity } from './connection.js';
 
@@ -48,10 +48,6 @@ export interface ConsulApiOptions {
   readonly token: string | null;
   readonly timeoutMs: number;
 }
-
-
-
-
 
 function toKvPairs(res: unknown): KvPair[] {
   return kvEntries(res).map((e) => ({ key: e.key, value: e.value }));

@@ -6,7 +6,7 @@
  * of answers they all read (agent identity, agent services, KV items with their ModifyIndex).
  */
 import Consul from 'consul';
-import type { AgentService } from '../rules/types.js';
+import type { AgentService } from '../core/types.js';
 
 export interface ConsulConnectionOptions {
   readonly host: string;
@@ -23,7 +23,10 @@ export class ConsulError extends Error {
     readonly statusCode: number | null,
     cause: unknown,
   ) {
-    super(`consul ${operation} failed${statusCode === null ? '' : ` (HTTP ${statusCode})`}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    super(
+      `consul ${operation} failed${statusCode === null ? '' : ` (HTTP ${statusCode})`}: ${cause instanceof Error ? cause.message : String(cause)}`,
+      { cause },
+    );
     this.name = 'ConsulError';
   }
 }
@@ -35,7 +38,7 @@ export function connectConsul(opts: ConsulConnectionOptions): Consul {
     secure: opts.secure,
     ...(opts.socketPath === undefined ? {} : { socketPath: opts.socketPath }),
     ...(opts.token === null ? {} : { defaults: { token: opts.token } }),
-  } as never); // socketPath reaches papi at runtime but is missing from the typings
+  }); // socketPath reaches papi at runtime but is missing from the typings
 }
 
 /** The HTTP status of a failed request as the package reports it, if any. */
@@ -109,5 +112,15 @@ interface RawKvItem {
 export function kvEntries(res: unknown): KvEntry[] {
   if (res === undefined || res === null) return [];
   const items = (Array.isArray(res) ? res : [res]) as RawKvItem[];
-  return items.flatMap((i) => (typeof i.Key === 'string' ? [{ key: i.Key, value: typeof i.Value === 'string' ? i.Value : null, modifyIndex: typeof i.ModifyIndex === 'number' ? i.ModifyIndex : 0 }] : []));
+  return items.flatMap((i) =>
+    typeof i.Key === 'string'
+      ? [
+          {
+            key: i.Key,
+            value: typeof i.Value === 'string' ? i.Value : null,
+            modifyIndex: typeof i.ModifyIndex === 'number' ? i.ModifyIndex : 0,
+          },
+        ]
+      : [],
+  );
 }

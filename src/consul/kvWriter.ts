@@ -8,7 +8,7 @@
  * gets a hint saying which permission was missing, because "Permission denied" alone does not
  * tell an operator which policy to fix.
  */
-import type { AgentService } from '../rules/types.js';
+import type { AgentService } from '../core/types.js';
 import type { ServiceRegistration } from './client.js';
 import { ConsulError, type KvEntry, agentIdentity, agentServices, connectConsul, kvEntries, statusOf } from './connection.js';
 
@@ -73,15 +73,15 @@ export interface OperatorConsulOptions {
   readonly dc: string | null;
 }
 
-
-
-
 /**
  * The package's request primitive. It has no call for /acl/token/self or /acl/tokens; its own
  * endpoints are thin wrappers over this same method, so the probes use it the same way.
  */
 interface RawGet {
-  _get(req: { name: string; path: string; query?: Record<string, string>; headers?: Record<string, string>; timeout?: number }, next: unknown): Promise<unknown>;
+  _get(
+    req: { name: string; path: string; query?: Record<string, string>; headers?: Record<string, string>; timeout?: number },
+    next: unknown,
+  ): Promise<unknown>;
 }
 
 function hint403(operation: string, need: string): (err: unknown) => never {
@@ -116,9 +116,7 @@ export function createOperatorConsul(opts: OperatorConsulOptions): OperatorConsu
     },
 
     async putCas(key, value, cas) {
-      const res = await client.kv
-        .set({ key, value, cas, timeout, ...dc } as never)
-        .catch(hint403(`kv put ${key}`, `key write on ${key}`));
+      const res = await client.kv.set({ key, value, cas, timeout, ...dc } as never).catch(hint403(`kv put ${key}`, `key write on ${key}`));
       // The package turns Consul's `false` body into undefined: only `true` is a completed swap.
       return res === true;
     },
@@ -181,7 +179,9 @@ export function createOperatorConsul(opts: OperatorConsulOptions): OperatorConsu
       try {
         const res = (await rawGet('acl.token.self', '/acl/token/self')) as { Description?: unknown; Policies?: unknown } | undefined;
         // Only the description and policy names are kept: the answer also carries the SecretID.
-        const policies = Array.isArray(res?.Policies) ? res.Policies.flatMap((p: { Name?: unknown }) => (typeof p?.Name === 'string' ? [p.Name] : [])) : [];
+        const policies = Array.isArray(res?.Policies)
+          ? res.Policies.flatMap((p: { Name?: unknown }) => (typeof p?.Name === 'string' ? [p.Name] : []))
+          : [];
         return { state: 'token', description: typeof res?.Description === 'string' ? res.Description : '', policies };
       } catch (err) {
         const status = statusOf(err);
@@ -203,7 +203,9 @@ export function createOperatorConsul(opts: OperatorConsulOptions): OperatorConsu
     },
 
     async catalogNodeVisible(node) {
-      const res = await client.catalog.node.services({ node, timeout } as never).catch(hint403(`catalog node ${node}`, 'node read'));
+      const res: unknown = await client.catalog.node
+        .services({ node, timeout } as never)
+        .catch(hint403(`catalog node ${node}`, 'node read'));
       return res !== null && res !== undefined;
     },
 

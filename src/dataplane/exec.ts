@@ -79,7 +79,11 @@ function start(cmd: string, args: readonly string[]): Started {
   child.stderr.on('data', (d: Buffer) => err.push(d));
   child.on('error', (e) => settle({ code: -1, stdout: '', stderr: e.message }));
   child.on('close', (code, signal) =>
-    settle({ code: code ?? -1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() + (signal ? ` (killed by ${signal})` : '') }),
+    settle({
+      code: code ?? -1,
+      stdout: Buffer.concat(out).toString(),
+      stderr: Buffer.concat(err).toString() + (signal ? ` (killed by ${signal})` : ''),
+    }),
   );
   // A command that exits before reading its input raises EPIPE here; its exit code tells the story.
   child.stdin.on('error', () => undefined);
@@ -146,7 +150,7 @@ export function createPrewarmedRunner(commands: readonly (readonly [string, read
     },
     close() {
       closed = true;
-      for (const s of standby.values()) s.feed('', 5000);
+      for (const s of standby.values()) void s.feed('', 5000);
       standby.clear();
     },
   };

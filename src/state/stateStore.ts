@@ -12,7 +12,7 @@ import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Packr } from 'msgpackr';
-import type { Snapshot } from '../rules/types.js';
+import type { Snapshot } from '../core/types.js';
 
 export const STATE_MAGIC = 'befw-state';
 export const STATE_VERSION = 1;
@@ -75,8 +75,10 @@ export function decodeState(buf: Buffer): LoadResult {
   }
   const e = env as { magic?: unknown; version?: unknown; sha256?: unknown; payload?: unknown };
   if (typeof e !== 'object' || e === null || e.magic !== STATE_MAGIC) return { kind: 'invalid', reason: 'not a befw state file' };
-  if (typeof e.version !== 'number' || e.version > STATE_VERSION) return { kind: 'invalid', reason: `state version ${String(e.version)} is newer than this agent (${STATE_VERSION})` };
-  if (!(e.payload instanceof Uint8Array) || typeof e.sha256 !== 'string') return { kind: 'invalid', reason: 'envelope lacks payload or checksum' };
+  if (typeof e.version !== 'number' || e.version > STATE_VERSION)
+    return { kind: 'invalid', reason: `state version ${String(e.version)} is newer than this agent (${STATE_VERSION})` };
+  if (!(e.payload instanceof Uint8Array) || typeof e.sha256 !== 'string')
+    return { kind: 'invalid', reason: 'envelope lacks payload or checksum' };
   if (sha256(e.payload) !== e.sha256) return { kind: 'invalid', reason: 'checksum mismatch (truncated or corrupt)' };
   try {
     const state = packr().unpack(e.payload) as SavedState;

@@ -31,11 +31,32 @@ export async function startAclConsul(sb: Sandbox, master: string): Promise<AclCo
     sb.nodeNs,
     consulBinary(),
     [
-      'agent', '-dev', '-node', NODE_NAME, '-datacenter', DC, '-bind', '127.0.0.1', '-client', '127.0.0.1',
-      '-http-port', String(ACL_HTTP_PORT), '-dns-port', '-1', '-grpc-port', '-1',
-      '-server-port', '18300', '-serf-lan-port', '18301', '-serf-wan-port', '18302',
-      '-hcl', `addresses { http = "127.0.0.1 unix://${sock}" }`,
-      '-hcl', `acl { enabled = true, default_policy = "deny", tokens { master = "${master}" } }`,
+      'agent',
+      '-dev',
+      '-node',
+      NODE_NAME,
+      '-datacenter',
+      DC,
+      '-bind',
+      '127.0.0.1',
+      '-client',
+      '127.0.0.1',
+      '-http-port',
+      String(ACL_HTTP_PORT),
+      '-dns-port',
+      '-1',
+      '-grpc-port',
+      '-1',
+      '-server-port',
+      '18300',
+      '-serf-lan-port',
+      '18301',
+      '-serf-wan-port',
+      '18302',
+      '-hcl',
+      `addresses { http = "127.0.0.1 unix://${sock}" }`,
+      '-hcl',
+      `acl { enabled = true, default_policy = "deny", tokens { master = "${master}" } }`,
     ],
     'consul-acl.log',
   );
@@ -71,11 +92,15 @@ export async function startAclConsul(sb: Sandbox, master: string): Promise<AclCo
   return {
     master,
     call,
-    policy: async (name, rules) => ((await must('PUT', '/v1/acl/policy', { Name: name, Rules: rules })).Name as string),
-    token: async (description, policies) => (await must('PUT', '/v1/acl/token', { Description: description, Policies: policies.map((Name) => ({ Name })) })).SecretID as string,
+    policy: async (name, rules) => (await must('PUT', '/v1/acl/policy', { Name: name, Rules: rules })).Name as string,
+    token: async (description, policies) =>
+      (await must('PUT', '/v1/acl/token', { Description: description, Policies: policies.map((Name) => ({ Name })) })).SecretID as string,
     legacyToken: async (name, rules) => (await must('PUT', '/v1/acl/create', { Name: name, Type: 'client', Rules: rules })).ID as string,
     anonymous: async (policies) => {
-      await must('PUT', '/v1/acl/token/00000000-0000-0000-0000-000000000002', { Description: 'Anonymous Token', Policies: policies.map((Name) => ({ Name })) });
+      await must('PUT', '/v1/acl/token/00000000-0000-0000-0000-000000000002', {
+        Description: 'Anonymous Token',
+        Policies: policies.map((Name) => ({ Name })),
+      });
     },
     kv: async (prefix) => {
       const r = await call('GET', `/v1/kv/${prefix}?recurse`, undefined, master);

@@ -38,18 +38,19 @@ async function handle(req: Request): Promise<void> {
   Object.assign(process.env, req.env);
   let stdout = '';
   let stderr = '';
-  const capture = (append: (s: string) => void): Write =>
-    ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+  const capture =
+    (append: (s: string) => void): Write =>
+    (chunk: string | Uint8Array, ...rest: unknown[]) => {
       append(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString());
       const cb = rest.find((r) => typeof r === 'function') as (() => void) | undefined;
       cb?.();
       return true;
-    }) as Write;
+    };
   process.stdout.write = capture((s) => (stdout += s));
   process.stderr.write = capture((s) => (stderr += s));
-  process.exit = ((code?: number) => {
+  process.exit = (code?: number) => {
     throw new ExitCalled(code ?? 0);
-  }) as typeof process.exit;
+  };
   // main() reports an exit code a command left in process.exitCode; one request's must not
   // leak into the next.
   process.exitCode = undefined;
@@ -60,8 +61,8 @@ async function handle(req: Request): Promise<void> {
     code = -1;
     stderr += `cliServer: ${(e as Error).stack ?? String(e)}`;
   } finally {
-    process.stdout.write = out as Write;
-    process.stderr.write = err as Write;
+    process.stdout.write = out;
+    process.stderr.write = err;
     process.exit = realExit;
     for (const [k, v] of saved) {
       if (v === undefined) delete process.env[k];

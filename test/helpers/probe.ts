@@ -31,5 +31,7 @@ createInterface({ input: process.stdin }).on('line', (line) => {
   const sock = connect({ host: req.dst, port: req.port, localAddress: req.src });
   const timer = setTimeout(() => finish('timeout'), req.timeoutMs);
   sock.once('connect', () => finish('open'));
-  sock.once('error', (err: NodeJS.ErrnoException) => finish(err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' ? 'refused' : `error:${err.code}`));
+  sock.once('error', (err: NodeJS.ErrnoException) =>
+    finish(err.code === 'ECONNREFUSED' || err.code === 'EHOSTUNREACH' ? 'refused' : `error:${err.code}`),
+  );
 });

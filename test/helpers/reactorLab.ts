@@ -16,7 +16,9 @@ const HELPERS = new URL('./', import.meta.url).pathname;
 /** Node flags and environment from bin/befw's shebang, so the processes run as installed. */
 const SHEBANG = (readFileSync(BEFW_BIN, 'utf8').split('\n')[0] ?? '').split(/\s+/);
 const NODE_FLAGS = SHEBANG.filter((w) => w.startsWith('--'));
-const NODE_ENV = Object.fromEntries(SHEBANG.filter((w) => /^[A-Z_]+=/.test(w)).map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)]));
+const NODE_ENV = Object.fromEntries(
+  SHEBANG.filter((w) => /^[A-Z_]+=/.test(w)).map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)]),
+);
 
 export type LogEvent = Record<string, unknown> & { event?: string };
 
@@ -50,7 +52,8 @@ export class ReactorLab {
         for (;;) {
           const hit = events().find(pred);
           if (hit !== undefined) return hit;
-          if (proc.exitCode !== null) throw new Error(`${logName}: process exited (${proc.exitCode}) before ${what}:\n${this.sb.log(logName).slice(-3000)}`);
+          if (proc.exitCode !== null)
+            throw new Error(`${logName}: process exited (${proc.exitCode}) before ${what}:\n${this.sb.log(logName).slice(-3000)}`);
           if (Date.now() > end) throw new Error(`${logName}: no ${what} within ${timeoutMs} ms:\n${this.sb.log(logName).slice(-3000)}`);
           await sleep(20);
         }
@@ -120,14 +123,29 @@ export class ReactorLab {
   }
 
   /** Sends raw bytes (TCP or UDP) from a namespace with test/helpers/syslogSend.js. */
-  send(ns: string, opts: { proto: 'tcp' | 'udp'; host: string; port: number; source?: string; payloads: readonly Buffer[]; holdMs?: number; connections?: number }): { code: number; stdout: string; stderr: string } {
+  send(
+    ns: string,
+    opts: {
+      proto: 'tcp' | 'udp';
+      host: string;
+      port: number;
+      source?: string;
+      payloads: readonly Buffer[];
+      holdMs?: number;
+      connections?: number;
+    },
+  ): { code: number; stdout: string; stderr: string } {
     const input = JSON.stringify({ ...opts, payloads: opts.payloads.map((p) => p.toString('base64')) });
     const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, join(HELPERS, 'syslogSend.js')], { input, encoding: 'utf8' });
     return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
   }
 
   /** `befw queue stats --json` run inside the node namespace. */
-  queueStats(configPath: string): { server: string; error: string | null; tubes: { tube: string; ready: number; reserved: number; delayed: number; buried: number; total: number }[] }[] {
+  queueStats(configPath: string): {
+    server: string;
+    error: string | null;
+    tubes: { tube: string; ready: number; reserved: number; delayed: number; buried: number; total: number }[];
+  }[] {
     const r = this.sb.befw(['queue', 'stats', '-c', configPath, '--json']);
     if (r.code !== 0) throw new Error(`befw queue stats failed: ${r.stderr}${r.stdout}`);
     return JSON.parse(r.stdout) as ReturnType<ReactorLab['queueStats']>;
@@ -151,11 +169,25 @@ export class ReactorLab {
 }
 
 /** A reactor config with the lab's defaults, for tests to override piecewise. */
-export function labConfig(parts: { queuePorts?: number[]; parser?: Record<string, unknown>; responder?: Record<string, unknown>; ignore?: string[]; queue?: Record<string, unknown> }): Record<string, unknown> {
+export function labConfig(parts: {
+  queuePorts?: number[];
+  parser?: Record<string, unknown>;
+  responder?: Record<string, unknown>;
+  ignore?: string[];
+  queue?: Record<string, unknown>;
+}): Record<string, unknown> {
   return {
     logLevel: 'debug',
     ignore: parts.ignore ?? [],
-    queue: { servers: (parts.queuePorts ?? [11300]).map((p) => `127.0.0.1:${p}`), ttrSec: 10, maxAttempts: 5, retryDelaySec: 1, retryDelayMaxSec: 4, connectTimeoutSec: 2, ...parts.queue },
+    queue: {
+      servers: (parts.queuePorts ?? [11300]).map((p) => `127.0.0.1:${p}`),
+      ttrSec: 10,
+      maxAttempts: 5,
+      retryDelaySec: 1,
+      retryDelayMaxSec: 4,
+      connectTimeoutSec: 2,
+      ...parts.queue,
+    },
     ...(parts.parser === undefined ? {} : { parser: { statsIntervalSec: 1, ...parts.parser } }),
     ...(parts.responder === undefined ? {} : { responder: parts.responder }),
   };

@@ -25,7 +25,9 @@ const BEFW_BIN = join(ROOT, 'bin/befw');
 /** The node flags and environment bin/befw's shebang sets, so the agent runs here as installed. */
 const SHEBANG = (readFileSync(BEFW_BIN, 'utf8').split('\n')[0] ?? '').split(/\s+/);
 const BEFW_NODE_FLAGS = SHEBANG.filter((w) => w.startsWith('--'));
-const BEFW_ENV = Object.fromEntries(SHEBANG.filter((w) => /^[A-Z_]+=/.test(w)).map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)]));
+const BEFW_ENV = Object.fromEntries(
+  SHEBANG.filter((w) => /^[A-Z_]+=/.test(w)).map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)]),
+);
 
 export const NODE_V4 = '198.51.100.1';
 export const NODE_V6 = '2001:db8:100::1';
@@ -169,8 +171,18 @@ export class Sandbox {
       this.nodeNs,
       consulBinary(),
       [
-        'agent', ...mode, '-node', NODE_NAME, '-datacenter', DC, '-bind', '127.0.0.1', '-client', '127.0.0.1',
-        '-hcl', `addresses { http = "127.0.0.1 unix://${this.consulSock}" }`,
+        'agent',
+        ...mode,
+        '-node',
+        NODE_NAME,
+        '-datacenter',
+        DC,
+        '-bind',
+        '127.0.0.1',
+        '-client',
+        '127.0.0.1',
+        '-hcl',
+        `addresses { http = "127.0.0.1 unix://${this.consulSock}" }`,
       ],
       `consul-${++this.consulStarts}.log`,
     );
@@ -205,7 +217,10 @@ export class Sandbox {
 
   /** `consul snapshot save|restore` through the sandbox's socket. */
   consulSnapshot(verb: 'save' | 'restore', file: string): void {
-    const r = spawnSync(consulBinary(), ['snapshot', verb, file], { encoding: 'utf8', env: { ...process.env, CONSUL_HTTP_ADDR: `unix://${this.consulSock}` } });
+    const r = spawnSync(consulBinary(), ['snapshot', verb, file], {
+      encoding: 'utf8',
+      env: { ...process.env, CONSUL_HTTP_ADDR: `unix://${this.consulSock}` },
+    });
     if (r.status !== 0) throw new Error(`consul snapshot ${verb}: ${r.stderr || r.stdout}`);
   }
 
@@ -231,9 +246,13 @@ export class Sandbox {
   /** Many writes (or deletes, with value null) through Consul's transaction endpoint, 64 at a time. */
   async kvPutMany(pairs: readonly { key: string; value: string | null }[]): Promise<void> {
     for (let i = 0; i < pairs.length; i += 64) {
-      const ops = pairs.slice(i, i + 64).map((p) =>
-        p.value === null ? { KV: { Verb: 'delete', Key: p.key } } : { KV: { Verb: 'set', Key: p.key, Value: Buffer.from(p.value).toString('base64') } },
-      );
+      const ops = pairs
+        .slice(i, i + 64)
+        .map((p) =>
+          p.value === null
+            ? { KV: { Verb: 'delete', Key: p.key } }
+            : { KV: { Verb: 'set', Key: p.key, Value: Buffer.from(p.value).toString('base64') } },
+        );
       const r = await this.consul('PUT', '/v1/txn', JSON.stringify(ops));
       if (r.status !== 200) throw new Error(`txn: ${r.status} ${r.body.slice(0, 200)}`);
     }
@@ -245,7 +264,11 @@ export class Sandbox {
   }
 
   async registerService(svc: { id?: string; name: string; port: number; tags: string[] }): Promise<void> {
-    const r = await this.consul('PUT', '/v1/agent/service/register', JSON.stringify({ ID: svc.id ?? svc.name, Name: svc.name, Port: svc.port, Tags: svc.tags }));
+    const r = await this.consul(
+      'PUT',
+      '/v1/agent/service/register',
+      JSON.stringify({ ID: svc.id ?? svc.name, Name: svc.name, Port: svc.port, Tags: svc.tags }),
+    );
     if (r.status !== 200) throw new Error(`register ${svc.name}: ${r.status} ${r.body}`);
   }
 
@@ -256,7 +279,12 @@ export class Sandbox {
 
   /** TCP listeners on the node (dual-stack), accepting and closing every connection. */
   async listen(ports: number[]): Promise<void> {
-    const p = this.spawnIn(this.nodeNs, process.execPath, [join(HELPERS, 'listener.js'), ...ports.map(String)], `listener-${ports.join('-')}.log`);
+    const p = this.spawnIn(
+      this.nodeNs,
+      process.execPath,
+      [join(HELPERS, 'listener.js'), ...ports.map(String)],
+      `listener-${ports.join('-')}.log`,
+    );
     await new Promise<void>((resolve, reject) => {
       const rl = createInterface({ input: p.stdout! });
       rl.once('line', (l) => (l.startsWith('listening') ? resolve() : reject(new Error(l))));
@@ -265,10 +293,12 @@ export class Sandbox {
   }
 
   private startProbe(): void {
-    const p = spawn('ip', ['netns', 'exec', this.clientNs, process.execPath, join(HELPERS, 'probe.js')], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const p = spawn('ip', ['netns', 'exec', this.clientNs, process.execPath, join(HELPERS, 'probe.js')], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
     this.procs.add(p);
     this.probeProc = p;
-    createInterface({ input: p.stdout! }).on('line', (line) => {
+    createInterface({ input: p.stdout }).on('line', (line) => {
       const msg = JSON.parse(line) as { id: number; result: ProbeResult };
       this.pending.get(msg.id)?.resolve(msg.result);
       this.pending.delete(msg.id);
@@ -345,7 +375,11 @@ export class Sandbox {
     // per host and a second agent refuses to start on a live one).
     const text = readFileSync(configPath, 'utf8');
     if (!/^socket=/m.test(text)) writeFileSync(configPath, `${text.replace(/\n*$/, '\n')}socket=${this.dir}/befw.sock\n`);
-    const p = this.spawnIn(this.nodeNs, process.execPath, [...BEFW_NODE_FLAGS, BEFW_BIN, 'agent', '-c', configPath], logName, { ...process.env, ...BEFW_ENV, ...env });
+    const p = this.spawnIn(this.nodeNs, process.execPath, [...BEFW_NODE_FLAGS, BEFW_BIN, 'agent', '-c', configPath], logName, {
+      ...process.env,
+      ...BEFW_ENV,
+      ...env,
+    });
     const logPath = join(this.dir, logName);
     return {
       proc: p,
@@ -366,7 +400,11 @@ export class Sandbox {
 
   /** Runs a befw CLI command inside the node namespace. */
   befw(args: string[]): { code: number; stdout: string; stderr: string } {
-    const r = spawnSync('ip', ['netns', 'exec', this.nodeNs, process.execPath, ...BEFW_NODE_FLAGS, BEFW_BIN, ...args], { encoding: 'utf8', maxBuffer: 1 << 30, env: { ...process.env, ...BEFW_ENV } });
+    const r = spawnSync('ip', ['netns', 'exec', this.nodeNs, process.execPath, ...BEFW_NODE_FLAGS, BEFW_BIN, ...args], {
+      encoding: 'utf8',
+      maxBuffer: 1 << 30,
+      env: { ...process.env, ...BEFW_ENV },
+    });
     return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
   }
 
@@ -375,7 +413,9 @@ export class Sandbox {
   }
 
   async destroy(): Promise<void> {
-    const waits = [...this.procs].map((p) => new Promise<void>((resolve) => (p.exitCode !== null || p.signalCode !== null ? resolve() : p.once('exit', () => resolve()))));
+    const waits = [...this.procs].map(
+      (p) => new Promise<void>((resolve) => (p.exitCode !== null || p.signalCode !== null ? resolve() : p.once('exit', () => resolve()))),
+    );
     for (const p of this.procs) p.kill('SIGKILL');
     await Promise.race([Promise.all(waits), sleep(3000)]);
     this.destroySync();

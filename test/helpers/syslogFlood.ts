@@ -8,8 +8,8 @@
  * The attackers' addresses (198.18.0.0/15, 2001:db8::/32) are text in the lines, never targets.
  */
 import { connect } from 'node:net';
-import { parseQueueAddress, type QueueAddress } from '../../src/queue/address.js';
-import { BeanstalkConnection } from '../../src/queue/beanstalkConnection.js';
+import { parseQueueAddress, type QueueAddress } from '../../src/reactor/queue/address.js';
+import { BeanstalkConnection } from '../../src/reactor/queue/beanstalkConnection.js';
 
 interface Req {
   host: string;
@@ -38,7 +38,9 @@ export function buildPool(size: number, attackers: number, seed = 42): string[] 
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)] as T;
   const attacker = (): string => {
     const i = Math.floor(r() * attackers);
-    return i % 5 === 4 ? `2001:db8:${(i >> 8).toString(16)}::${(i & 255).toString(16)}` : `198.${18 + ((i >> 16) & 1)}.${(i >> 8) & 255}.${i & 255}`;
+    return i % 5 === 4
+      ? `2001:db8:${(i >> 8).toString(16)}::${(i & 255).toString(16)}`
+      : `198.${18 + ((i >> 16) & 1)}.${(i >> 8) & 255}.${i & 255}`;
   };
   const hosts = ['web-01', 'web-02', 'db-1', 'edge1', 'vyos'];
   const users = ['root', 'admin', 'oracle', 'test', 'ubuntu', 'git'];
@@ -139,7 +141,9 @@ async function main(): Promise<void> {
   if (job === null) throw new Error('the marker job never arrived');
   const body = JSON.parse(job.body.toString()) as { subject: string; lineReceivedMs: number };
   if (body.subject !== req.marker) throw new Error(`unexpected job for ${body.subject}`);
-  process.stdout.write(`${JSON.stringify({ startMs, sentMs, markerReceivedMs: body.lineReceivedMs, count: sent, bytes, pool: pool.length })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ startMs, sentMs, markerReceivedMs: body.lineReceivedMs, count: sent, bytes, pool: pool.length })}\n`,
+  );
 }
 
 if (process.argv[1]?.endsWith('syslogFlood.js')) {

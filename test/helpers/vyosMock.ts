@@ -24,7 +24,13 @@ const KEY = readFileSync(keyFile ?? '', 'utf8').trim();
 
 type Tree = { [k: string]: Tree };
 const config: Tree = {
-  interfaces: { ethernet: { eth0: { 'hw-id': { '52:54:00:00:00:00': {} } }, eth1: { 'hw-id': { '52:54:00:00:00:01': {} } }, eth2: { 'hw-id': { '52:54:00:00:00:02': {} } } } },
+  interfaces: {
+    ethernet: {
+      eth0: { 'hw-id': { '52:54:00:00:00:00': {} } },
+      eth1: { 'hw-id': { '52:54:00:00:00:01': {} } },
+      eth2: { 'hw-id': { '52:54:00:00:00:02': {} } },
+    },
+  },
   firewall: { group: { 'address-group': { 'BEFW-BLOCK': { address: { '203.0.113.200': {} } } } } },
 };
 
@@ -38,7 +44,7 @@ interface Injected {
 const used = new Map<string, number>();
 
 function injected(endpoint: string): Injected | null {
-  let list: Injected[] = [];
+  let list: Injected[];
   try {
     list = JSON.parse(readFileSync(controlFile ?? '', 'utf8')) as Injected[];
   } catch {
@@ -68,15 +74,24 @@ class ConfigSessionError extends Error {}
 function validateSet(path: readonly string[]): void {
   const [a, b, c, name, d, value] = path;
   if (a === 'firewall' && b === 'group' && (c === 'address-group' || c === 'ipv6-address-group')) {
-    if (name === undefined || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,30}$/.test(name)) throw new ConfigSessionError(`Configuration path: [firewall group ${c} ${name ?? ''}] is not valid\nSet failed\n`);
-    if (d !== 'address' || value === undefined || path.length !== 6) throw new ConfigSessionError(`Configuration path: [${path.join(' ')}] is not valid\nSet failed\n`);
+    if (name === undefined || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,30}$/.test(name))
+      throw new ConfigSessionError(`Configuration path: [firewall group ${c} ${name ?? ''}] is not valid\nSet failed\n`);
+    if (d !== 'address' || value === undefined || path.length !== 6)
+      throw new ConfigSessionError(`Configuration path: [${path.join(' ')}] is not valid\nSet failed\n`);
     const okValue = c === 'address-group' ? isIPv4(value) : isIPv6(value);
-    if (!okValue) throw new ConfigSessionError(`\n\n  Error: ${value} is not a valid ${c === 'address-group' ? 'IPv4' : 'IPv6'} address or range\n\n\n\n  Value validation failed\n  Set failed\n\n`);
+    if (!okValue)
+      throw new ConfigSessionError(
+        `\n\n  Error: ${value} is not a valid ${c === 'address-group' ? 'IPv4' : 'IPv6'} address or range\n\n\n\n  Value validation failed\n  Set failed\n\n`,
+      );
     return;
   }
   if (a === 'interfaces' && b === 'ethernet') {
-    if (c === undefined || nodeAt(['interfaces', 'ethernet', c]) === null) throw new ConfigSessionError(`Configuration path: [interfaces ethernet ${c ?? ''}] is not valid: interface does not exist\nSet failed\n`);
-    if (path.length !== 4 || path[3] !== 'disable') throw new ConfigSessionError(`Configuration path: [${path.join(' ')}] is not valid\nSet failed\n`);
+    if (c === undefined || nodeAt(['interfaces', 'ethernet', c]) === null)
+      throw new ConfigSessionError(
+        `Configuration path: [interfaces ethernet ${c ?? ''}] is not valid: interface does not exist\nSet failed\n`,
+      );
+    if (path.length !== 4 || path[3] !== 'disable')
+      throw new ConfigSessionError(`Configuration path: [${path.join(' ')}] is not valid\nSet failed\n`);
     return;
   }
   throw new ConfigSessionError(`Configuration path: [${path.join(' ')}] is not valid\nSet failed\n`);
@@ -92,7 +107,8 @@ function apply(op: string, path: string[]): void {
   if (op === 'delete') {
     const parent = nodeAt(path.slice(0, -1));
     const last = path[path.length - 1] ?? '';
-    if (parent === null || parent[last] === undefined) throw new ConfigSessionError(`Cannot delete [${path.join(' ')}]: path/value does not exist`);
+    if (parent === null || parent[last] === undefined)
+      throw new ConfigSessionError(`Cannot delete [${path.join(' ')}]: path/value does not exist`);
     delete parent[last];
     return;
   }
@@ -113,7 +129,10 @@ interface Command {
 }
 
 function handle(endpoint: string, data: unknown): { status: number; body: unknown } {
-  const fail = (status: number, error: string): { status: number; body: unknown } => ({ status, body: { success: false, error, data: null } });
+  const fail = (status: number, error: string): { status: number; body: unknown } => ({
+    status,
+    body: { success: false, error, data: null },
+  });
   const ok = (d: unknown): { status: number; body: unknown } => ({ status: 200, body: { success: true, data: d, error: null } });
   const cmds = (Array.isArray(data) ? data : [data]) as Command[];
   for (const c of cmds) {
@@ -121,8 +140,10 @@ function handle(endpoint: string, data: unknown): { status: number; body: unknow
     if (c.op === undefined) return fail(400, `Malformed command '${JSON.stringify(c)}': missing 'op' field`);
     if (endpoint !== '/config-file') {
       if (!Array.isArray(c.path)) return fail(400, `Malformed command '${JSON.stringify(c)}': 'path' field must be a list`);
-      if (!c.path.every((p) => typeof p === 'string')) return fail(400, `Malformed command '${JSON.stringify(c)}': 'path' field must be a list of strings`);
-      if (endpoint === '/configure' && c.path.length === 0) return fail(400, `Malformed command '${JSON.stringify(c)}': 'path' list must be non-empty`);
+      if (!c.path.every((p) => typeof p === 'string'))
+        return fail(400, `Malformed command '${JSON.stringify(c)}': 'path' field must be a list of strings`);
+      if (endpoint === '/configure' && c.path.length === 0)
+        return fail(400, `Malformed command '${JSON.stringify(c)}': 'path' list must be non-empty`);
     }
   }
   if (endpoint === '/configure') {
@@ -163,7 +184,13 @@ const server = createServer((req, res) => {
       const body = Buffer.concat(chunks);
       const endpoint = new URL(req.url ?? '/', 'http://vyos').pathname;
       const contentType = req.headers['content-type'] ?? '';
-      const record: Record<string, unknown> = { event: 'request', seq: ++seq, method: req.method, endpoint, contentType: contentType.split(';')[0] };
+      const record: Record<string, unknown> = {
+        event: 'request',
+        seq: ++seq,
+        method: req.method,
+        endpoint,
+        contentType: contentType.split(';')[0],
+      };
       const answer = (status: number, payload: unknown, html = false): void => {
         record.status = status;
         process.stdout.write(`${JSON.stringify(record)}\n`);
@@ -175,7 +202,7 @@ const server = createServer((req, res) => {
       let fields: Map<string, string>;
       try {
         const fd = await new Request('http://vyos/', { method: 'POST', headers: { 'content-type': contentType }, body }).formData();
-        fields = new Map([...fd.entries()].map(([k, v]) => [k, String(v)]));
+        fields = new Map([...fd.entries()].map(([k, v]) => [k, typeof v === 'string' ? v : v.name]));
         record.form = contentType.startsWith('multipart/form-data') ? 'multipart' : 'urlencoded';
       } catch {
         fields = new Map();
@@ -183,7 +210,8 @@ const server = createServer((req, res) => {
       }
       record.fields = [...fields.keys()];
       const dataText = fields.get('data');
-      if (dataText === undefined || dataText === '') return answer(422, { success: false, error: 'Non-empty data field is required', data: null });
+      if (dataText === undefined || dataText === '')
+        return answer(422, { success: false, error: 'Non-empty data field is required', data: null });
       let data: unknown;
       try {
         data = JSON.parse(dataText);
@@ -196,8 +224,17 @@ const server = createServer((req, res) => {
       const f = injected(endpoint);
       if (f !== null) {
         record.injected = f.id;
-        if (f.html === true) return answer(f.status, `<html>\r\n<head><title>${f.status} Bad Gateway</title></head>\r\n<body>\r\n<center><h1>${f.status} Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n`, true);
-        return answer(f.status, { success: false, error: f.status >= 500 ? 'An internal error occured. Check the logs for details.' : 'Commit failed', data: null });
+        if (f.html === true)
+          return answer(
+            f.status,
+            `<html>\r\n<head><title>${f.status} Bad Gateway</title></head>\r\n<body>\r\n<center><h1>${f.status} Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n`,
+            true,
+          );
+        return answer(f.status, {
+          success: false,
+          error: f.status >= 500 ? 'An internal error occured. Check the logs for details.' : 'Commit failed',
+          data: null,
+        });
       }
       const r = handle(endpoint, data);
       answer(r.status, r.body);

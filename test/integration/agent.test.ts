@@ -5,7 +5,20 @@
 import assert from 'node:assert/strict';
 import { chmodSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { type AgentProcess, DC, NODE_MGMT_V4, NODE_NAME, NODE_V4, NODE_V6, Sandbox, clientV4, clientV6, mgmtV4, nowSec, sleep } from '../helpers/sandbox.js';
+import {
+  type AgentProcess,
+  DC,
+  NODE_MGMT_V4,
+  NODE_NAME,
+  NODE_V4,
+  NODE_V6,
+  Sandbox,
+  clientV4,
+  clientV6,
+  mgmtV4,
+  nowSec,
+  sleep,
+} from '../helpers/sandbox.js';
 
 const WEB = 8080; // enforcing service "Web"
 const DB = 5432; // enforcing service "db"
@@ -158,9 +171,15 @@ describe('agent in a namespace against a real Consul', () => {
     assert.equal(agent.proc.exitCode, null, 'agent still running');
     const plan = sb.befw(['plan', '-c', `${sb.dir}/befw.conf`, '--json']);
     assert.equal(plan.code, 0, plan.stderr);
-    const parsed = JSON.parse(plan.stdout) as { diagnostics: { code: string; subject: string }[]; sets: { name: string; members: string[] }[] };
+    const parsed = JSON.parse(plan.stdout) as {
+      diagnostics: { code: string; subject: string }[];
+      sets: { name: string; members: string[] }[];
+    };
     const codes = parsed.diagnostics.map((d) => `${d.code} ${d.subject}`);
-    assert.ok(codes.some((c) => c.startsWith('bad-address') && c.includes('1.2.3.4 -j ACCEPT')), codes.join('\n'));
+    assert.ok(
+      codes.some((c) => c.startsWith('bad-address') && c.includes('1.2.3.4 -j ACCEPT')),
+      codes.join('\n'),
+    );
     assert.ok(codes.some((c) => c.startsWith('bad-address') && c.includes('999.1.1.1')));
     assert.ok(codes.some((c) => c.startsWith('bad-expiry') && c.includes(clientV4(6))));
     const web = parsed.sets.find((s) => s.name === WEB_SET);
@@ -196,7 +215,14 @@ describe('agent in a namespace against a real Consul', () => {
     // A config pointing at a Consul port nothing listens on: only state.bin can grant.
     const offline = sb.writeFile(
       'offline.conf',
-      [`address=127.0.0.1:1`, `services=${sb.dir}/services`, `ipsets=${sb.dir}/ipsets`, `state=${sb.dir}/state/state.bin`, 'set.rules_allow=203.0.113.0/28', 'consul_timeout_sec=1'].join('\n'),
+      [
+        `address=127.0.0.1:1`,
+        `services=${sb.dir}/services`,
+        `ipsets=${sb.dir}/ipsets`,
+        `state=${sb.dir}/state/state.bin`,
+        'set.rules_allow=203.0.113.0/28',
+        'consul_timeout_sec=1',
+      ].join('\n'),
     );
     // Empty the set (the chain still drops non-members) so only the agent can bring the grant back.
     sb.inNode('ipset', ['flush', WEB_SET]);
@@ -205,8 +231,14 @@ describe('agent in a namespace against a real Consul', () => {
     await sb.waitFor('open', clientV4(8), NODE_V4, WEB, SOON_MS);
     assert.notEqual(await sb.probe(clientV4(6), NODE_V4, WEB), 'open');
     const events = agent.events();
-    assert.ok(events.some((e) => e.event === 'state-loaded'), 'state.bin was loaded');
-    assert.ok(events.some((e) => e.event === 'applied' && e.source === 'saved'), 'and applied');
+    assert.ok(
+      events.some((e) => e.event === 'state-loaded'),
+      'state.bin was loaded',
+    );
+    assert.ok(
+      events.some((e) => e.event === 'applied' && e.source === 'saved'),
+      'and applied',
+    );
     const deadline = Date.now() + 3000;
     while (!agent.events().some((e) => e.event === 'watch-error')) {
       assert.ok(Date.now() < deadline, 'the Consul outage is reported');

@@ -24,10 +24,21 @@ describe('befw operator commands against a real Consul', () => {
 
   before(async () => {
     sb = await Sandbox.create();
-    const conf = sb.writeFile('befw.conf', [`services=${sb.dir}/services`, `ipsets=${sb.dir}/ipsets`, `state=${sb.dir}/state.bin`].join('\n'));
+    const conf = sb.writeFile(
+      'befw.conf',
+      [`services=${sb.dir}/services`, `ipsets=${sb.dir}/ipsets`, `state=${sb.dir}/state.bin`].join('\n'),
+    );
     cli = await Cli.start(sb, conf);
     // In-process access for the race cases: the same module the CLI uses, over the sandbox's socket.
-    consul = createOperatorConsul({ host: 'consul', port: 0, secure: false, token: null, timeoutMs: 5000, socketPath: sb.consulSock, dc: null });
+    consul = createOperatorConsul({
+      host: 'consul',
+      port: 0,
+      secure: false,
+      token: null,
+      timeoutMs: 5000,
+      socketPath: sb.consulSock,
+      dc: null,
+    });
   });
 
   after(async () => {
@@ -40,8 +51,21 @@ describe('befw operator commands against a real Consul', () => {
     const out = await cli.ok(['client', 'add', WEB, '198.51.100.7', '--ttl', '2h']);
     const t1 = nowSec();
     await cli.ok(['client', 'add', 'web:8080', '198.51.100.0/24', '--forever', '--dc', 'dc1']);
-    await cli.ok(['client', 'add', WEB, '2001:DB8:0::7', '--until', '2030-01-01T02:00:00+02:00', '--dc', 'dc1', '--node', 'Node1.example.com']);
-    const json = JSON.parse(await cli.ok(['client', 'add', 'dns:53/udp', '$ops$', '--ttl', '1h', '--json'])) as { written: { key: string; value: string; previous: string | null }[] };
+    await cli.ok([
+      'client',
+      'add',
+      WEB,
+      '2001:DB8:0::7',
+      '--until',
+      '2030-01-01T02:00:00+02:00',
+      '--dc',
+      'dc1',
+      '--node',
+      'Node1.example.com',
+    ]);
+    const json = JSON.parse(await cli.ok(['client', 'add', 'dns:53/udp', '$ops$', '--ttl', '1h', '--json'])) as {
+      written: { key: string; value: string; previous: string | null }[];
+    };
 
     const tree = await kvTree(sb, S);
     const ttl = Number(tree[`${S}${WEB}/198.51.100.7`]);
@@ -55,7 +79,10 @@ describe('befw operator commands against a real Consul', () => {
     });
     assert.match(out, new RegExp(`^granted: 198\\.51\\.100\\.7 may reach ${WEB}, world scope, until .* \\(in (1h59m|2h)\\)`));
     assert.ok(out.includes(`  ${S}${WEB}/198.51.100.7 = ${ttl}\n`), out);
-    assert.deepEqual(json.written.map((w) => [w.key, w.value, w.previous]), [[`${S}dns_udp_53/$ops$`, String(dnsTtl), null]]);
+    assert.deepEqual(
+      json.written.map((w) => [w.key, w.value, w.previous]),
+      [[`${S}dns_udp_53/$ops$`, String(dnsTtl), null]],
+    );
 
     // Writing again replaces the value and says what it was.
     const again = await cli.ok(['client', 'add', WEB, '198.51.100.7', '--forever']);
@@ -70,18 +97,41 @@ describe('befw operator commands against a real Consul', () => {
     const text = await cli.ok(['client', 'ls', WEB]);
     const lines = text.split('\n');
     assert.match(lines[0] ?? '', /^SERVICE\s+ADDRESS\s+SCOPE\s+EXPIRY$/);
-    assert.ok(lines.some((l) => /^web_tcp_8080\s+198\.51\.100\.3\s+world\s+EXPIRED .* \(2m\d*s? ago\)$/.test(l)), text);
-    assert.ok(lines.some((l) => /^web_tcp_8080\s+198\.51\.100\.0\/24\s+dc dc1\s+never expires$/.test(l)), text);
-    assert.ok(lines.some((l) => /^web_tcp_8080\s+2001:db8::7\s+node dc1\/node1\s+until 2030-01-01T00:00:00Z \(in /.test(l)), text);
-    assert.ok(lines.some((l) => l.includes('dc dc2')), text);
+    assert.ok(
+      lines.some((l) => /^web_tcp_8080\s+198\.51\.100\.3\s+world\s+EXPIRED .* \(2m\d*s? ago\)$/.test(l)),
+      text,
+    );
+    assert.ok(
+      lines.some((l) => /^web_tcp_8080\s+198\.51\.100\.0\/24\s+dc dc1\s+never expires$/.test(l)),
+      text,
+    );
+    assert.ok(
+      lines.some((l) => /^web_tcp_8080\s+2001:db8::7\s+node dc1\/node1\s+until 2030-01-01T00:00:00Z \(in /.test(l)),
+      text,
+    );
+    assert.ok(
+      lines.some((l) => l.includes('dc dc2')),
+      text,
+    );
     assert.ok(!text.includes('dns_udp_53'), 'only the named service');
-    assert.match(text, /Not enforced \(1\)[^\n]*\n {2}befw\/\$service\$\/web_tcp_8080\/198\.51\.100\.4 = "tomorrow": value "tomorrow" is not an integer/);
+    assert.match(
+      text,
+      /Not enforced \(1\)[^\n]*\n {2}befw\/\$service\$\/web_tcp_8080\/198\.51\.100\.4 = "tomorrow": value "tomorrow" is not an integer/,
+    );
 
-    const json = JSON.parse(await cli.ok(['client', 'ls', '--dc', 'dc1', '--node', 'NODE1', '--json'])) as { entries: { key: string; scope: { level: string }; expired: boolean; secondsLeft: number | null }[] };
+    const json = JSON.parse(await cli.ok(['client', 'ls', '--dc', 'dc1', '--node', 'NODE1', '--json'])) as {
+      entries: { key: string; scope: { level: string }; expired: boolean; secondsLeft: number | null }[];
+    };
     // What node1 in dc1 reads: world, dc1 and node1 entries; not dc2.
     assert.deepEqual(
       json.entries.map((e) => e.key).sort(),
-      [`${S}dc1/${WEB}/198.51.100.0/24`, `${S}dc1/node1/${WEB}/2001:db8::7`, `${S}dns_udp_53/$ops$`, `${S}${WEB}/198.51.100.3`, `${S}${WEB}/198.51.100.7`].sort(),
+      [
+        `${S}dc1/${WEB}/198.51.100.0/24`,
+        `${S}dc1/node1/${WEB}/2001:db8::7`,
+        `${S}dns_udp_53/$ops$`,
+        `${S}${WEB}/198.51.100.3`,
+        `${S}${WEB}/198.51.100.7`,
+      ].sort(),
     );
     const expired = json.entries.find((e) => e.key.endsWith('198.51.100.3'));
     assert.deepEqual([expired?.expired, expired?.secondsLeft], [true, 0]);
@@ -96,7 +146,10 @@ describe('befw operator commands against a real Consul', () => {
     assert.equal(tree[`${S}${WEB}/2001:DB8:0::7`], undefined);
     assert.equal(tree[`${S}${WEB}/2001:db8::7`], undefined);
     assert.equal(tree[`${S}dc1/node1/${WEB}/2001:db8::7`], '1893456000', 'the node-level entry stays');
-    await cli.fails(['client', 'rm', WEB, '2001:db8::7'], /^befw: error: 2001:db8::7: no entry for it in web_tcp_8080 at world scope; nothing removed/);
+    await cli.fails(
+      ['client', 'rm', WEB, '2001:db8::7'],
+      /^befw: error: 2001:db8::7: no entry for it in web_tcp_8080 at world scope; nothing removed/,
+    );
     // A typo'd value at the exact key is still removable.
     await cli.ok(['client', 'rm', WEB, '198.51.100.4']);
     assert.equal((await kvTree(sb, S))[`${S}${WEB}/198.51.100.4`], undefined);
@@ -121,9 +174,16 @@ describe('befw operator commands against a real Consul', () => {
     await cli.ok(['alias', 'add', 'ops', '203.0.113.0/28', '--forever']);
     await cli.ok(['alias', 'add', '$oncall$', '$ops$', '--ttl', '1h']);
     await cli.ok(['alias', 'add', 'ops', '2001:db8:100::3', '--forever', '--dc', 'dc1']);
-    await cli.fails(['alias', 'add', 'ops', '$oncall$', '--forever'], /\$oncall\$ in \$ops\$: would close a cycle \$ops\$ -> \$oncall\$ -> \$ops\$/);
+    await cli.fails(
+      ['alias', 'add', 'ops', '$oncall$', '--forever'],
+      /\$oncall\$ in \$ops\$: would close a cycle \$ops\$ -> \$oncall\$ -> \$ops\$/,
+    );
     const tree = await kvTree(sb, 'befw/$alias$/');
-    assert.deepEqual(Object.keys(tree).sort(), ['befw/$alias$/$oncall$/$ops$', 'befw/$alias$/$ops$/203.0.113.0/28', 'befw/$alias$/dc1/$ops$/2001:db8:100::3']);
+    assert.deepEqual(Object.keys(tree).sort(), [
+      'befw/$alias$/$oncall$/$ops$',
+      'befw/$alias$/$ops$/203.0.113.0/28',
+      'befw/$alias$/dc1/$ops$/2001:db8:100::3',
+    ]);
     assert.equal(tree['befw/$alias$/$ops$/203.0.113.0/28'], '-1');
     const ls = await cli.ok(['alias', 'ls', 'ops']);
     assert.match(ls, /^\$ops\$\s+203\.0\.113\.0\/28\s+world\s+never expires$/m);
@@ -132,7 +192,10 @@ describe('befw operator commands against a real Consul', () => {
     await cli.fails(['alias', 'rm', 'ops'], /\$ops\$: say which member to remove, or add --all/);
     const rm = await cli.ok(['alias', 'rm', 'ops', '--all']);
     assert.match(rm, /^removed alias \$ops\$ at world scope\n {2}deleted befw\/\$alias\$\/\$ops\$\/203\.0\.113\.0\/28 \(was "-1"\)\n$/);
-    assert.deepEqual(Object.keys(await kvTree(sb, 'befw/$alias$/')).sort(), ['befw/$alias$/$oncall$/$ops$', 'befw/$alias$/dc1/$ops$/2001:db8:100::3']);
+    assert.deepEqual(Object.keys(await kvTree(sb, 'befw/$alias$/')).sort(), [
+      'befw/$alias$/$oncall$/$ops$',
+      'befw/$alias$/dc1/$ops$/2001:db8:100::3',
+    ]);
   });
 
   it('allow and deny write rules_allow and rules_deny, --rm removes, ls lists', async () => {
@@ -148,11 +211,16 @@ describe('befw operator commands against a real Consul', () => {
       'befw/$ipset$/dc1/rules_deny/2001:db8::/32': '-1',
       'befw/$ipset$/dc1/node1/rules_allow/203.0.113.5': String(Date.UTC(2030, 5, 30, 18) / 1000),
     });
-    const denyLs = JSON.parse(await cli.ok(['deny', 'ls', '--json'])) as { entries: { address: string; scope: { level: string; dc: string | null } }[] };
-    assert.deepEqual(denyLs.entries.map((e) => [e.address, e.scope.level, e.scope.dc]), [
-      ['198.51.100.66', 'world', null],
-      ['2001:db8::/32', 'dc', 'dc1'],
-    ]);
+    const denyLs = JSON.parse(await cli.ok(['deny', 'ls', '--json'])) as {
+      entries: { address: string; scope: { level: string; dc: string | null } }[];
+    };
+    assert.deepEqual(
+      denyLs.entries.map((e) => [e.address, e.scope.level, e.scope.dc]),
+      [
+        ['198.51.100.66', 'world', null],
+        ['2001:db8::/32', 'dc', 'dc1'],
+      ],
+    );
     assert.match(await cli.ok(['allow', 'ls']), /^rules_allow\s+203\.0\.113\.5\s+node dc1\/node1\s+until 2030-06-30T18:00:00Z/m);
     await cli.fails(['deny', '198.51.100.66', '--rm', '--dc', 'dc1'], /no entry for it in rules_deny at dc dc1 scope/);
     assert.match(await cli.ok(['deny', '198.51.100.66', '--rm']), /^removed: 198\.51\.100\.66 is no longer in rules_deny at world scope/);
@@ -169,12 +237,17 @@ describe('befw operator commands against a real Consul', () => {
 
     await sb.registerService({ name: 'app', port: 9000, tags: ['web'] });
     await sb.registerService({ name: 'files', port: 8444, tags: ['befw', 'local'] });
-    await cli.fails(['service', 'register', 'app', '9001'], /service id "app": is registered without the befw tag by someone else; refusing to replace it/);
+    await cli.fails(
+      ['service', 'register', 'app', '9001'],
+      /service id "app": is registered without the befw tag by someone else; refusing to replace it/,
+    );
     await cli.fails(['service', 'deregister', 'app'], /refusing to deregister it/);
     await cli.fails(['service', 'deregister', 'files'], /mirrors a service file \(tag local\)/);
     await cli.fails(['service', 'register', 'x', '99999'], /port "99999": expected PORT or PORT\/PROTO/);
 
-    const ls = JSON.parse(await cli.ok(['service', 'ls', '--json'])) as { services: { id: string; set: string; ports: string[]; mode: string; source: string }[] };
+    const ls = JSON.parse(await cli.ok(['service', 'ls', '--json'])) as {
+      services: { id: string; set: string; ports: string[]; mode: string; source: string }[];
+    };
     assert.deepEqual(
       ls.services.map((s) => [s.id, s.set, s.ports.join(' '), s.mode, s.source]),
       [
@@ -197,7 +270,8 @@ describe('befw operator commands against a real Consul', () => {
     await cli.ok(['deny', '203.0.113.66', '--ttl', '1h']);
     const plan = JSON.parse(await cli.ok(['plan', '--json'])) as { sets: { name: string; members: string[] }[] };
     const members = (name: string): string[] => plan.sets.find((s) => s.name === name)?.members ?? [];
-    for (const m of ['198.51.100.9/32', '198.51.100.8/32', '198.51.100.0/24', '198.51.100.7/32']) assert.ok(members(WEB).includes(m), `${m} in ${members(WEB).join(' ')}`);
+    for (const m of ['198.51.100.9/32', '198.51.100.8/32', '198.51.100.0/24', '198.51.100.7/32'])
+      assert.ok(members(WEB).includes(m), `${m} in ${members(WEB).join(' ')}`);
     assert.ok(!members(WEB).includes('198.51.100.3/32'), 'the expired entry is not enforced');
     assert.ok(members('web_tcp_8080_v6').includes('2001:db8::7/128'), 'node-level IPv6 entry');
     assert.ok(members('rules_deny').includes('203.0.113.66/32'));
@@ -210,7 +284,9 @@ describe('befw operator commands against a real Consul', () => {
     await sb.kvPut('befw/$alias$/$oncall$/198.51.100.22', past);
     await sb.kvPut(`${S}${WEB}/198.51.100.23`, 'soon'); // invalid: left alone
     const before = await kvTree(sb);
-    const expiredKeys = Object.keys(before).filter((k) => /^-?[0-9]+$/.test(before[k] ?? '') && Number(before[k]) >= 0 && Number(before[k]) <= nowSec());
+    const expiredKeys = Object.keys(before).filter(
+      (k) => /^-?[0-9]+$/.test(before[k] ?? '') && Number(before[k]) >= 0 && Number(before[k]) <= nowSec(),
+    );
     assert.ok(expiredKeys.length >= 4, expiredKeys.join(' ')); // the three above and 198.51.100.3
 
     const raw = await kvRaw(sb);
@@ -220,8 +296,16 @@ describe('befw operator commands against a real Consul', () => {
     assert.match(dry, /left 1 invalid key\(s\) alone/);
     for (const k of expiredKeys) assert.ok(dry.includes(k.split('/').pop() ?? '?'), `${k} listed`);
 
-    const real = JSON.parse(await cli.ok(['purge-expired', '--json'])) as { dryRun: boolean; deleted: { key: string }[]; kept: unknown[]; invalid: number };
-    assert.deepEqual([real.dryRun, real.deleted.map((d) => d.key).sort(), real.kept, real.invalid], [false, [...expiredKeys].sort(), [], 1]);
+    const real = JSON.parse(await cli.ok(['purge-expired', '--json'])) as {
+      dryRun: boolean;
+      deleted: { key: string }[];
+      kept: unknown[];
+      invalid: number;
+    };
+    assert.deepEqual(
+      [real.dryRun, real.deleted.map((d) => d.key).sort(), real.kept, real.invalid],
+      [false, [...expiredKeys].sort(), [], 1],
+    );
     const afterTree = await kvTree(sb);
     const want = { ...before };
     for (const k of expiredKeys) delete want[k];
@@ -242,11 +326,17 @@ describe('befw operator commands against a real Consul', () => {
         await sb.kvPut(renewed, future);
         return items;
       },
-      deleteCas: consul.deleteCas,
+      deleteCas: (key: string, modifyIndex: number) => consul.deleteCas(key, modifyIndex),
     };
     const r = await purgeExpired(racing, Date.now(), false);
-    assert.deepEqual(r.deleted.map((e) => e.key), [gone]);
-    assert.deepEqual(r.kept.map((e) => e.key), [renewed]);
+    assert.deepEqual(
+      r.deleted.map((e) => e.key),
+      [gone],
+    );
+    assert.deepEqual(
+      r.kept.map((e) => e.key),
+      [renewed],
+    );
     const tree = await kvTree(sb, S);
     assert.equal(tree[renewed], future, 'the renewal survives');
     assert.equal(tree[gone], undefined);
@@ -265,8 +355,13 @@ describe('befw operator commands against a real Consul', () => {
     };
     const ctx = { config, consul: racing, nowMs: Date.now(), json: false };
     await assert.rejects(
-      writeEntry(ctx, { kind: '$service$', scope: WORLD, target: WEB, addr: parseAddrArg('198.51.100.40') }, { value: nowSec() + 60, expiresAt: null }),
-      (err: unknown) => err instanceof AccessError && /changed by someone else between reading and writing; nothing written/.test(err.message),
+      writeEntry(
+        ctx,
+        { kind: '$service$', scope: WORLD, target: WEB, addr: parseAddrArg('198.51.100.40') },
+        { value: nowSec() + 60, expiresAt: null },
+      ),
+      (err: unknown) =>
+        err instanceof AccessError && /changed by someone else between reading and writing; nothing written/.test(err.message),
     );
     assert.equal((await kvTree(sb, S))[key], '-1');
   });
@@ -275,13 +370,21 @@ describe('befw operator commands against a real Consul', () => {
     const okRun = cli.binary(['allow', '203.0.113.77', '--ttl', '10m', '--json']);
     assert.equal(okRun.code, 0, okRun.stderr);
     const written = (JSON.parse(okRun.stdout) as { written: { key: string }[] }).written;
-    assert.deepEqual(written.map((w) => w.key), ['befw/$ipset$/rules_allow/203.0.113.77']);
+    assert.deepEqual(
+      written.map((w) => w.key),
+      ['befw/$ipset$/rules_allow/203.0.113.77'],
+    );
     expectFailure(cli.binary(['allow', '203.0.113.777', '--ttl', '10m']), /address "203\.0\.113\.777": IPv4 octet 777 is above 255/);
   });
 
   it('an unreachable Consul is one clear error line', async () => {
     const offline = sb.writeFile('offline.conf', 'address=127.0.0.1:1\nconsul_timeout_sec=2\n');
-    await cli.fails(['client', 'ls'], /^befw: error: consul kv list befw\/\$service\$\/ failed: .*ECONNREFUSED 127\.0\.0\.1:1/, {}, offline);
+    await cli.fails(
+      ['client', 'ls'],
+      /^befw: error: consul kv list befw\/\$service\$\/ failed: .*ECONNREFUSED 127\.0\.0\.1:1/,
+      {},
+      offline,
+    );
     await cli.fails(['client', 'add', WEB, '198.51.100.7', '--ttl', '1h'], /ECONNREFUSED/, {}, offline);
   });
 });

@@ -69,13 +69,23 @@ describe('ACL tokens with the operator commands and doctor', () => {
       {},
       conf.agent,
     );
-    await cli.fails(['client', 'rm', 'web_tcp_8080', '198.51.100.7'], /HTTP 403\): permission denied: the ACL token lacks key write/, {}, conf.agent);
+    await cli.fails(
+      ['client', 'rm', 'web_tcp_8080', '198.51.100.7'],
+      /HTTP 403\): permission denied: the ACL token lacks key write/,
+      {},
+      conf.agent,
+    );
     assert.deepEqual(await acl.kv('befw/'), before, 'nothing written or deleted');
 
     const expired = 'befw/$service$/web_tcp_8080/198.51.100.50';
     const put = await acl.call('PUT', `/v1/kv/${expired}`, String(Math.floor(Date.now() / 1000) - 60), acl.master);
     assert.equal(put.status, 200);
-    await cli.fails(['purge-expired'], /consul kv delete befw\/\$service\$\/web_tcp_8080\/198\.51\.100\.50 failed \(HTTP 403\): permission denied/, {}, conf.agent);
+    await cli.fails(
+      ['purge-expired'],
+      /consul kv delete befw\/\$service\$\/web_tcp_8080\/198\.51\.100\.50 failed \(HTTP 403\): permission denied/,
+      {},
+      conf.agent,
+    );
     assert.ok((await acl.kv('befw/'))[expired] !== undefined, 'still there');
     assert.match(await cli.ok(['purge-expired'], {}, conf.engineer), /^deleted 1 expired entry\n/);
     assert.equal((await acl.kv('befw/'))[expired], undefined);
@@ -84,7 +94,12 @@ describe('ACL tokens with the operator commands and doctor', () => {
 
   it('the anonymous token reads for dashboards and cannot write', async () => {
     assert.match(await cli.ok(['deny', 'ls'], {}, conf.none), /^rules_deny\s+198\.51\.100\.66\s+world/m);
-    await cli.fails(['allow', '203.0.113.5', '--forever'], /HTTP 403\): permission denied: the ACL token lacks key write on befw\/\$ipset\$\/rules_allow\/203\.0\.113\.5/, {}, conf.none);
+    await cli.fails(
+      ['allow', '203.0.113.5', '--forever'],
+      /HTTP 403\): permission denied: the ACL token lacks key write on befw\/\$ipset\$\/rules_allow\/203\.0\.113\.5/,
+      {},
+      conf.none,
+    );
     assert.equal((await acl.kv('befw/'))['befw/$ipset$/rules_allow/203.0.113.5'], undefined);
   });
 
@@ -99,13 +114,23 @@ describe('ACL tokens with the operator commands and doctor', () => {
     const loose = config('loose', tokens.engineer!);
     chmodSync(join(sb.dir, 'loose.token'), 0o644);
     const before = await acl.kv('befw/');
-    await cli.fails(['deny', '198.51.100.99', '--forever'], /^befw: config error: .*loose\.conf \(token_file\): .*loose\.token is readable by group or others; chmod 600 it$/, {}, loose);
+    await cli.fails(
+      ['deny', '198.51.100.99', '--forever'],
+      /^befw: config error: .*loose\.conf \(token_file\): .*loose\.token is readable by group or others; chmod 600 it$/,
+      {},
+      loose,
+    );
     assert.deepEqual(await acl.kv('befw/'), before);
   });
 
   it('the node policy registers its own services only', async () => {
     assert.match(await cli.ok(['service', 'register', 'web', '8080', '--enforcing'], {}, conf.agent), /^registered: service web/);
-    await cli.fails(['service', 'register', 'other', '80'], /failed \(HTTP 403\): permission denied: the ACL token lacks service write on "other"/, {}, conf.agent);
+    await cli.fails(
+      ['service', 'register', 'other', '80'],
+      /failed \(HTTP 403\): permission denied: the ACL token lacks service write on "other"/,
+      {},
+      conf.agent,
+    );
     await cli.ok(['service', 'deregister', 'web'], {}, conf.agent);
   });
 
@@ -135,7 +160,10 @@ describe('ACL tokens with the operator commands and doctor', () => {
   it('doctor: warns when a token can write more than a node needs', async () => {
     const engineer = await cli.run(['doctor'], {}, conf.engineer);
     assert.equal(engineer.code, 0, engineer.stderr);
-    assert.match(engineer.stdout, /^WARN {2}least-priv {2}the token can write befw\/ \(a compromised node could open every node; only engineers need this\); fine for an engineer's token/m);
+    assert.match(
+      engineer.stdout,
+      /^WARN {2}least-priv {2}the token can write befw\/ \(a compromised node could open every node; only engineers need this\); fine for an engineer's token/m,
+    );
     const master = await cli.run(['doctor'], {}, conf.master);
     assert.match(master.stdout, /^WARN {2}least-priv {2}the token can write befw\/ .*; and write KV outside befw\/; and read ACL tokens/m);
   });

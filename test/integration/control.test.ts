@@ -92,11 +92,20 @@ describe('control socket, metrics, health and systemd notifications', () => {
     assert.match(human.stdout, /web_tcp_8080 +1 member\(s\) +inet/);
     assert.match(human.stdout, /bad-address +befw\/\$service\$\/web_tcp_8080\/not-an-address/);
     const json = sb.befw(['status', '-c', config, '--json']);
-    const s = JSON.parse(json.stdout) as { consul: { reachable: boolean }; sets: { name: string; members: number }[]; fingerprint: string; lastSource: string; stats: { applies: number } };
+    const s = JSON.parse(json.stdout) as {
+      consul: { reachable: boolean };
+      sets: { name: string; members: number }[];
+      fingerprint: string;
+      lastSource: string;
+      stats: { applies: number };
+    };
     assert.equal(s.consul.reachable, true);
     assert.equal(s.lastSource, 'consul');
     assert.match(s.fingerprint, /^[0-9a-f]{14}$/);
-    assert.deepEqual(s.sets.find((x) => x.name === 'rules_allow'), { name: 'rules_allow', family: 'inet', members: 1 });
+    assert.deepEqual(
+      s.sets.find((x) => x.name === 'rules_allow'),
+      { name: 'rules_allow', family: 'inet', members: 1 },
+    );
     assert.ok(s.stats.applies >= 1);
   });
 
@@ -108,7 +117,10 @@ describe('control socket, metrics, health and systemd notifications', () => {
     const drift = sb.befw(['check', '-c', config, '--json']);
     assert.equal(drift.code, 1);
     const answer = JSON.parse(drift.stdout) as { ok: boolean; drifts: { what: string; set: string }[] };
-    assert.ok(answer.drifts.some((d) => d.set === `web_tcp_${WEB}`), drift.stdout);
+    assert.ok(
+      answer.drifts.some((d) => d.set === `web_tcp_${WEB}`),
+      drift.stdout,
+    );
   });
 
   it('befw reload applies a new config, and rejects a bad one while the agent goes on', async () => {

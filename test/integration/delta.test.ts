@@ -44,7 +44,10 @@ describe('delta apply and exact expiry in a namespace', () => {
     await sb.listen([WEB, API]);
     for (let i = 0; i < 200; i++) await sb.kvPut(`befw/$service$/api_tcp_${API}/198.18.${i >> 8}.${i & 255}`, '-1');
     await sb.kvPut(`befw/$service$/web_tcp_${WEB}/${clientV4(3)}`, '-1');
-    const config = sb.writeFile('befw.conf', [`services=${sb.dir}/services`, `ipsets=${sb.dir}/ipsets`, `state=${sb.dir}/state.bin`, 'log_level=debug'].join('\n'));
+    const config = sb.writeFile(
+      'befw.conf',
+      [`services=${sb.dir}/services`, `ipsets=${sb.dir}/ipsets`, `state=${sb.dir}/state.bin`, 'log_level=debug'].join('\n'),
+    );
     agent = sb.startAgent(config);
     const deadline = Date.now() + 15_000;
     while (!agent.events().some((e) => e.event === 'applied' && e.source === 'consul' && Number(e.members) >= 201)) {
@@ -65,7 +68,10 @@ describe('delta apply and exact expiry in a namespace', () => {
     await sb.probe(clientV4(3), NODE_V4, WEB);
     await sb.probe(clientV4(2), NODE_V4, API);
     const before = counters(sb);
-    assert.ok(before.some((c) => c > 0), `counters moved: ${before.join(',')}`);
+    assert.ok(
+      before.some((c) => c > 0),
+      `counters moved: ${before.join(',')}`,
+    );
     const setsBefore = initvals(sb);
     const apiMembers = sb.inNode('ipset', ['save', `api_tcp_${API}`]);
     const appliedBefore = agent.events().filter((e) => e.event === 'applied').length;
@@ -80,7 +86,10 @@ describe('delta apply and exact expiry in a namespace', () => {
     const afterCounters = counters(sb);
     assert.equal(afterCounters.length, before.length);
     afterCounters.forEach((c, i) => assert.ok(c >= (before[i] ?? 0), `rule ${i} counter kept (${before[i]} -> ${c})`));
-    const applied = agent.events().filter((e) => e.event === 'applied').slice(appliedBefore);
+    const applied = agent
+      .events()
+      .filter((e) => e.event === 'applied')
+      .slice(appliedBefore);
     assert.equal(applied.length, 1, 'one reconcile for one change');
     assert.equal(applied[0]?.mode, 'delta');
     assert.equal(applied[0]?.added, 1);
@@ -100,7 +109,11 @@ describe('delta apply and exact expiry in a namespace', () => {
     }
     await sleep(300);
     const saved = sb.inNode('ipset', ['save', `api_tcp_${API}`]);
-    for (let i = 0; i < 50; i++) assert.ok(saved.includes(`198.18.9.${i}\n`) || saved.includes(`198.18.9.${i}/32\n`) || saved.includes(`198.18.9.${i} `), `198.18.9.${i} present`);
+    for (let i = 0; i < 50; i++)
+      assert.ok(
+        saved.includes(`198.18.9.${i}\n`) || saved.includes(`198.18.9.${i}/32\n`) || saved.includes(`198.18.9.${i} `),
+        `198.18.9.${i} present`,
+      );
     const reconciles = agent.events().filter((e) => e.event === 'applied').length - appliedBefore;
     assert.ok(reconciles >= 1 && reconciles < 50, `${reconciles} reconciles for 50 writes`);
   });
@@ -116,7 +129,10 @@ describe('delta apply and exact expiry in a namespace', () => {
     }
     const late = await sb.waitFor('blocked', clientV4(4), NODE_V4, WEB, 1000);
     t.diagnostic(`left the kernel ${Date.now() - expiry * 1000} ms after its expiry second (probe ${late} ms)`);
-    const applied = agent.events().filter((e) => e.event === 'applied').slice(appliedBefore);
+    const applied = agent
+      .events()
+      .filter((e) => e.event === 'applied')
+      .slice(appliedBefore);
     assert.ok(applied.some((e) => e.deleted === 1 && e.mode === 'delta'));
   });
 });

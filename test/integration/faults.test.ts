@@ -29,12 +29,24 @@ describe('fault survival in a namespace', () => {
   let config: string;
   let statePath: string;
 
-  const waitEvent = async (a: AgentProcess, pred: (e: Record<string, unknown>) => boolean, ms: number, from = 0): Promise<Record<string, unknown>> => {
+  const waitEvent = async (
+    a: AgentProcess,
+    pred: (e: Record<string, unknown>) => boolean,
+    ms: number,
+    from = 0,
+  ): Promise<Record<string, unknown>> => {
     const end = Date.now() + ms;
     for (;;) {
       const hit = a.events().slice(from).find(pred);
       if (hit !== undefined) return hit;
-      if (Date.now() > end) throw new Error(`no matching agent event within ${ms} ms:\n${a.events().slice(-15).map((e) => JSON.stringify(e)).join('\n')}`);
+      if (Date.now() > end)
+        throw new Error(
+          `no matching agent event within ${ms} ms:\n${a
+            .events()
+            .slice(-15)
+            .map((e) => JSON.stringify(e))
+            .join('\n')}`,
+        );
       await sleep(20);
     }
   };
@@ -103,19 +115,44 @@ describe('fault survival in a namespace', () => {
   it('puts tampered sets, chain and jump back', async (t) => {
     const repairsBefore = agent.events().filter((e) => e.event === 'drift').length;
     const cases: { name: string; tamper: () => void; healed: () => Promise<boolean> }[] = [
-      { name: 'flush a set', tamper: () => sb.inNode('ipset', ['flush', WEB_SET]), healed: async () => (await sb.probe(GRANTED, NODE_V4, WEB, 20)) === 'open' },
-      { name: 'delete a member', tamper: () => sb.inNode('ipset', ['del', WEB_SET, GRANTED]), healed: async () => (await sb.probe(GRANTED, NODE_V4, WEB, 20)) === 'open' },
-      { name: 'flush an IPv6 set', tamper: () => sb.inNode('ipset', ['flush', `${WEB_SET}_v6`]), healed: async () => (await sb.probe(GRANTED_V6, NODE_V6, WEB, 20)) === 'open' },
-      { name: 'flush the BEFW chain', tamper: () => sb.inNode('iptables', ['-F', 'BEFW']), healed: async () => (await sb.probe(STRANGER, NODE_V4, WEB, 60)) !== 'open' },
-      { name: 'delete the INPUT jump', tamper: () => sb.inNode('iptables', ['-D', 'INPUT', '-j', 'BEFW']), healed: async () => (await sb.probe(DENIED, NODE_V4, WEB, 60)) === 'refused' },
-      { name: 'insert a foreign ACCEPT into BEFW', tamper: () => sb.inNode('iptables', ['-I', 'BEFW', '1', '-j', 'ACCEPT']), healed: async () => (await sb.probe(DENIED, NODE_V4, WEB, 60)) === 'refused' },
+      {
+        name: 'flush a set',
+        tamper: () => sb.inNode('ipset', ['flush', WEB_SET]),
+        healed: async () => (await sb.probe(GRANTED, NODE_V4, WEB, 20)) === 'open',
+      },
+      {
+        name: 'delete a member',
+        tamper: () => sb.inNode('ipset', ['del', WEB_SET, GRANTED]),
+        healed: async () => (await sb.probe(GRANTED, NODE_V4, WEB, 20)) === 'open',
+      },
+      {
+        name: 'flush an IPv6 set',
+        tamper: () => sb.inNode('ipset', ['flush', `${WEB_SET}_v6`]),
+        healed: async () => (await sb.probe(GRANTED_V6, NODE_V6, WEB, 20)) === 'open',
+      },
+      {
+        name: 'flush the BEFW chain',
+        tamper: () => sb.inNode('iptables', ['-F', 'BEFW']),
+        healed: async () => (await sb.probe(STRANGER, NODE_V4, WEB, 60)) !== 'open',
+      },
+      {
+        name: 'delete the INPUT jump',
+        tamper: () => sb.inNode('iptables', ['-D', 'INPUT', '-j', 'BEFW']),
+        healed: async () => (await sb.probe(DENIED, NODE_V4, WEB, 60)) === 'refused',
+      },
+      {
+        name: 'insert a foreign ACCEPT into BEFW',
+        tamper: () => sb.inNode('iptables', ['-I', 'BEFW', '1', '-j', 'ACCEPT']),
+        healed: async () => (await sb.probe(DENIED, NODE_V4, WEB, 60)) === 'refused',
+      },
       {
         name: 'swap a member for another (same count)',
         tamper: () => {
           sb.inNode('ipset', ['del', WEB_SET, GRANTED]);
           sb.inNode('ipset', ['add', WEB_SET, STRANGER]);
         },
-        healed: async () => (await sb.probe(GRANTED, NODE_V4, WEB, 20)) === 'open' && (await sb.probe(STRANGER, NODE_V4, WEB, 60)) !== 'open',
+        healed: async () =>
+          (await sb.probe(GRANTED, NODE_V4, WEB, 20)) === 'open' && (await sb.probe(STRANGER, NODE_V4, WEB, 60)) !== 'open',
       },
     ];
     for (const c of cases) {
@@ -191,7 +228,10 @@ describe('fault survival in a namespace', () => {
     await sb.kvPutMany([...many, { key: `befw/$service$/${DB_SET}/${clientV4(6)}`, value: '-1' }]);
     await sb.waitFor('open', clientV4(6), NODE_V4, DB, 10_000);
     const from = agent.events().length;
-    await sb.kvPutMany([...many.map((p) => ({ key: p.key, value: null })), { key: `befw/$service$/${DB_SET}/${clientV4(6)}`, value: null }]);
+    await sb.kvPutMany([
+      ...many.map((p) => ({ key: p.key, value: null })),
+      { key: `befw/$service$/${DB_SET}/${clientV4(6)}`, value: null },
+    ]);
     const held = await waitEvent(agent, (e) => e.event === 'guard-held', 10_000, from);
     assert.ok(Array.isArray(held.removals) && (held.removals as { set: string }[]).some((r) => r.set === DB_SET));
     await waitEvent(agent, (e) => e.event === 'guard-confirmed', 10_000, from);
@@ -224,7 +264,10 @@ describe('fault survival in a namespace', () => {
   it('survives kill -9 in the middle of applying 100,000 members', async (t) => {
     await agent.stop();
     // Members from the benchmarking range 198.18.0.0/15: listed, never connected to.
-    const big = Array.from({ length: 100_000 }, (_, i) => ({ key: `befw/$service$/${DB_SET}/198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`, value: '-1' }));
+    const big = Array.from({ length: 100_000 }, (_, i) => ({
+      key: `befw/$service$/${DB_SET}/198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`,
+      value: '-1',
+    }));
     await sb.kvPutMany(big);
     await neverOpens(async () => {
       agent = start('agent-kill.log');
@@ -239,7 +282,8 @@ describe('fault survival in a namespace', () => {
           const n = Number(/^Number of entries: (\d+)/m.exec(block)?.[1] ?? '0');
           if ((name === DB_SET || name.startsWith('~befw')) && n > 1000 && n < 100_000) caught = `${name} at ${n} entries`;
         }
-        if (agent.events().some((e) => e.event === 'applied' && Number(e.members) >= 100_000)) caught ||= 'after the apply (missed the window)';
+        if (agent.events().some((e) => e.event === 'applied' && Number(e.members) >= 100_000))
+          caught ||= 'after the apply (missed the window)';
       }
       agent.proc.kill('SIGKILL');
       await agent.stop();

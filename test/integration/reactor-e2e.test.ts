@@ -42,7 +42,10 @@ describe('syslog reactor end to end (logger -> HAProxy -> 2 parsers -> beanstalk
     lab = new ReactorLab(sb);
     await sb.registerService({ name: 'web', port: WEB, tags: ['befw'] });
     await sb.listen([WEB]);
-    const befwConf = sb.writeFile('befw.conf', [`services=${sb.dir}/services`, `ipsets=${sb.dir}/ipsets`, `state=${sb.dir}/state.bin`, 'set.rules_allow=203.0.113.0/28'].join('\n'));
+    const befwConf = sb.writeFile(
+      'befw.conf',
+      [`services=${sb.dir}/services`, `ipsets=${sb.dir}/ipsets`, `state=${sb.dir}/state.bin`, 'set.rules_allow=203.0.113.0/28'].join('\n'),
+    );
     agent = sb.startAgent(befwConf);
     await lab.beanstalkd(11300);
     config = lab.writeConfig(
@@ -59,7 +62,9 @@ describe('syslog reactor end to end (logger -> HAProxy -> 2 parsers -> beanstalk
         responder: {
           consul: { address: '127.0.0.1:8500' },
           managementNets: ['203.0.113.0/28'],
-          actions: { 'ssh-auth-failure': [{ type: 'ban', set: 'rules_deny', scope: 'world', bantimeSec: 600, factor: 2, maxBantimeSec: 86400 }] },
+          actions: {
+            'ssh-auth-failure': [{ type: 'ban', set: 'rules_deny', scope: 'world', bantimeSec: 600, factor: 2, maxBantimeSec: 86400 }],
+          },
         },
       }),
     );
@@ -130,7 +135,11 @@ describe('syslog reactor end to end (logger -> HAProxy -> 2 parsers -> beanstalk
 
     // Both jobs acted on: one ban, the other found it in place.
     const actions = async (): Promise<{ result: string; key: string; expiry: number }[]> =>
-      responders.flatMap((r) => r.events()).filter((e) => e.event === 'action') as unknown as { result: string; key: string; expiry: number }[];
+      responders.flatMap((r) => r.events()).filter((e) => e.event === 'action') as unknown as {
+        result: string;
+        key: string;
+        expiry: number;
+      }[];
     const end = Date.now() + 5000;
     while ((await actions()).length < 2 && Date.now() < end) await sleep(20);
     const results = (await actions()).map((a) => a.result).sort();
@@ -139,7 +148,11 @@ describe('syslog reactor end to end (logger -> HAProxy -> 2 parsers -> beanstalk
     const keys = JSON.parse((await sb.consul('GET', '/v1/kv/befw/$ipset$/rules_deny/?keys')).body) as string[];
     assert.deepEqual(keys, [`befw/$ipset$/rules_deny/${ATTACKER}`], 'exactly one ban written');
     const banned = (await actions()).find((a) => a.result === 'banned');
-    const value = JSON.parse((await sb.consul('GET', `/v1/kv/befw/$ipset$/rules_deny/${ATTACKER}`)).body) as { Value: string; ModifyIndex: number; CreateIndex: number }[];
+    const value = JSON.parse((await sb.consul('GET', `/v1/kv/befw/$ipset$/rules_deny/${ATTACKER}`)).body) as {
+      Value: string;
+      ModifyIndex: number;
+      CreateIndex: number;
+    }[];
     assert.equal(Buffer.from(value[0]?.Value ?? '', 'base64').toString(), String(banned?.expiry));
     assert.equal(value[0]?.ModifyIndex, value[0]?.CreateIndex, 'written once, never rewritten');
     const rec = JSON.parse((await sb.consul('GET', `/v1/kv/befw-reactor/offences/${ATTACKER}`)).body) as { Value: string }[];
@@ -148,7 +161,8 @@ describe('syslog reactor end to end (logger -> HAProxy -> 2 parsers -> beanstalk
     assert.equal(offence.device.address, DEVICE);
 
     // Every action logs the time from the log line to the action.
-    for (const e of responders.flatMap((r) => r.events()).filter((x) => x.event === 'action')) assert.equal(typeof e.lineToActionMs, 'number');
+    for (const e of responders.flatMap((r) => r.events()).filter((x) => x.event === 'action'))
+      assert.equal(typeof e.lineToActionMs, 'number');
   });
 
   it('leaves addresses under the threshold, on the ignore list, or unparseable alone', async () => {
@@ -164,14 +178,24 @@ describe('syslog reactor end to end (logger -> HAProxy -> 2 parsers -> beanstalk
     assert.deepEqual(keys.sort(), [`befw/$ipset$/rules_deny/${ATTACKER}`, `befw/$ipset$/rules_deny/${marker}`].sort());
     // Counted by the parsers: the ignored address and the bad subject.
     await sleep(1100); // one stats interval
-    const stats = parsers.map((p) => p.events().filter((e) => e.event === 'stats').pop() ?? {});
+    const stats = parsers.map(
+      (p) =>
+        p
+          .events()
+          .filter((e) => e.event === 'stats')
+          .pop() ?? {},
+    );
     const sum = (k: string): number => stats.reduce((n, s) => n + Number(s[k] ?? 0), 0);
     assert.ok(sum('ignored') >= 4, `ignored: ${sum('ignored')}`);
     assert.ok(sum('badSubject') >= 1, `badSubject: ${sum('badSubject')}`);
     // HAProxy's health checks (every 2 s, connect and reset) are not counted as bad input.
     for (const s of stats) {
       const problems = (s.problems ?? {}) as Record<string, number>;
-      assert.deepEqual(Object.keys(problems).filter((k) => k !== 'bad-subject'), [], JSON.stringify(problems));
+      assert.deepEqual(
+        Object.keys(problems).filter((k) => k !== 'bad-subject'),
+        [],
+        JSON.stringify(problems),
+      );
     }
     for (const p of [...parsers, ...responders]) assert.equal(p.proc.exitCode, null, `${p.logName} still running`);
   });

@@ -11,14 +11,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { createLogger } from '../../src/agent/logger.js';
-import { type QueueAddress, parseQueueAddress } from '../../src/queue/address.js';
-import { kickBuried, queueStats } from '../../src/queue/admin.js';
-import { BeanstalkConnection, BeanstalkError } from '../../src/queue/beanstalkConnection.js';
-import { type ReactorJob, encodeJob } from '../../src/queue/job.js';
-import { JobProducer, subjectHash } from '../../src/queue/producer.js';
-import { ActionError, type ActionOutcome, type ActionRunner } from '../../src/responder/actionTypes.js';
-import { ResponderWorker, newWorkerCounters } from '../../src/responder/worker.js';
+import { createLogger } from '../../src/log/logger.js';
+import { type QueueAddress, parseQueueAddress } from '../../src/reactor/queue/address.js';
+import { kickBuried, queueStats } from '../../src/reactor/queue/admin.js';
+import { BeanstalkConnection, BeanstalkError } from '../../src/reactor/queue/beanstalkConnection.js';
+import { type ReactorJob, encodeJob } from '../../src/reactor/queue/job.js';
+import { JobProducer, subjectHash } from '../../src/reactor/queue/producer.js';
+import { ActionError, type ActionOutcome, type ActionRunner } from '../../src/reactor/responder/actionTypes.js';
+import { ResponderWorker, newWorkerCounters } from '../../src/reactor/responder/worker.js';
 import { sleep } from '../helpers/sandbox.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'befw-queue-'));
@@ -59,7 +59,12 @@ function logSink(): { log: ReturnType<typeof createLogger>; events: () => Record
   const lines: string[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, cb) {
-      lines.push(...chunk.toString().split('\n').filter((l) => l !== ''));
+      lines.push(
+        ...chunk
+          .toString()
+          .split('\n')
+          .filter((l) => l !== ''),
+      );
       cb();
     },
   });
@@ -99,22 +104,26 @@ describe('beanstalkd protocol client (real beanstalkd)', () => {
     try {
       await c.use('t-proto');
       // Pipelined: three commands in flight, replies in order.
-      const ids = await Promise.all([c.put(Buffer.from('a'), { ttrSec: 5 }), c.put(Buffer.from('bb'), { ttrSec: 5 }), c.put(Buffer.from('c\r\nc'), { ttrSec: 5 })]);
+      const ids = await Promise.all([
+        c.put(Buffer.from('a'), { ttrSec: 5 }),
+        c.put(Buffer.from('bb'), { ttrSec: 5 }),
+        c.put(Buffer.from('c\r\nc'), { ttrSec: 5 }),
+      ]);
       assert.equal(new Set(ids).size, 3);
       assert.equal(await c.watch('t-proto'), 2);
       await c.ignore('default');
       const first = await c.reserve(1);
       assert.deepEqual(first?.body.toString(), 'a');
-      assert.equal((await c.statsJob(first!.id))?.reserves, '1');
-      assert.equal(await c.release(first!.id, 1024, 1), 'released');
+      assert.equal((await c.statsJob(first.id))?.reserves, '1');
+      assert.equal(await c.release(first.id, 1024, 1), 'released');
       const second = await c.reserve(1);
       assert.equal(second?.body.toString(), 'bb', 'the released job waits out its delay');
-      assert.equal(await c.bury(second!.id, 1024), true);
+      assert.equal(await c.bury(second.id, 1024), true);
       const third = await c.reserve(1);
       assert.equal(third?.body.toString(), 'c\r\nc', 'bodies are bytes, CRLF included');
-      assert.equal(await c.touch(third!.id), true);
-      assert.equal(await c.delete(third!.id), true);
-      assert.equal(await c.delete(third!.id), false);
+      assert.equal(await c.touch(third.id), true);
+      assert.equal(await c.delete(third.id), true);
+      assert.equal(await c.delete(third.id), false);
       const tube = await c.statsTube('t-proto');
       assert.equal(tube?.['current-jobs-buried'], '1');
       assert.equal(tube?.['current-jobs-delayed'], '1');
@@ -135,7 +144,10 @@ describe('beanstalkd protocol client (real beanstalkd)', () => {
     const waiting = c.reserve(5);
     c.close();
     await assert.rejects(waiting, (e: unknown) => e instanceof BeanstalkError && /closed/.test(e.message));
-    await assert.rejects(BeanstalkConnection.connect(parseQueueAddress(`unix:${join(dir, 'nothing.sock')}`) as QueueAddress, 500), BeanstalkError);
+    await assert.rejects(
+      BeanstalkConnection.connect(parseQueueAddress(`unix:${join(dir, 'nothing.sock')}`) as QueueAddress, 500),
+      BeanstalkError,
+    );
   });
 });
 
@@ -165,7 +177,10 @@ describe('job producer: sharding by subject, failover, bounded pending', () => {
     placed.length = 0;
     for (const s of subjects) producer.submit(job({ subject: s }));
     assert.equal(await producer.drain(5000), true);
-    assert.ok(placed.every(([, server]) => server === a.text), 'everything went to the server still up');
+    assert.ok(
+      placed.every(([, server]) => server === a.text),
+      'everything went to the server still up',
+    );
     assert.ok(events().some((e) => e.event === 'queue-put-failed'));
 
     await stopServer('pa');
@@ -226,7 +241,13 @@ describe('responder worker: reserve, act, delete; release with growing delay; bu
     const counters = newWorkerCounters();
     const worker = new ResponderWorker(
       addr,
-      { tubes: new Map([['w-ssh-auth-failure', 'ssh-auth-failure']]), actions: new Map([['ssh-auth-failure', [action]]]), policy: { maxAttempts: 3, retryDelaySec: 1, retryDelayMaxSec: 2 }, ttrSec: 5, connectTimeoutMs: 1000 },
+      {
+        tubes: new Map([['w-ssh-auth-failure', 'ssh-auth-failure']]),
+        actions: new Map([['ssh-auth-failure', [action]]]),
+        policy: { maxAttempts: 3, retryDelaySec: 1, retryDelayMaxSec: 2 },
+        ttrSec: 5,
+        connectTimeoutMs: 1000,
+      },
       log,
       counters,
     );
@@ -244,10 +265,28 @@ describe('responder worker: reserve, act, delete; release with growing delay; bu
 
     const ev = events();
     const released = ev.filter((e) => e.event === 'job-released').map((e) => [(e.job as { id: string }).id, e.attempt, e.delaySec]);
-    assert.deepEqual(released.filter(([id]) => id === flaky.id), [[flaky.id, 1, 1], [flaky.id, 2, 2]]);
-    assert.deepEqual(released.filter(([id]) => id === hopeless.id), [[hopeless.id, 1, 1], [hopeless.id, 2, 2]]);
+    assert.deepEqual(
+      released.filter(([id]) => id === flaky.id),
+      [
+        [flaky.id, 1, 1],
+        [flaky.id, 2, 2],
+      ],
+    );
+    assert.deepEqual(
+      released.filter(([id]) => id === hopeless.id),
+      [
+        [hopeless.id, 1, 1],
+        [hopeless.id, 2, 2],
+      ],
+    );
     const buried = ev.filter((e) => e.event === 'job-buried').map((e) => [(e.job as { id: string }).id, e.attempt]);
-    assert.deepEqual(buried.sort(), [[broken.id, 1], [hopeless.id, 3]].sort());
+    assert.deepEqual(
+      buried.sort(),
+      [
+        [broken.id, 1],
+        [hopeless.id, 3],
+      ].sort(),
+    );
     const done = ev.filter((e) => e.event === 'action' && e.result === 'done');
     assert.deepEqual(done.map((e) => (e.job as { id: string }).id).sort(), [okJob.id, flaky.id].sort());
     for (const e of done) {
@@ -258,9 +297,15 @@ describe('responder worker: reserve, act, delete; release with growing delay; bu
 
     // Operators see the buried jobs, and kick them back once the cause is fixed.
     const stats = await queueStats([addr], 'w-', 1000);
-    assert.deepEqual(stats[0]?.tubes.map((t) => [t.tube, t.ready, t.buried, t.reserved]), [['w-ssh-auth-failure', 0, 2, 0]]);
+    assert.deepEqual(
+      stats[0]?.tubes.map((t) => [t.tube, t.ready, t.buried, t.reserved]),
+      [['w-ssh-auth-failure', 0, 2, 0]],
+    );
     const kicked = await kickBuried([addr], null, 'w-', 1000, 1000);
-    assert.deepEqual(kicked.map((k) => [k.tube, k.kicked]), [['w-ssh-auth-failure', 2]]);
+    assert.deepEqual(
+      kicked.map((k) => [k.tube, k.kicked]),
+      [['w-ssh-auth-failure', 2]],
+    );
     const after = await queueStats([addr], 'w-', 1000);
     assert.equal(after[0]?.tubes[0]?.ready, 2);
     assert.equal(after[0]?.tubes[0]?.buried, 0);
@@ -278,7 +323,18 @@ describe('responder worker: reserve, act, delete; release with growing delay; bu
     c.close();
     const action = new ScriptedAction('scripted', () => ({ result: 'done', detail: {} }));
     const counters = newWorkerCounters();
-    const worker = new ResponderWorker(addr, { tubes: new Map([['w2-ssh-auth-failure', 'ssh-auth-failure']]), actions: new Map([['ssh-auth-failure', [action]]]), policy: { maxAttempts: 3, retryDelaySec: 1, retryDelayMaxSec: 1 }, ttrSec: 5, connectTimeoutMs: 1000 }, log, counters);
+    const worker = new ResponderWorker(
+      addr,
+      {
+        tubes: new Map([['w2-ssh-auth-failure', 'ssh-auth-failure']]),
+        actions: new Map([['ssh-auth-failure', [action]]]),
+        policy: { maxAttempts: 3, retryDelaySec: 1, retryDelayMaxSec: 1 },
+        ttrSec: 5,
+        connectTimeoutMs: 1000,
+      },
+      log,
+      counters,
+    );
     const running = worker.run();
     const deadline = Date.now() + 5000;
     while (counters.done < 1) {

@@ -48,7 +48,12 @@ describe('VyOS actions against a VyOS-like API (documented request format, VyOS 
     control = sb.writeFile('vyos-control.json', '[]');
     sb.spawnIn(sb.nodeNs, process.execPath, [join(HELPERS, 'vyosMock.js'), String(API_PORT), keyFile, control], 'vyos.log');
     await lab.waitListening(sb.nodeNs, API_PORT);
-    const device = (keyFile: string, address: string): Record<string, unknown> => ({ url: `http://127.0.0.1:${API_PORT}`, keyFile, addresses: [address], timeoutSec: 2 });
+    const device = (keyFile: string, address: string): Record<string, unknown> => ({
+      url: `http://127.0.0.1:${API_PORT}`,
+      keyFile,
+      addresses: [address],
+      timeoutSec: 2,
+    });
     config = lab.writeConfig(
       'reactor.json',
       labConfig({
@@ -81,12 +86,30 @@ describe('VyOS actions against a VyOS-like API (documented request format, VyOS 
 
   const requests = (): ApiRequest[] => lab.events('vyos.log').filter((e) => e.event === 'request') as unknown as ApiRequest[];
   const sshBurst = (attacker: string): void =>
-    lab.logger(sb.clientNs, ['-T', '-n', NODE_V4, '-P', String(SYSLOG_PORT), '--rfc3164', '-t', 'sshd', '--id=2755'], [1, 2].map(() => `Failed password for root from ${attacker} port 47336 ssh2`));
+    lab.logger(
+      sb.clientNs,
+      ['-T', '-n', NODE_V4, '-P', String(SYSLOG_PORT), '--rfc3164', '-t', 'sshd', '--id=2755'],
+      [1, 2].map(() => `Failed password for root from ${attacker} port 47336 ssh2`),
+    );
   const ifaceDown = (iface: string, source = clientV4(2)): void => {
-    lab.send(sb.clientNs, { proto: 'tcp', host: NODE_V4, port: SYSLOG_PORT, source, payloads: [Buffer.from(`<30>Aug 26 14:02:11 vyos netplugd[1021]: ${iface}: state DOWN flags 0x00001002 BROADCAST,MULTICAST -> 0x00001003 UP,BROADCAST,MULTICAST\n`)] });
+    lab.send(sb.clientNs, {
+      proto: 'tcp',
+      host: NODE_V4,
+      port: SYSLOG_PORT,
+      source,
+      payloads: [
+        Buffer.from(
+          `<30>Aug 26 14:02:11 vyos netplugd[1021]: ${iface}: state DOWN flags 0x00001002 BROADCAST,MULTICAST -> 0x00001003 UP,BROADCAST,MULTICAST\n`,
+        ),
+      ],
+    });
   };
-  const outcome = (pred: (e: LogEvent) => boolean, what: string, timeoutMs = 8000): Promise<LogEvent> => responder.waitFor(pred, timeoutMs, what);
-  const forSubject = (subject: string) => (e: LogEvent): boolean => (e.job as { subject?: string } | undefined)?.subject === subject;
+  const outcome = (pred: (e: LogEvent) => boolean, what: string, timeoutMs = 8000): Promise<LogEvent> =>
+    responder.waitFor(pred, timeoutMs, what);
+  const forSubject =
+    (subject: string) =>
+    (e: LogEvent): boolean =>
+      (e.job as { subject?: string } | undefined)?.subject === subject;
 
   it('adds an IPv4 attacker to the address group: retrieve, configure set, config-file save, in the documented form', async () => {
     const before = requests().length;
@@ -118,16 +141,26 @@ describe('VyOS actions against a VyOS-like API (documented request format, VyOS 
     sshBurst('2001:db8:aaaa::50');
     const done = await outcome((e) => e.event === 'action' && forSubject('2001:db8:aaaa::50')(e), 'the IPv6 action');
     assert.equal(done.kind, 'ipv6-address-group');
-    const set = requests().slice(before).find((r) => r.endpoint === '/configure');
+    const set = requests()
+      .slice(before)
+      .find((r) => r.endpoint === '/configure');
     assert.deepEqual(set?.data.path, ['firewall', 'group', 'ipv6-address-group', 'BEFW-BLOCK6', 'address', '2001:db8:aaaa::50']);
   });
 
   it('is idempotent: an address already in the group is not set again (the save still runs)', async () => {
     const before = requests().length;
     sshBurst('198.51.100.50');
-    const again = await outcome((e) => e.event === 'action' && forSubject('198.51.100.50')(e) && e.result === 'already-present', 'already-present');
+    const again = await outcome(
+      (e) => e.event === 'action' && forSubject('198.51.100.50')(e) && e.result === 'already-present',
+      'already-present',
+    );
     assert.deepEqual(again.devices, { edge1: 'already-present' });
-    assert.deepEqual(requests().slice(before).map((r) => r.endpoint), ['/retrieve', '/config-file']);
+    assert.deepEqual(
+      requests()
+        .slice(before)
+        .map((r) => r.endpoint),
+      ['/retrieve', '/config-file'],
+    );
   });
 
   it('disables the interface that went down on the device that said so, once', async () => {
@@ -137,7 +170,9 @@ describe('VyOS actions against a VyOS-like API (documented request format, VyOS 
     assert.equal(done.result, 'disabled');
     assert.equal(done.device, 'edge1');
     assert.deepEqual(
-      requests().slice(before).map((r) => [r.endpoint, r.data]),
+      requests()
+        .slice(before)
+        .map((r) => [r.endpoint, r.data]),
       [
         ['/retrieve', { op: 'showConfig', path: ['interfaces', 'ethernet', 'eth1'] }],
         ['/configure', { op: 'set', path: ['interfaces', 'ethernet', 'eth1', 'disable'] }],
@@ -149,16 +184,33 @@ describe('VyOS actions against a VyOS-like API (documented request format, VyOS 
   });
 
   it('releases the job with a growing delay while the API fails (500, a proxy page), then succeeds', async () => {
-    writeFileSync(control, JSON.stringify([{ id: 'c500', endpoint: '/configure', status: 500, times: 1 }, { id: 'c502', endpoint: '/configure', status: 502, times: 1, html: true }]));
+    writeFileSync(
+      control,
+      JSON.stringify([
+        { id: 'c500', endpoint: '/configure', status: 500, times: 1 },
+        { id: 'c502', endpoint: '/configure', status: 502, times: 1, html: true },
+      ]),
+    );
     sshBurst('198.51.100.51');
     const done = await outcome((e) => e.event === 'action' && forSubject('198.51.100.51')(e), 'the action after two failures', 15_000);
     assert.equal(done.result, 'added');
     const released = responder.events().filter((e) => e.event === 'job-released' && forSubject('198.51.100.51')(e));
-    assert.deepEqual(released.map((e) => [e.attempt, e.delaySec]), [[1, 1], [2, 2]]);
+    assert.deepEqual(
+      released.map((e) => [e.attempt, e.delaySec]),
+      [
+        [1, 1],
+        [2, 2],
+      ],
+    );
     assert.match(String(released[0]?.error), /HTTP 500: An internal error occured/);
     assert.match(String(released[1]?.error), /HTTP 502 with a body that is not the API's JSON/);
-    const injected = requests().filter((r) => r.injected !== undefined).map((r) => [r.injected, r.status]);
-    assert.deepEqual(injected, [['c500', 500], ['c502', 502]]);
+    const injected = requests()
+      .filter((r) => r.injected !== undefined)
+      .map((r) => [r.injected, r.status]);
+    assert.deepEqual(injected, [
+      ['c500', 500],
+      ['c502', 502],
+    ]);
   });
 
   it('buries at once what retrying cannot fix: a wrong key (401), a refused command (400), an unknown device, a key file others can read', async () => {
@@ -180,7 +232,10 @@ describe('VyOS actions against a VyOS-like API (documented request format, VyOS 
 
     const sent = requests().length;
     ifaceDown('eth1', clientV4(6)); // edge3: its key file is readable by others
-    const tooOpen = await outcome((e) => e.event === 'job-buried' && forSubject('eth1')(e) && /edge3\.key/.test(String(e.error)), 'buried: key file too open');
+    const tooOpen = await outcome(
+      (e) => e.event === 'job-buried' && forSubject('eth1')(e) && /edge3\.key/.test(String(e.error)),
+      'buried: key file too open',
+    );
     assert.match(String(tooOpen.error), /VyOS API key file .*edge3\.key: readable by group or others/);
     assert.equal(requests().length, sent, 'nothing was sent with that key');
 

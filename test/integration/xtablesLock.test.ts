@@ -25,7 +25,16 @@ describe('xtables lock held while a change arrives (legacy backend)', () => {
     await sb.kvPut(`befw/$service$/web_tcp_${WEB}/${clientV4(2)}`, '-1');
     await sb.kvPut(`befw/$ipset$/rules_deny/${clientV4(9)}`, '-1');
     lockFile = `${sb.dir}/xtables.lock`;
-    const config = sb.writeFile('befw.conf', [`services=${sb.dir}/services`, `ipsets=${sb.dir}/ipsets`, `state=${sb.dir}/state.bin`, 'iptables_backend=legacy', 'log_level=debug'].join('\n'));
+    const config = sb.writeFile(
+      'befw.conf',
+      [
+        `services=${sb.dir}/services`,
+        `ipsets=${sb.dir}/ipsets`,
+        `state=${sb.dir}/state.bin`,
+        'iptables_backend=legacy',
+        'log_level=debug',
+      ].join('\n'),
+    );
     agent = sb.startAgent(config, 'agent.log', { XTABLES_LOCKFILE: lockFile });
     const end = Date.now() + 20_000;
     while (!agent.events().some((e) => e.event === 'applied' && e.source === 'consul')) {

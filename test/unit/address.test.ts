@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { kernelMembers, parseIp, parseNet, printable } from '../../src/rules/address.js';
+import { kernelMembers, parseIp, parseNet, printable } from '../../src/core/address.js';
 
 function cidr(text: string): string {
   const r = parseNet(text);
@@ -189,7 +189,7 @@ describe('parseIp', () => {
     assert.equal(v6.value.family, 6);
     assert.equal(v6.value.v6, 2n);
   });
-  test('rejects prefixes (that is parseNet\'s job)', () => {
+  test("rejects prefixes (that is parseNet's job)", () => {
     assert.equal(parseIp('1.2.3.4/32').ok, false);
   });
 });

@@ -1,8 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AliasResolver, type Expanded, minExpiry } from '../../src/rules/aliases.js';
-import { parseKv } from '../../src/rules/kvLayout.js';
-import type { KvPair } from '../../src/rules/types.js';
+import { AliasResolver, type Expanded, minExpiry } from '../../src/core/aliases.js';
+import { parseKv } from '../../src/core/kvLayout.js';
+import type { KvPair } from '../../src/core/types.js';
 
 const NODE = { name: 'web-1', dc: 'dc1' };
 const NOW = 1_700_000_000_000;
@@ -40,7 +40,12 @@ describe('AliasResolver', () => {
       'befw/$alias$/dc1/$ops$/198.51.100.2': '-1',
       'befw/$alias$/dc1/web-1/$ops$/198.51.100.3': '-1',
     });
-    assert.deepEqual(flat(r.expand('$ops$', 'k')), { '198.51.100.1/32': null, '2001:db8::/48': null, '198.51.100.2/32': null, '198.51.100.3/32': null });
+    assert.deepEqual(flat(r.expand('$ops$', 'k')), {
+      '198.51.100.1/32': null,
+      '2001:db8::/48': null,
+      '198.51.100.2/32': null,
+      '198.51.100.3/32': null,
+    });
     assert.deepEqual(r.diagnostics, []);
   });
 
@@ -120,7 +125,10 @@ describe('AliasResolver', () => {
       'befw/$alias$/$leaf$/10.0.0.9': '-1',
       'befw/$alias$/$outside$/$a$': '-1', // points into the cycle: kept
     });
-    const cycles = r.diagnostics.filter((d) => d.code === 'alias-cycle').map((d) => d.subject).sort();
+    const cycles = r.diagnostics
+      .filter((d) => d.code === 'alias-cycle')
+      .map((d) => d.subject)
+      .sort();
     assert.deepEqual(cycles, ['befw/$alias$/$a$/$b$', 'befw/$alias$/$b$/$c$', 'befw/$alias$/$c$/$a$']);
     assert.deepEqual(Object.keys(flat(r.expand('$a$', 'k'))).sort(), ['10.0.0.1/32']);
     assert.deepEqual(Object.keys(flat(r.expand('$c$', 'k'))).sort(), ['10.0.0.3/32', '10.0.0.9/32']);
@@ -135,7 +143,10 @@ describe('AliasResolver', () => {
       'befw/$alias$/$d$/$c$': '-1',
       'befw/$alias$/$b$/$c$': '-1', // bridge between the cycles, not in one
     });
-    const cycles = r.diagnostics.filter((d) => d.code === 'alias-cycle').map((d) => d.subject).sort();
+    const cycles = r.diagnostics
+      .filter((d) => d.code === 'alias-cycle')
+      .map((d) => d.subject)
+      .sort();
     assert.deepEqual(cycles, ['befw/$alias$/$a$/$b$', 'befw/$alias$/$b$/$a$', 'befw/$alias$/$c$/$d$', 'befw/$alias$/$d$/$c$']);
   });
 
@@ -172,7 +183,10 @@ describe('AliasResolver', () => {
     pairs[`befw/$alias$/$c${n}$/$c0$`] = '-1'; // and one giant cycle back
     const r = resolver(pairs);
     assert.equal(r.diagnostics.filter((d) => d.code === 'alias-cycle').length, n + 1);
-    assert.deepEqual(r.expand(`$c${n}$`, 'k').map((e) => e.net.cidr), ['10.1.2.3/32']);
+    assert.deepEqual(
+      r.expand(`$c${n}$`, 'k').map((e) => e.net.cidr),
+      ['10.1.2.3/32'],
+    );
   });
 
   test('a 40-level diamond (each alias references the next twice) completes fast', () => {

@@ -89,7 +89,9 @@ describe('BlockingWatch.refresh', () => {
         return new Promise((_, reject) => q.signal.addEventListener('abort', () => reject(new Error('aborted'))));
       }
       if (n === 3) return Promise.resolve({ index: 5, data: 'again', lastContactMs: 0, knownLeader: true });
-      const pending = new Promise<BlockingAnswer<string>>((_, reject) => q.signal.addEventListener('abort', () => reject(new Error('stopped'))));
+      const pending = new Promise<BlockingAnswer<string>>((_, reject) =>
+        q.signal.addEventListener('abort', () => reject(new Error('stopped'))),
+      );
       void watch?.stop();
       return pending;
     };
@@ -134,7 +136,10 @@ describe('BlockingWatch against scripted answers', () => {
 
   it('treats an unchanged index (the wait ran out) as normal: no data event, same index again', async () => {
     const run = await runScript([answer(7, 'a'), answer(7, 'a'), answer(7, 'a'), answer(8, 'c')]);
-    assert.deepEqual(run.data.map((d) => d.data), ['a', 'c']);
+    assert.deepEqual(
+      run.data.map((d) => d.data),
+      ['a', 'c'],
+    );
     assert.deepEqual(run.queries.map((q) => q.index).slice(0, 4), [0, 7, 7, 7]);
     assert.equal(run.errors.length, 0);
     assert.deepEqual(run.sleeps, [], 'no sleep between queries');
@@ -144,7 +149,10 @@ describe('BlockingWatch against scripted answers', () => {
     const run = await runScript([answer(50, 'a'), answer(20, 'restored'), answer(21, 'next')]);
     assert.deepEqual(run.queries.map((q) => q.index).slice(0, 3), [0, 50, 0]);
     assert.deepEqual(run.resets[0], { sent: 50, got: 20, next: 0 });
-    assert.deepEqual(run.data.map((d) => d.data), ['a', 'restored', 'next']);
+    assert.deepEqual(
+      run.data.map((d) => d.data),
+      ['a', 'restored', 'next'],
+    );
   });
 
   it('never sends an index below 1 back to Consul', async () => {
@@ -172,7 +180,10 @@ describe('BlockingWatch against scripted answers', () => {
   it('asks without blocking after an error, so a Consul back unchanged is seen at once', async () => {
     const run = await runScript([answer(7, 'a'), { error: new Error('connection refused') }, answer(7, 'a')]);
     assert.deepEqual(run.queries.map((q) => q.index).slice(0, 3), [0, 7, 0]);
-    assert.deepEqual(run.data.map((d) => d.data), ['a', 'a']);
+    assert.deepEqual(
+      run.data.map((d) => d.data),
+      ['a', 'a'],
+    );
   });
 
   it('caps the backoff', async () => {
@@ -183,7 +194,12 @@ describe('BlockingWatch against scripted answers', () => {
   });
 
   it('re-reads consistently when a stale answer is too old or knows no leader', async () => {
-    const run = await runScript([answer(5, 'old', { lastContactMs: 60_000 }), answer(6, 'fresh'), answer(7, 'x', { knownLeader: false }), answer(8, 'y')]);
+    const run = await runScript([
+      answer(5, 'old', { lastContactMs: 60_000 }),
+      answer(6, 'fresh'),
+      answer(7, 'x', { knownLeader: false }),
+      answer(8, 'y'),
+    ]);
     assert.deepEqual(
       run.queries.slice(0, 4).map((q) => [q.index, q.stale, q.waitMs]),
       [
@@ -193,16 +209,22 @@ describe('BlockingWatch against scripted answers', () => {
         [0, false, 0],
       ],
     );
-    assert.deepEqual(run.data.map((d) => [d.data, d.stale]), [
-      ['fresh', false],
-      ['y', false],
-    ]);
+    assert.deepEqual(
+      run.data.map((d) => [d.data, d.stale]),
+      [
+        ['fresh', false],
+        ['y', false],
+      ],
+    );
   });
 
   it('re-reads from 0 when an unchanged answer comes back early (a snapshot restore abandoned the store)', async () => {
     const run = await runScript([answer(8, 'a'), answer(8, 'a', {}, 300), answer(7, 'restored'), answer(7, 'restored')]);
     assert.deepEqual(run.queries.map((q) => q.index).slice(0, 4), [0, 8, 0, 7]);
-    assert.deepEqual(run.data.map((d) => d.data), ['a', 'restored']);
+    assert.deepEqual(
+      run.data.map((d) => d.data),
+      ['a', 'restored'],
+    );
     assert.deepEqual(run.resets[0], { sent: 8, got: 8, next: 0 });
   });
 

@@ -18,9 +18,9 @@ import { aliasPath } from '../../src/cli/access/alias.js';
 import { buildRegistration, serviceRows } from '../../src/cli/access/service.js';
 import { purgeExpired } from '../../src/cli/access/purge.js';
 import type { KvEntry } from '../../src/consul/kvWriter.js';
-import { parseNet } from '../../src/rules/address.js';
-import { parseKv } from '../../src/rules/kvLayout.js';
-import { collectServices } from '../../src/rules/services.js';
+import { parseNet } from '../../src/core/address.js';
+import { parseKv } from '../../src/core/kvLayout.js';
+import { collectServices } from '../../src/core/services.js';
 
 function usage(fn: () => unknown, pattern: RegExp): void {
   assert.throws(fn, (err: unknown) => {
@@ -91,7 +91,20 @@ describe('parseServiceArg', () => {
     assert.equal(parseServiceArg('my.svc-1_tcp_443'), 'my.svc-1_tcp_443');
   });
   test('names that no service set can have', () => {
-    for (const bad of ['web', 'Web_tcp_8080', 'web_tcp_0', 'web_tcp_65536', 'web_sctp_80', 'web_tcp_80/x', 'web:0', 'web:70000', 'web:80/sctp', '', 'a b_tcp_80', '$web$']) {
+    for (const bad of [
+      'web',
+      'Web_tcp_8080',
+      'web_tcp_0',
+      'web_tcp_65536',
+      'web_sctp_80',
+      'web_tcp_80/x',
+      'web:0',
+      'web:70000',
+      'web:80/sctp',
+      '',
+      'a b_tcp_80',
+      '$web$',
+    ]) {
       usage(() => parseServiceArg(bad), /^service ".*": /);
     }
   });
@@ -117,34 +130,61 @@ describe('keys: written by the CLI, read back by the agent parser', () => {
     const host = parseAddrArg('198.51.100.7');
     const network = parseAddrArg('198.51.100.0/24');
     assert.equal(entryKey('$service$', WORLD, 'web_tcp_8080', host), 'befw/$service$/web_tcp_8080/198.51.100.7');
-    assert.equal(entryKey('$service$', { level: 'dc', dc: 'dc1', node: null }, 'web_tcp_8080', network), 'befw/$service$/dc1/web_tcp_8080/198.51.100.0/24');
-    assert.equal(entryKey('$ipset$', { level: 'node', dc: 'dc1', node: 'web-01' }, 'rules_deny', host), 'befw/$ipset$/dc1/web-01/rules_deny/198.51.100.7');
+    assert.equal(
+      entryKey('$service$', { level: 'dc', dc: 'dc1', node: null }, 'web_tcp_8080', network),
+      'befw/$service$/dc1/web_tcp_8080/198.51.100.0/24',
+    );
+    assert.equal(
+      entryKey('$ipset$', { level: 'node', dc: 'dc1', node: 'web-01' }, 'rules_deny', host),
+      'befw/$ipset$/dc1/web-01/rules_deny/198.51.100.7',
+    );
     assert.equal(entryKey('$alias$', WORLD, '$ops$', parseAddrArg('$oncall$')), 'befw/$alias$/$ops$/$oncall$');
   });
 
   test('property: every key the CLI would write is read by the agent (as that node) as exactly that grant', () => {
-    const v4 = fc.tuple(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 32 })).map(([a, b, c, d, p]) => `${a}.${b}.${c}.${d}/${p}`);
+    const v4 = fc
+      .tuple(
+        fc.integer({ min: 0, max: 255 }),
+        fc.integer({ min: 0, max: 255 }),
+        fc.integer({ min: 0, max: 255 }),
+        fc.integer({ min: 0, max: 255 }),
+        fc.integer({ min: 0, max: 32 }),
+      )
+      .map(([a, b, c, d, p]) => `${a}.${b}.${c}.${d}/${p}`);
     const v6 = fc.tuple(fc.ipV6(), fc.integer({ min: 0, max: 128 })).map(([ip, p]) => `${ip}/${p}`);
     const name = fc.stringMatching(/^[a-z0-9][a-z0-9._-]{0,20}$/);
     fc.assert(
-      fc.property(fc.oneof(v4, v6), fc.constantFrom('world', 'dc', 'node'), name, name, fc.constantFrom('$service$', '$ipset$', '$alias$'), fc.integer({ min: -1, max: 4_000_000_000 }), (text, level, dc, node, kind, expiry) => {
-        // Host bits cleared, as the CLI asks the operator to do.
-        const cidr = parseNet(text);
-        fc.pre(cidr.ok); // a mapped IPv4 with an IPv6-sized prefix, say
-        if (!cidr.ok) return;
-        const addr = parseAddrArg(cidr.value.cidr, 'x');
-        const scope = level === 'world' ? WORLD : level === 'dc' ? { level: 'dc' as const, dc, node: null } : { level: 'node' as const, dc, node: node.split('.')[0] || 'n' };
-        const target = kind === '$alias$' ? '$grp$' : 'web_tcp_8080';
-        const key = checkedKey(kind, scope, target, addr, String(expiry));
-        const parsed = parseKv([{ key, value: String(expiry) }], { dc: scope.dc ?? 'any', name: scope.node ?? 'any' });
-        assert.equal(parsed.grants.length, 1, key);
-        const g = parsed.grants[0]!;
-        assert.equal(g.kind, kind);
-        assert.equal(g.scope, level);
-        assert.equal(g.target, target);
-        assert.equal(g.addr === 'net' ? g.cidr : '', addr.type === 'net' ? addr.net.cidr : 'x');
-        assert.equal(g.expiry, expiry < 0 ? null : expiry);
-      }),
+      fc.property(
+        fc.oneof(v4, v6),
+        fc.constantFrom('world', 'dc', 'node'),
+        name,
+        name,
+        fc.constantFrom('$service$', '$ipset$', '$alias$'),
+        fc.integer({ min: -1, max: 4_000_000_000 }),
+        (text, level, dc, node, kind, expiry) => {
+          // Host bits cleared, as the CLI asks the operator to do.
+          const cidr = parseNet(text);
+          fc.pre(cidr.ok); // a mapped IPv4 with an IPv6-sized prefix, say
+          if (!cidr.ok) return;
+          const addr = parseAddrArg(cidr.value.cidr, 'x');
+          const scope =
+            level === 'world'
+              ? WORLD
+              : level === 'dc'
+                ? { level: 'dc' as const, dc, node: null }
+                : { level: 'node' as const, dc, node: node.split('.')[0] || 'n' };
+          const target = kind === '$alias$' ? '$grp$' : 'web_tcp_8080';
+          const key = checkedKey(kind, scope, target, addr, String(expiry));
+          const parsed = parseKv([{ key, value: String(expiry) }], { dc: scope.dc ?? 'any', name: scope.node ?? 'any' });
+          assert.equal(parsed.grants.length, 1, key);
+          const g = parsed.grants[0]!;
+          assert.equal(g.kind, kind);
+          assert.equal(g.scope, level);
+          assert.equal(g.target, target);
+          assert.equal(g.addr === 'net' ? g.cidr : '', addr.type === 'net' ? addr.net.cidr : 'x');
+          assert.equal(g.expiry, expiry < 0 ? null : expiry);
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -160,7 +200,16 @@ describe('keys: written by the CLI, read back by the agent parser', () => {
     ];
     const c = classify(items);
     assert.deepEqual(
-      c.entries.map((e) => [e.key, e.scope.level, e.scope.dc, e.scope.node, e.target, e.addr.type === 'net' ? e.addr.net.cidr : '', e.expiry, e.modifyIndex]),
+      c.entries.map((e) => [
+        e.key,
+        e.scope.level,
+        e.scope.dc,
+        e.scope.node,
+        e.target,
+        e.addr.type === 'net' ? e.addr.net.cidr : '',
+        e.expiry,
+        e.modifyIndex,
+      ]),
       [
         ['befw/$service$/web_tcp_8080/198.51.100.7', 'world', null, null, 'web_tcp_8080', '198.51.100.7/32', null, 1],
         ['befw/$service$/dc2/web_tcp_8080/198.51.100.0/24', 'dc', 'dc2', null, 'web_tcp_8080', '198.51.100.0/24', 100, 2],
@@ -177,8 +226,14 @@ describe('keys: written by the CLI, read back by the agent parser', () => {
   test('checkedKey refuses a key the agent would read differently', () => {
     // Callers validate first; this is the net under them. A set name the parser rejects, and a
     // datacenter with a slash (one more segment: the agent would read a node-level key).
-    usage(() => checkedKey('$service$', WORLD, 'Web_tcp_8080', parseAddrArg('198.51.100.7'), '-1'), /would not be enforced as meant \(bad set name/);
-    usage(() => checkedKey('$service$', { level: 'dc', dc: 'd/c', node: null }, 'web_tcp_8080', parseAddrArg('198.51.100.7'), '-1'), /would not be enforced as meant/);
+    usage(
+      () => checkedKey('$service$', WORLD, 'Web_tcp_8080', parseAddrArg('198.51.100.7'), '-1'),
+      /would not be enforced as meant \(bad set name/,
+    );
+    usage(
+      () => checkedKey('$service$', { level: 'dc', dc: 'd/c', node: null }, 'web_tcp_8080', parseAddrArg('198.51.100.7'), '-1'),
+      /would not be enforced as meant/,
+    );
     usage(() => checkedKey('$alias$', WORLD, 'ops', parseAddrArg('198.51.100.7'), '-1'), /bad alias name/);
   });
 });
@@ -191,8 +246,14 @@ describe('inFilter', () => {
   const n2 = { level: 'node' as const, dc: 'dc1', node: 'web-02' };
   test('no filter shows everything; --dc and --node narrow to what such a node reads', () => {
     for (const s of [world, dc1, dc2, n1, n2]) assert.ok(inFilter(s, WORLD));
-    assert.deepEqual([world, dc1, dc2, n1, n2].map((s) => inFilter(s, dc1)), [true, true, false, true, true]);
-    assert.deepEqual([world, dc1, dc2, n1, n2].map((s) => inFilter(s, n1)), [true, true, false, true, false]);
+    assert.deepEqual(
+      [world, dc1, dc2, n1, n2].map((s) => inFilter(s, dc1)),
+      [true, true, false, true, true],
+    );
+    assert.deepEqual(
+      [world, dc1, dc2, n1, n2].map((s) => inFilter(s, n1)),
+      [true, true, false, true, false],
+    );
   });
 });
 
@@ -276,7 +337,10 @@ describe('purgeExpired against a recording store', () => {
     const s = store(items, new Set());
     const r = await purgeExpired(s, 1_000_000, true);
     assert.deepEqual(s.deletes, []);
-    assert.deepEqual(r.deleted.map((e) => e.key), ['befw/$service$/web_tcp_8080/198.51.100.2', 'befw/$ipset$/dc1/rules_deny/198.51.100.4']);
+    assert.deepEqual(
+      r.deleted.map((e) => e.key),
+      ['befw/$service$/web_tcp_8080/198.51.100.2', 'befw/$ipset$/dc1/rules_deny/198.51.100.4'],
+    );
     assert.equal(r.invalid, 1);
   });
 
@@ -284,8 +348,14 @@ describe('purgeExpired against a recording store', () => {
     const s = store(items, new Set(['befw/$ipset$/dc1/rules_deny/198.51.100.4']));
     const r = await purgeExpired(s, 1_000_000, false);
     assert.deepEqual(s.deletes, ['befw/$service$/web_tcp_8080/198.51.100.2@7', 'befw/$ipset$/dc1/rules_deny/198.51.100.4@9']);
-    assert.deepEqual(r.deleted.map((e) => e.key), ['befw/$service$/web_tcp_8080/198.51.100.2']);
-    assert.deepEqual(r.kept.map((e) => e.key), ['befw/$ipset$/dc1/rules_deny/198.51.100.4']);
+    assert.deepEqual(
+      r.deleted.map((e) => e.key),
+      ['befw/$service$/web_tcp_8080/198.51.100.2'],
+    );
+    assert.deepEqual(
+      r.kept.map((e) => e.key),
+      ['befw/$ipset$/dc1/rules_deny/198.51.100.4'],
+    );
   });
 
   test('an entry expires at its second, not before', async () => {

@@ -28,7 +28,8 @@ function host(answers: Record<string, CommandResult>, files: Record<string, stri
   };
 }
 
-const find = (checks: readonly Check[], area: string, text: RegExp): Check | undefined => checks.find((c) => c.area === area && text.test(c.message));
+const find = (checks: readonly Check[], area: string, text: RegExp): Check | undefined =>
+  checks.find((c) => c.area === area && text.test(c.message));
 
 // Doctor never contacts Consul in these tests: the config does not exist.
 const NO_CONFIG = '/nonexistent/befw.conf';
@@ -48,9 +49,15 @@ describe('moduleState', () => {
     assert.equal(moduleState('ip_set', { ...none, procModules: 'xt_set 16384 2 ip_set, Live 0x0\n' }), null);
     assert.equal(moduleState('ip_set_hash_net', { ...none, builtin: 'kernel/net/netfilter/ipset/ip_set_hash_net.ko\n' }), 'built in');
     assert.equal(moduleState('xt_set', { ...none, sysModule: true }), 'present');
-    assert.equal(moduleState('nft_compat', { ...none, dep: 'kernel/net/netfilter/nft_compat.ko.xz: kernel/net/netfilter/x_tables.ko.xz\n' }), 'loadable');
+    assert.equal(
+      moduleState('nft_compat', { ...none, dep: 'kernel/net/netfilter/nft_compat.ko.xz: kernel/net/netfilter/x_tables.ko.xz\n' }),
+      'loadable',
+    );
     // A module named only as another's dependency is a module file on disk all the same.
-    assert.equal(moduleState('x_tables', { ...none, dep: 'kernel/net/netfilter/nft_compat.ko.xz: kernel/net/netfilter/x_tables.ko.xz\n' }), 'loadable');
+    assert.equal(
+      moduleState('x_tables', { ...none, dep: 'kernel/net/netfilter/nft_compat.ko.xz: kernel/net/netfilter/x_tables.ko.xz\n' }),
+      'loadable',
+    );
     assert.equal(moduleState('xt_set', { ...none, dep: 'kernel/net/netfilter/xt_sets.ko: \n' }), null);
     assert.equal(moduleState('xt_set', none), null);
   });
@@ -79,7 +86,8 @@ describe('runDoctor (host side)', () => {
     assert.equal(find(checks, 'consul', /not checked/)?.status, 'FAIL');
     assert.equal(find(checks, 'backend', /nf_tables/)?.status, 'OK');
     assert.equal(find(checks, 'tools', /iptables \(IPv4\) usable; filter table has 2 rule\(s\), chain BEFW present/)?.status, 'OK');
-    for (const m of ['ip_set', 'ip_set_hash_net', 'xt_set', 'nf_tables']) assert.equal(find(checks, 'kernel', new RegExp(`^${m}: in use`))?.status, 'OK', m);
+    for (const m of ['ip_set', 'ip_set_hash_net', 'xt_set', 'nf_tables'])
+      assert.equal(find(checks, 'kernel', new RegExp(`^${m}: in use`))?.status, 'OK', m);
     assert.equal(find(checks, 'kernel', /^nft_compat: not seen/)?.status, 'WARN');
     assert.equal(checks.filter((c) => c.area === 'backend' && c.status === 'WARN').length, 0);
     // Only read-only invocations.
@@ -117,11 +125,18 @@ describe('runDoctor (host side)', () => {
     const checks = await runDoctor(
       NO_CONFIG,
       host(
-        { 'ipset --version': ok('ipset v7.17\n'), 'ipset list -t': ok(''), 'iptables --version': ok('iptables v1.8.9 (nf_tables)\n'), 'iptables-nft-save -t filter': ok(''), 'ip6tables-nft-save -t filter': ok('') },
+        {
+          'ipset --version': ok('ipset v7.17\n'),
+          'ipset list -t': ok(''),
+          'iptables --version': ok('iptables v1.8.9 (nf_tables)\n'),
+          'iptables-nft-save -t filter': ok(''),
+          'ip6tables-nft-save -t filter': ok(''),
+        },
         {
           '/proc/modules': 'nf_tables 286720 0 - Live 0x0\n',
           '/lib/modules/6.1.0-test/modules.builtin': 'kernel/net/netfilter/nft_compat.ko\n',
-          '/lib/modules/6.1.0-test/modules.dep': 'kernel/net/netfilter/ipset/ip_set_hash_net.ko.zst: kernel/net/netfilter/ipset/ip_set.ko.zst\nkernel/net/netfilter/xt_set.ko.zst: kernel/net/netfilter/ipset/ip_set.ko.zst\n',
+          '/lib/modules/6.1.0-test/modules.dep':
+            'kernel/net/netfilter/ipset/ip_set_hash_net.ko.zst: kernel/net/netfilter/ipset/ip_set.ko.zst\nkernel/net/netfilter/xt_set.ko.zst: kernel/net/netfilter/ipset/ip_set.ko.zst\n',
         },
       ),
     );

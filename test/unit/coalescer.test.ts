@@ -104,4 +104,3 @@ describe('Coalescer', () => {
     assert.deepEqual(log, ['run-start', 'run-end', 'check-start', 'check-end', 'run-start', 'run-end']);
   });
 });
-

@@ -1,8 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseNet } from '../../src/rules/address.js';
-import { MIN_MAXELEM, compile, maxelemFor } from '../../src/rules/compile.js';
-import type { AgentService, CompileOptions, KvPair, Plan, Snapshot } from '../../src/rules/types.js';
+import { parseNet } from '../../src/core/address.js';
+import { MIN_MAXELEM, compile, maxelemFor } from '../../src/core/compile.js';
+import type { AgentService, CompileOptions, KvPair, Plan, Snapshot } from '../../src/core/types.js';
 import { shuffled } from '../helpers/shuffle.js';
 
 const NOW = 1_700_000_000_000;
@@ -87,10 +87,13 @@ describe('compile: rules', () => {
       ],
     );
     assert.deepEqual(plan.diagnostics, []);
-    assert.deepEqual(plan.services.map((s) => [s.name, s.set, s.mode, s.origins]), [
-      ['dns', 'dns_udp_53', 'default', ['consul:dns']],
-      ['Web', 'web_tcp_8080', 'enforcing', ['consul:web']],
-    ]);
+    assert.deepEqual(
+      plan.services.map((s) => [s.name, s.set, s.mode, s.origins]),
+      [
+        ['dns', 'dns_udp_53', 'default', ['consul:dns']],
+        ['Web', 'web_tcp_8080', 'enforcing', ['consul:web']],
+      ],
+    );
   });
 
   test('no services: only the built-in static rules', () => {
@@ -99,19 +102,29 @@ describe('compile: rules', () => {
       { kind: 'static', set: 'rules_allow', target: 'ACCEPT' },
       { kind: 'static', set: 'rules_deny', target: 'REJECT' },
     ]);
-    assert.deepEqual(plan.sets.map((s) => s.name), ['rules_allow', 'rules_allow_v6', 'rules_deny', 'rules_deny_v6']);
+    assert.deepEqual(
+      plan.sets.map((s) => s.name),
+      ['rules_allow', 'rules_allow_v6', 'rules_deny', 'rules_deny_v6'],
+    );
     assert.equal(plan.nextExpiry, null);
   });
 
   test('a custom set named like a service set is ignored with a diagnostic', () => {
     const plan = compile(snap({}), { customSets: [{ name: 'web_tcp_8080', priority: 5, target: 'DROP' }], managementNets: [] }, NOW);
     assert.ok(!plan.rules.some((r) => r.kind === 'static' && r.set === 'web_tcp_8080'));
-    assert.deepEqual(plan.diagnostics.map((d) => [d.code, d.severity]), [['set-conflict', 'error']]);
+    assert.deepEqual(
+      plan.diagnostics.map((d) => [d.code, d.severity]),
+      [['set-conflict', 'error']],
+    );
   });
 
   test('long names are shortened in the kernel, consistently in sets and rules', () => {
     const long: AgentService = { id: 'l', name: 'an-extremely-long-service-name-indeed', port: 8080, tags: ['befw', 'enforcing'] };
-    const plan = compile(snap({ 'befw/$service$/an-extremely-long-service-name-indeed_tcp_8080/192.0.2.1': '-1' }, { agentServices: [long] }), NO_OPTIONS, NOW);
+    const plan = compile(
+      snap({ 'befw/$service$/an-extremely-long-service-name-indeed_tcp_8080/192.0.2.1': '-1' }, { agentServices: [long] }),
+      NO_OPTIONS,
+      NOW,
+    );
     const v = view(plan, 'an-extremely-long-service-name-indeed_tcp_8080');
     assert.ok(v.kernel.length <= 28);
     assert.notEqual(v.kernel, v.logical);
@@ -196,9 +209,16 @@ describe('compile: members', () => {
   });
 
   test('bad values are not enforced and are reported', () => {
-    const plan = compile(snap({ 'befw/$service$/web_tcp_8080/192.0.2.1': 'tomorrow', 'befw/$service$/web_tcp_8080/192.0.2.2': '-1' }), NO_OPTIONS, NOW);
+    const plan = compile(
+      snap({ 'befw/$service$/web_tcp_8080/192.0.2.1': 'tomorrow', 'befw/$service$/web_tcp_8080/192.0.2.2': '-1' }),
+      NO_OPTIONS,
+      NOW,
+    );
     assert.deepEqual(members(plan, 'web_tcp_8080'), ['192.0.2.2/32']);
-    assert.deepEqual(plan.diagnostics.map((d) => [d.code, d.subject]), [['bad-expiry', 'befw/$service$/web_tcp_8080/192.0.2.1']]);
+    assert.deepEqual(
+      plan.diagnostics.map((d) => [d.code, d.subject]),
+      [['bad-expiry', 'befw/$service$/web_tcp_8080/192.0.2.1']],
+    );
   });
 
   test('de-duplication keeps the longest expiry and every origin', () => {
@@ -236,7 +256,10 @@ describe('compile: members', () => {
     );
     assert.deepEqual(members(plan, 'rules_deny'), ['0.0.0.0/1', '128.0.0.0/1']);
     assert.deepEqual(members(plan, 'rules_deny_v6'), ['8000::/1', '::/1'].sort());
-    assert.deepEqual(view(plan, 'rules_deny').members.map((m) => m.cidr), ['0.0.0.0/0', '0.0.0.0/1', '::/0']);
+    assert.deepEqual(
+      view(plan, 'rules_deny').members.map((m) => m.cidr),
+      ['0.0.0.0/0', '0.0.0.0/1', '::/0'],
+    );
   });
 
   test('grants for sets not on this node are silently ignored', () => {
@@ -253,13 +276,22 @@ describe('compile: members', () => {
     );
     assert.deepEqual(plan.diagnostics, []);
     for (const s of plan.sets) assert.deepEqual(s.members, [], s.name);
-    assert.equal(plan.sets.some((s) => s.name.startsWith('db_') || s.name.startsWith('mail_') || s.name.startsWith('not_')), false);
+    assert.equal(
+      plan.sets.some((s) => s.name.startsWith('db_') || s.name.startsWith('mail_') || s.name.startsWith('not_')),
+      false,
+    );
   });
 
   test('custom sets receive their $ipset$ members', () => {
     const plan = compile(
       snap({ 'befw/$ipset$/blocklist/203.0.113.0/24': '-1', 'befw/$ipset$/dc1/monitor/2001:db8::9': '-1' }),
-      { customSets: [{ name: 'blocklist', priority: 3, target: 'DROP' }, { name: 'monitor', priority: 9, target: 'NOOP' }], managementNets: [] },
+      {
+        customSets: [
+          { name: 'blocklist', priority: 3, target: 'DROP' },
+          { name: 'monitor', priority: 9, target: 'NOOP' },
+        ],
+        managementNets: [],
+      },
       NOW,
     );
     assert.deepEqual(members(plan, 'blocklist'), ['203.0.113.0/24']);
@@ -384,7 +416,7 @@ describe('compile: nextExpiry', () => {
     const kv = { 'befw/$service$/web_tcp_8080/192.0.2.1': String(T + 10), 'befw/$service$/web_tcp_8080/192.0.2.2': String(T + 20) };
     const first = compile(snap(kv), NO_OPTIONS, NOW);
     assert.equal(first.nextExpiry, (T + 10) * 1000);
-    const second = compile(snap(kv), NO_OPTIONS, first.nextExpiry!);
+    const second = compile(snap(kv), NO_OPTIONS, first.nextExpiry);
     assert.deepEqual(members(second, 'web_tcp_8080'), ['192.0.2.2/32']);
     assert.notEqual(first.fingerprint, second.fingerprint);
     assert.equal(second.nextExpiry, (T + 20) * 1000);
@@ -398,7 +430,11 @@ describe('compile: ipset files', () => {
         {},
         {
           ipsetFiles: [
-            { file: '/etc/befw.ipset.d/rules_deny.ipset', set: 'rules_deny', text: '# deny list\r\n203.0.113.7\r\n\r\n203.0.113.0/24 # whole net\n999.1.1.1\n2001:db8::bad:1\n1.2.3.4 -j ACCEPT\n' },
+            {
+              file: '/etc/befw.ipset.d/rules_deny.ipset',
+              set: 'rules_deny',
+              text: '# deny list\r\n203.0.113.7\r\n\r\n203.0.113.0/24 # whole net\n999.1.1.1\n2001:db8::bad:1\n1.2.3.4 -j ACCEPT\n',
+            },
             { file: '/etc/befw.ipset.d/web_tcp_8080.ipset', set: 'web_tcp_8080', text: '192.0.2.1\n' },
             { file: '/etc/befw.ipset.d/nope.ipset', set: 'nope', text: '192.0.2.1\n' },
           ],
@@ -418,7 +454,9 @@ describe('compile: ipset files', () => {
         ['warning', 'unknown-set', '/etc/befw.ipset.d/nope.ipset'],
       ].sort((a, b) => (a[2]! < b[2]! ? -1 : 1)),
     );
-    assert.deepEqual(view(plan, 'rules_deny').members.find((m) => m.cidr === '203.0.113.7/32')?.via, ['file /etc/befw.ipset.d/rules_deny.ipset']);
+    assert.deepEqual(view(plan, 'rules_deny').members.find((m) => m.cidr === '203.0.113.7/32')?.via, [
+      'file /etc/befw.ipset.d/rules_deny.ipset',
+    ]);
   });
 });
 
@@ -426,20 +464,28 @@ describe('compile: input diagnostics and services', () => {
   test('input diagnostics are passed through first', () => {
     const d = { severity: 'error' as const, code: 'bad-service-file', subject: '/x.json', message: 'bad' };
     const plan = compile(snap({ 'befw/$service$/web_tcp_8080/1.2.3': '-1' }, { inputDiagnostics: [d] }), NO_OPTIONS, NOW);
-    assert.deepEqual(plan.diagnostics.map((x) => x.code), ['bad-service-file', 'bad-address']);
+    assert.deepEqual(
+      plan.diagnostics.map((x) => x.code),
+      ['bad-service-file', 'bad-address'],
+    );
   });
 
   test('file services compile like agent services', () => {
     const plan = compile(
       snap(
         { 'befw/$service$/api_tcp_9000/192.0.2.1': '-1' },
-        { agentServices: [], fileServices: [{ file: '/etc/befw.service.d/api.json', name: 'api', port: 9000, protocol: 'tcp', mode: 'enforcing', ports: [] }] },
+        {
+          agentServices: [],
+          fileServices: [{ file: '/etc/befw.service.d/api.json', name: 'api', port: 9000, protocol: 'tcp', mode: 'enforcing', ports: [] }],
+        },
       ),
       NO_OPTIONS,
       NOW,
     );
     assert.deepEqual(members(plan, 'api_tcp_9000'), ['192.0.2.1/32']);
-    assert.deepEqual(plan.rules.slice(2), [{ kind: 'service', service: 'api_tcp_9000', set: 'api_tcp_9000', proto: 'tcp', port: '9000', mode: 'enforcing' }]);
+    assert.deepEqual(plan.rules.slice(2), [
+      { kind: 'service', service: 'api_tcp_9000', set: 'api_tcp_9000', proto: 'tcp', port: '9000', mode: 'enforcing' },
+    ]);
     assert.deepEqual(plan.services[0]!.origins, ['file:/etc/befw.service.d/api.json']);
   });
 });
@@ -464,7 +510,6 @@ describe('compile: determinism and fingerprint', () => {
     { key: 'befw/$service$/web_tcp_8080/198.51.100.77/24', value: '-1' },
   ];
 
-
   test('the same input in any KV order gives a byte-identical plan', () => {
     const ref = compile(snap(KV), NO_OPTIONS, NOW);
     assert.ok(ref.diagnostics.length >= 4, 'the fixture is meant to produce diagnostics');
@@ -478,7 +523,9 @@ describe('compile: determinism and fingerprint', () => {
 
   test('the fingerprint changes when a member changes', () => {
     const ref = compile(snap(KV), NO_OPTIONS, NOW);
-    const changed = KV.map((p) => (p.key === 'befw/$service$/web_tcp_8080/198.51.100.2' ? { key: 'befw/$service$/web_tcp_8080/198.51.100.3', value: '-1' } : p));
+    const changed = KV.map((p) =>
+      p.key === 'befw/$service$/web_tcp_8080/198.51.100.2' ? { key: 'befw/$service$/web_tcp_8080/198.51.100.3', value: '-1' } : p,
+    );
     assert.notEqual(compile(snap(changed), NO_OPTIONS, NOW).fingerprint, ref.fingerprint);
     const added = [...KV, { key: 'befw/$ipset$/rules_allow/2001:db8::1', value: '-1' }];
     assert.notEqual(compile(snap(added), NO_OPTIONS, NOW).fingerprint, ref.fingerprint);
@@ -490,7 +537,10 @@ describe('compile: determinism and fingerprint', () => {
     const ref = compile(snap(KV), NO_OPTIONS, NOW);
     const enforcingDns = { ...DNS, tags: [...DNS.tags, 'enforcing'] };
     assert.notEqual(compile(snap(KV, { agentServices: [WEB, enforcingDns] }), NO_OPTIONS, NOW).fingerprint, ref.fingerprint);
-    assert.notEqual(compile(snap(KV), { customSets: [{ name: 'extra', priority: 3, target: 'NOOP' }], managementNets: [] }, NOW).fingerprint, ref.fingerprint);
+    assert.notEqual(
+      compile(snap(KV), { customSets: [{ name: 'extra', priority: 3, target: 'NOOP' }], managementNets: [] }, NOW).fingerprint,
+      ref.fingerprint,
+    );
   });
 
   test('the fingerprint ignores what the kernel does not see: expiry times and diagnostics', () => {

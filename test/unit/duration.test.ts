@@ -27,7 +27,27 @@ describe('parseDuration', () => {
   });
 
   test('rejects what is not one number and one unit', () => {
-    for (const bad of ['', '2', 'h', '2H', '2 h', ' 2h', '2h ', '0s', '00h', '02h', '-1h', '1.5h', '1h30m', '2y', '2hours', '1e3s', '+2h', '２h', '2h\n']) {
+    for (const bad of [
+      '',
+      '2',
+      'h',
+      '2H',
+      '2 h',
+      ' 2h',
+      '2h ',
+      '0s',
+      '00h',
+      '02h',
+      '-1h',
+      '1.5h',
+      '1h30m',
+      '2y',
+      '2hours',
+      '1e3s',
+      '+2h',
+      '２h',
+      '2h\n',
+    ]) {
       usage(() => parseDuration(bad), /^--ttl ".*": expected a whole number and a unit/s);
     }
   });
@@ -43,7 +63,7 @@ describe('parseDuration', () => {
     const units = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 } as const;
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 100_000 }), fc.constantFrom('s', 'm', 'h', 'd', 'w'), (n, u) => {
-        const want = n * units[u as keyof typeof units];
+        const want = n * units[u];
         if (want > MAX_TTL_SECONDS) assert.throws(() => parseDuration(`${n}${u}`), UsageError);
         else assert.equal(parseDuration(`${n}${u}`), want);
       }),
@@ -107,7 +127,10 @@ describe('resolveExpiry', () => {
   });
 
   test('--until writes that second', () => {
-    assert.deepEqual(resolveExpiry({ until: '2025-06-30T18:00:00Z' }, NOW_MS), { value: Date.UTC(2025, 5, 30, 18) / 1000, expiresAt: Date.UTC(2025, 5, 30, 18) });
+    assert.deepEqual(resolveExpiry({ until: '2025-06-30T18:00:00Z' }, NOW_MS), {
+      value: Date.UTC(2025, 5, 30, 18) / 1000,
+      expiresAt: Date.UTC(2025, 5, 30, 18),
+    });
     // A fraction never extends the entry past the time asked for.
     assert.equal(resolveExpiry({ until: '2025-06-30T18:00:00.999Z' }, NOW_MS).value, Date.UTC(2025, 5, 30, 18) / 1000);
   });

@@ -12,11 +12,11 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { type Net, parseNet } from '../../src/rules/address.js';
-import { compile } from '../../src/rules/compile.js';
-import { renderBaseRestore, renderChainRestore } from '../../src/rules/render.js';
-import { DEFAULT_SERVICE_TEMPLATE, parseBaseTemplate } from '../../src/rules/templates.js';
-import type { CompileOptions, Snapshot, StaticSetConfig } from '../../src/rules/types.js';
+import { type Net, parseNet } from '../../src/core/address.js';
+import { compile } from '../../src/core/compile.js';
+import { renderBaseRestore, renderChainRestore } from '../../src/core/render.js';
+import { DEFAULT_SERVICE_TEMPLATE, parseBaseTemplate } from '../../src/core/templates.js';
+import type { CompileOptions, Snapshot, StaticSetConfig } from '../../src/core/types.js';
 
 const DIR = new URL('../../../test/fixtures/golden/', import.meta.url);
 const UPDATE = process.env.UPDATE_GOLDEN === '1';
@@ -107,11 +107,25 @@ describe('golden: full, spot checks that do not depend on the stored files', () 
       ['rules_allow', 'rules_deny', 'blocklist', 'partners'],
     );
     assert.deepEqual(
-      plan.rules.filter((r) => r.kind === 'service' && r.service === 'web_tcp_8080').map((r) => (r.kind === 'service' ? `${r.port}/${r.proto} ${r.mode}` : '')),
+      plan.rules
+        .filter((r) => r.kind === 'service' && r.service === 'web_tcp_8080')
+        .map((r) => (r.kind === 'service' ? `${r.port}/${r.proto} ${r.mode}` : '')),
       ['8080/tcp enforcing', '8443/tcp enforcing', '9090/tcp enforcing', '30000:30100/udp enforcing'],
     );
     const codes = plan.diagnostics.map((d) => d.code);
-    for (const c of ['bad-service-file', 'bad-port', 'service-conflict', 'bad-address', 'bad-expiry', 'unknown-kind', 'bad-key', 'host-bits', 'alias-cycle', 'unknown-alias', 'unknown-set']) {
+    for (const c of [
+      'bad-service-file',
+      'bad-port',
+      'service-conflict',
+      'bad-address',
+      'bad-expiry',
+      'unknown-kind',
+      'bad-key',
+      'host-bits',
+      'alias-cycle',
+      'unknown-alias',
+      'unknown-set',
+    ]) {
       assert.ok(codes.includes(c), `expected a ${c} diagnostic`);
     }
     for (const d of plan.diagnostics) assert.doesNotMatch(`${d.subject} ${d.message}`, /[\u0000-\u001f]/);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { suspiciousRemovals } from '../../src/rules/blastRadius.js';
-import type { Plan, PlanSet } from '../../src/rules/types.js';
+import { suspiciousRemovals } from '../../src/core/blastRadius.js';
+import type { Plan, PlanSet } from '../../src/core/types.js';
 import { STATE_VERSION, decodeState, encodeState } from '../../src/state/stateStore.js';
 import { Packr } from 'msgpackr';
 
@@ -29,11 +29,17 @@ describe('blast-radius guard rule', () => {
   it('flags a small set being emptied, but not a single member going', () => {
     assert.equal(suspiciousRemovals(plan({ a: members(3) }), plan({ a: [] })).length, 1);
     assert.deepEqual(suspiciousRemovals(plan({ a: members(1) }), plan({ a: [] })), []);
-    assert.deepEqual(suspiciousRemovals(plan({ a: members(5) }), plan({ a: members(2) })), [], 'small sets are only guarded against emptying');
+    assert.deepEqual(
+      suspiciousRemovals(plan({ a: members(5) }), plan({ a: members(2) })),
+      [],
+      'small sets are only guarded against emptying',
+    );
   });
 
   it('counts a set that vanished (its service went away) as emptied', () => {
-    assert.deepEqual(suspiciousRemovals(plan({ a: members(4), b: members(2) }), plan({ b: members(2) })), [{ set: 'a', before: 4, removed: 4 }]);
+    assert.deepEqual(suspiciousRemovals(plan({ a: members(4), b: members(2) }), plan({ b: members(2) })), [
+      { set: 'a', before: 4, removed: 4 },
+    ]);
   });
 
   it('is not fooled by additions hiding removals', () => {
@@ -47,7 +53,14 @@ describe('state.bin envelope', () => {
     savedAt: 1_700_000_000_000,
     owned: ['web_tcp_80', 'web_tcp_80_v6'],
     fingerprint: 'abc',
-    snapshot: { node: { name: 'n', dc: 'dc1' }, agentServices: [], fileServices: [], kv: [{ key: 'befw/$service$/web_tcp_80/198.51.100.1', value: '-1' }], ipsetFiles: [], inputDiagnostics: [] },
+    snapshot: {
+      node: { name: 'n', dc: 'dc1' },
+      agentServices: [],
+      fileServices: [],
+      kv: [{ key: 'befw/$service$/web_tcp_80/198.51.100.1', value: '-1' }],
+      ipsetFiles: [],
+      inputDiagnostics: [],
+    },
   };
 
   it('round-trips', () => {

@@ -1,18 +1,36 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type AppliedSet, type KernelSetHeader, buildSetScript, parseIpsetListTerse } from '../../src/dataplane/ipset.js';
-import { diffSorted } from '../../src/rules/sortedDiff.js';
-import type { PlanSet } from '../../src/rules/types.js';
+import { type AppliedSet, type KernelSetHeader, buildSetScript, parseIpsetListTerse } from '../../src/dataplane/iptables/ipset.js';
+import { diffSorted } from '../../src/core/sortedDiff.js';
+import type { PlanSet } from '../../src/core/types.js';
 
-const set = (name: string, members: string[], maxelem = 65536, family: 'inet' | 'inet6' = 'inet'): PlanSet => ({ name, family, members, maxelem });
-const header = (name: string, over: Partial<KernelSetHeader> = {}): KernelSetHeader => ({ name, type: 'hash:net', family: 'inet', maxelem: 65536, references: 1, entries: 0, ...over });
+const set = (name: string, members: string[], maxelem = 65536, family: 'inet' | 'inet6' = 'inet'): PlanSet => ({
+  name,
+  family,
+  members,
+  maxelem,
+});
+const header = (name: string, over: Partial<KernelSetHeader> = {}): KernelSetHeader => ({
+  name,
+  type: 'hash:net',
+  family: 'inet',
+  maxelem: 65536,
+  references: 1,
+  entries: 0,
+  ...over,
+});
 const applied = (s: PlanSet): [string, AppliedSet] => [s.name, { family: s.family, maxelem: s.maxelem, members: s.members }];
 
 describe('diffSorted', () => {
   it('finds additions and removals in one walk', () => {
     const adds: string[] = [];
     const dels: string[] = [];
-    diffSorted(['a', 'c', 'd', 'f'], ['b', 'c', 'f', 'g'], (m) => adds.push(m), (m) => dels.push(m));
+    diffSorted(
+      ['a', 'c', 'd', 'f'],
+      ['b', 'c', 'f', 'g'],
+      (m) => adds.push(m),
+      (m) => dels.push(m),
+    );
     assert.deepEqual(adds, ['b', 'g']);
     assert.deepEqual(dels, ['a', 'd']);
   });

@@ -1,13 +1,17 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { type Grant, isLive, parseExpiry, parseKv } from '../../src/rules/kvLayout.js';
-import type { KvPair, NodeIdentity } from '../../src/rules/types.js';
+import { type Grant, isLive, parseExpiry, parseKv } from '../../src/core/kvLayout.js';
+import type { KvPair, NodeIdentity } from '../../src/core/types.js';
 
 const NODE: NodeIdentity = { name: 'web-1', dc: 'dc1' };
 
 function one(key: string, value: string | null = '-1', node: NodeIdentity = NODE): Grant {
   const r = parseKv([{ key, value }], node);
-  assert.deepEqual(r.diagnostics.filter((d) => d.severity === 'error'), [], `unexpected diagnostics for ${key}`);
+  assert.deepEqual(
+    r.diagnostics.filter((d) => d.severity === 'error'),
+    [],
+    `unexpected diagnostics for ${key}`,
+  );
   assert.equal(r.grants.length, 1, `expected one grant for ${key}`);
   return r.grants[0]!;
 }
@@ -34,7 +38,10 @@ describe('parseKv: scopes', () => {
     const name = kind === '$service$' ? 'web_tcp_8080' : 'rules_allow';
     test(`${kind} at world, dc and node scope`, () => {
       const w = one(`befw/${kind}/${name}/198.51.100.2`);
-      assert.deepEqual({ kind: w.kind, scope: w.scope, target: w.target, addr: addrOf(w) }, { kind, scope: 'world', target: name, addr: '198.51.100.2/32' });
+      assert.deepEqual(
+        { kind: w.kind, scope: w.scope, target: w.target, addr: addrOf(w) },
+        { kind, scope: 'world', target: name, addr: '198.51.100.2/32' },
+      );
       const d = one(`befw/${kind}/dc1/${name}/198.51.100.3`);
       assert.deepEqual({ scope: d.scope, target: d.target, addr: addrOf(d) }, { scope: 'dc', target: name, addr: '198.51.100.3/32' });
       const n = one(`befw/${kind}/dc1/web-1/${name}/198.51.100.4`);
@@ -44,7 +51,10 @@ describe('parseKv: scopes', () => {
 
   test('$alias$ at world, dc and node scope', () => {
     const w = one('befw/$alias$/$ops$/198.51.100.2');
-    assert.deepEqual({ kind: w.kind, scope: w.scope, target: w.target, addr: addrOf(w) }, { kind: '$alias$', scope: 'world', target: '$ops$', addr: '198.51.100.2/32' });
+    assert.deepEqual(
+      { kind: w.kind, scope: w.scope, target: w.target, addr: addrOf(w) },
+      { kind: '$alias$', scope: 'world', target: '$ops$', addr: '198.51.100.2/32' },
+    );
     assert.equal(one('befw/$alias$/dc1/$ops$/198.51.100.3').scope, 'dc');
     assert.equal(one('befw/$alias$/dc1/web-1/$ops$/198.51.100.4').scope, 'node');
     const nested = one('befw/$alias$/$ops$/$oncall$');
@@ -159,7 +169,23 @@ describe('parseKv: expiry values', () => {
   });
 
   test('non-integers are rejected with a diagnostic naming the key', () => {
-    for (const value of ['abc', '1.5', '', '   ', null, '1e9', '0x10', '+5', '- 1', '1 2', '99999999999999999999', '9999999999999999', 'Infinity', 'NaN', '١٢٣']) {
+    for (const value of [
+      'abc',
+      '1.5',
+      '',
+      '   ',
+      null,
+      '1e9',
+      '0x10',
+      '+5',
+      '- 1',
+      '1 2',
+      '99999999999999999999',
+      '9999999999999999',
+      'Infinity',
+      'NaN',
+      '١٢٣',
+    ]) {
       const key = 'befw/$service$/web_tcp_8080/1.2.3.4';
       const r = parseKv([{ key, value }], NODE);
       assert.equal(r.grants.length, 0, `value ${JSON.stringify(value)} must not grant`);
@@ -245,6 +271,9 @@ describe('parseKv: hostile keys', () => {
       NODE,
     );
     assert.deepEqual(r.grants.map(addrOf), ['1.2.3.4/32']);
-    assert.deepEqual(r.diagnostics.map((d) => d.code), ['bad-address', 'bad-expiry']);
+    assert.deepEqual(
+      r.diagnostics.map((d) => d.code),
+      ['bad-address', 'bad-expiry'],
+    );
   });
 });

@@ -7,15 +7,15 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isIP } from 'node:net';
 import fc from 'fast-check';
-import { parseIp, parseNet, printable } from '../../src/rules/address.js';
-import { ALIAS_NAME, SET_NAME, parseKv } from '../../src/rules/kvLayout.js';
-import { compile } from '../../src/rules/compile.js';
-import { serviceSetName } from '../../src/rules/services.js';
-import { chainRuleLines, renderChainRestore } from '../../src/rules/render.js';
-import { DEFAULT_SERVICE_TEMPLATE, TemplateError, parseServiceTemplate } from '../../src/rules/templates.js';
+import { parseIp, parseNet, printable } from '../../src/core/address.js';
+import { ALIAS_NAME, SET_NAME, parseKv } from '../../src/core/kvLayout.js';
+import { compile } from '../../src/core/compile.js';
+import { serviceSetName } from '../../src/core/services.js';
+import { chainRuleLines, renderChainRestore } from '../../src/core/render.js';
+import { DEFAULT_SERVICE_TEMPLATE, TemplateError, parseServiceTemplate } from '../../src/core/templates.js';
 import { ConfigError, parseConfig } from '../../src/config/config.js';
-import { parseServiceFile } from '../../src/inputs/localFiles.js';
-import type { AgentService, CompileOptions, FileService, KvPair, Snapshot, StaticSetConfig } from '../../src/rules/types.js';
+import { parseServiceFile } from '../../src/agent/inputs/localFiles.js';
+import type { AgentService, CompileOptions, FileService, KvPair, Snapshot, StaticSetConfig } from '../../src/core/types.js';
 import { shuffled } from '../helpers/shuffle.js';
 
 const NODE = { name: 'web-1', dc: 'dc1' };
@@ -32,9 +32,44 @@ function isCanonicalCidr(cidr: string): boolean {
 
 /** Strings that look like addresses often enough to hit the interesting branches. */
 const addrTokens = fc.constantFrom(
-  '0', '1', '9', '10', '01', '00', '255', '256', '999', '4294967295', 'a', 'ff', 'FFFF', '0000', '12345', 'g',
-  '.', '.', ':', ':', '::', ':::', '/', '/0', '/8', '/24', '/32', '/33', '/64', '/128', '/024', '%eth0', ' ', '\n',
-  '1.2.3.4', '::ffff:', '2001:db8', '1:2:3:4:5:6:7:8',
+  '0',
+  '1',
+  '9',
+  '10',
+  '01',
+  '00',
+  '255',
+  '256',
+  '999',
+  '4294967295',
+  'a',
+  'ff',
+  'FFFF',
+  '0000',
+  '12345',
+  'g',
+  '.',
+  '.',
+  ':',
+  ':',
+  '::',
+  ':::',
+  '/',
+  '/0',
+  '/8',
+  '/24',
+  '/32',
+  '/33',
+  '/64',
+  '/128',
+  '/024',
+  '%eth0',
+  ' ',
+  '\n',
+  '1.2.3.4',
+  '::ffff:',
+  '2001:db8',
+  '1:2:3:4:5:6:7:8',
 );
 const addrLike = fc.oneof(
   fc.array(addrTokens, { maxLength: 12 }).map((t) => t.join('')),
@@ -74,7 +109,18 @@ const addrArb = fc.oneof(
   { weight: 2, arbitrary: fc.tuple(fc.ipV4(), fc.integer({ min: 0, max: 33 })).map(([a, p]) => `${a}/${p}`) },
   { weight: 1, arbitrary: fc.tuple(fc.ipV6(), fc.integer({ min: 0, max: 129 })).map(([a, p]) => `${a}/${p}`) },
   { weight: 4, arbitrary: fc.constantFrom(...aliasPool, '$ghost$') },
-  { weight: 1, arbitrary: fc.constantFrom('0.0.0.0/0', '::/0', '999.1.1.1', '1.2.3.4 -j ACCEPT', '1.2.3.4\n-A INPUT -j ACCEPT', 'fe80::1%eth0', '010.1.1.1') },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      '0.0.0.0/0',
+      '::/0',
+      '999.1.1.1',
+      '1.2.3.4 -j ACCEPT',
+      '1.2.3.4\n-A INPUT -j ACCEPT',
+      'fe80::1%eth0',
+      '010.1.1.1',
+    ),
+  },
   { weight: 1, arbitrary: addrLike },
 );
 
@@ -98,7 +144,11 @@ function layoutKey(setNames: readonly string[]): fc.Arbitrary<string> {
 const kvPairs = (setNames: readonly string[]): fc.Arbitrary<KvPair[]> =>
   fc.uniqueArray(
     fc.record({
-      key: fc.oneof({ weight: 10, arbitrary: layoutKey(setNames) }, { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 40 }) }, { weight: 1, arbitrary: anySegment.map((s) => `befw/${s}`) }),
+      key: fc.oneof(
+        { weight: 10, arbitrary: layoutKey(setNames) },
+        { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 40 }) },
+        { weight: 1, arbitrary: anySegment.map((s) => `befw/${s}`) },
+      ),
       value: expiryValue,
     }),
     { minLength: 3, maxLength: 80, size: 'medium', selector: (p) => p.key },
@@ -111,16 +161,29 @@ const serviceName = fc.oneof(
 );
 const portTag = fc.oneof(
   fc.tuple(fc.integer({ min: 0, max: 70000 }), fc.constantFrom('tcp', 'udp', 'TCP', 'sctp')).map(([p, proto]) => `${p}/${proto}`),
-  fc.tuple(fc.integer({ min: 0, max: 70000 }), fc.integer({ min: 0, max: 70000 }), fc.constantFrom('tcp', 'udp')).map(([a, b, proto]) => `${a}:${b}/${proto}`),
+  fc
+    .tuple(fc.integer({ min: 0, max: 70000 }), fc.integer({ min: 0, max: 70000 }), fc.constantFrom('tcp', 'udp'))
+    .map(([a, b, proto]) => `${a}:${b}/${proto}`),
 );
 const agentService: fc.Arbitrary<AgentService> = fc.record({
   id: fc.string({ maxLength: 10 }),
   name: serviceName,
-  port: fc.oneof({ weight: 6, arbitrary: fc.constantFrom(53, 80, 443, 8080) }, fc.integer({ min: -1, max: 70000 }), fc.constantFrom(0.5, Number.NaN)),
+  port: fc.oneof(
+    { weight: 6, arbitrary: fc.constantFrom(53, 80, 443, 8080) },
+    fc.integer({ min: -1, max: 70000 }),
+    fc.constantFrom(0.5, Number.NaN),
+  ),
   tags: fc
     .tuple(
       fc.oneof({ weight: 5, arbitrary: fc.constant(['befw']) }, fc.constant([] as string[])),
-      fc.array(fc.oneof({ weight: 4, arbitrary: fc.constantFrom('udp', 'enforcing', 'local', 'befw') }, { weight: 3, arbitrary: portTag }, { weight: 1, arbitrary: fc.string({ maxLength: 10 }) }), { maxLength: 5 }),
+      fc.array(
+        fc.oneof(
+          { weight: 4, arbitrary: fc.constantFrom('udp', 'enforcing', 'local', 'befw') },
+          { weight: 3, arbitrary: portTag },
+          { weight: 1, arbitrary: fc.string({ maxLength: 10 }) },
+        ),
+        { maxLength: 5 },
+      ),
     )
     .map(([a, b]) => [...a, ...b]),
 });
@@ -131,20 +194,27 @@ const fileService: fc.Arbitrary<FileService> = fc.record({
   protocol: fc.constantFrom('tcp' as const, 'udp' as const),
   mode: fc.constantFrom('default' as const, 'enforcing' as const),
   ports: fc.array(
-    fc.tuple(fc.constantFrom('tcp' as const, 'udp' as const), fc.integer({ min: 1, max: 65535 }), fc.integer({ min: 0, max: 100 })).map(([proto, from, span]) => ({ proto, from, to: Math.min(65535, from + span) })),
+    fc
+      .tuple(fc.constantFrom('tcp' as const, 'udp' as const), fc.integer({ min: 1, max: 65535 }), fc.integer({ min: 0, max: 100 }))
+      .map(([proto, from, span]) => ({ proto, from, to: Math.min(65535, from + span) })),
     { maxLength: 3 },
   ),
 });
 const customSet: fc.Arbitrary<StaticSetConfig> = fc.record({
   // What config.ts lets through: [a-z0-9._-], at most 28, not built in, not ending in _v6.
-  name: fc.oneof(fc.constantFrom('custom', 'web_tcp_8080'), fc.stringMatching(/^[a-z0-9._-]{1,28}$/)).filter((n) => !n.endsWith('_v6') && n !== 'rules_allow' && n !== 'rules_deny'),
+  name: fc
+    .oneof(fc.constantFrom('custom', 'web_tcp_8080'), fc.stringMatching(/^[a-z0-9._-]{1,28}$/))
+    .filter((n) => !n.endsWith('_v6') && n !== 'rules_allow' && n !== 'rules_deny'),
   priority: fc.integer({ min: 3, max: 1000 }),
   target: fc.constantFrom('ACCEPT' as const, 'DROP' as const, 'REJECT' as const, 'NOOP' as const),
 });
 
 const snapshotArb: fc.Arbitrary<{ snapshot: Snapshot; options: CompileOptions; now: number }> = fc
   // Consul service IDs and service file paths are unique.
-  .tuple(fc.uniqueArray(agentService, { maxLength: 6, selector: (s) => s.id }), fc.uniqueArray(fileService, { maxLength: 3, selector: (f) => f.file }))
+  .tuple(
+    fc.uniqueArray(agentService, { maxLength: 6, selector: (s) => s.id }),
+    fc.uniqueArray(fileService, { maxLength: 3, selector: (f) => f.file }),
+  )
   .chain(([agent, files]) => {
     const names = [
       'web_tcp_8080',
@@ -159,10 +229,12 @@ const snapshotArb: fc.Arbitrary<{ snapshot: Snapshot; options: CompileOptions; n
         kv: kvPairs(names),
         // One file per set name, as in a directory: <dir>/<set>.ipset.
         ipsetFiles: fc.uniqueArray(
-          fc.record({
-            set: fc.oneof(fc.constantFrom('rules_allow', 'rules_deny', 'custom', ...names), fc.string({ maxLength: 8 })),
-            text: fc.array(fc.oneof(addrLike, fc.constant('# comment')), { maxLength: 6 }).map((l) => l.join('\n')),
-          }).map((f) => ({ ...f, file: `/etc/befw.ipset.d/${f.set}.ipset` })),
+          fc
+            .record({
+              set: fc.oneof(fc.constantFrom('rules_allow', 'rules_deny', 'custom', ...names), fc.string({ maxLength: 8 })),
+              text: fc.array(fc.oneof(addrLike, fc.constant('# comment')), { maxLength: 6 }).map((l) => l.join('\n')),
+            })
+            .map((f) => ({ ...f, file: `/etc/befw.ipset.d/${f.set}.ipset` })),
           { maxLength: 3, selector: (f) => f.set },
         ),
         inputDiagnostics: fc.constant([]),
@@ -212,7 +284,12 @@ describe('property: parseNet', () => {
 
   test("accepts exactly the addresses node's net.isIP accepts (no zone ids)", () => {
     const text = fc.oneof(
-      fc.array(addrTokens.filter((t) => !t.includes('/') && !t.includes('%')), { maxLength: 12 }).map((t) => t.join('')),
+      fc
+        .array(
+          addrTokens.filter((t) => !t.includes('/') && !t.includes('%')),
+          { maxLength: 12 },
+        )
+        .map((t) => t.join('')),
       fc.ipV4(),
       fc.ipV6(),
       fc.ipV4Extended(),
@@ -228,21 +305,28 @@ describe('property: parseNet', () => {
 
   test('IPv6 canonical text matches the WHATWG URL serializer (RFC 5952 compression, lowercase)', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.ipV6(), fc.ipV4().map((v4) => `::ffff:${v4}`), fc.tuple(fc.nat(0xffff), fc.nat(0xffff)).map(([x, y]) => `0::ffff:${x.toString(16)}:${y.toString(16)}`)), (a) => {
-        const r = parseNet(a);
-        assert.ok(r.ok, a);
-        const whatwg = new URL(`http://[${a}]/`).hostname.slice(1, -1);
-        const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(whatwg);
-        if (mapped !== null) {
-          // Only IPv4-mapped addresses turn into IPv4, and into the address they carry.
-          const hi = parseInt(mapped[1]!, 16);
-          const lo = parseInt(mapped[2]!, 16);
-          assert.equal(r.value.cidr, `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}/32`);
-          return;
-        }
-        assert.equal(r.value.family, 6);
-        assert.equal(r.value.cidr, `${whatwg}/128`);
-      }),
+      fc.property(
+        fc.oneof(
+          fc.ipV6(),
+          fc.ipV4().map((v4) => `::ffff:${v4}`),
+          fc.tuple(fc.nat(0xffff), fc.nat(0xffff)).map(([x, y]) => `0::ffff:${x.toString(16)}:${y.toString(16)}`),
+        ),
+        (a) => {
+          const r = parseNet(a);
+          assert.ok(r.ok, a);
+          const whatwg = new URL(`http://[${a}]/`).hostname.slice(1, -1);
+          const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(whatwg);
+          if (mapped !== null) {
+            // Only IPv4-mapped addresses turn into IPv4, and into the address they carry.
+            const hi = parseInt(mapped[1]!, 16);
+            const lo = parseInt(mapped[2]!, 16);
+            assert.equal(r.value.cidr, `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}/32`);
+            return;
+          }
+          assert.equal(r.value.family, 6);
+          assert.equal(r.value.cidr, `${whatwg}/128`);
+        },
+      ),
       { numRuns: 2000, seed: 3 },
     );
   });
@@ -305,13 +389,19 @@ function checkParsedKv(pairs: readonly KvPair[]): void {
 describe('property: parseKv', () => {
   test('arbitrary keys and values: never throws, everything accounted for', () => {
     fc.assert(
-      fc.property(fc.array(fc.record({ key: fc.string({ unit: 'binary', maxLength: 80 }), value: fc.option(fc.string({ unit: 'binary', maxLength: 20 })) }), { maxLength: 30 }), (pairs) => {
-        checkParsedKv(pairs);
-        // Keys outside befw/ are nobody's business here.
-        const outside = pairs.filter((p) => !p.key.startsWith('befw/'));
-        const r = parseKv(outside, NODE);
-        assert.deepEqual(r, { grants: [], diagnostics: [], foreign: 0 });
-      }),
+      fc.property(
+        fc.array(
+          fc.record({ key: fc.string({ unit: 'binary', maxLength: 80 }), value: fc.option(fc.string({ unit: 'binary', maxLength: 20 })) }),
+          { maxLength: 30 },
+        ),
+        (pairs) => {
+          checkParsedKv(pairs);
+          // Keys outside befw/ are nobody's business here.
+          const outside = pairs.filter((p) => !p.key.startsWith('befw/'));
+          const r = parseKv(outside, NODE);
+          assert.deepEqual(r, { grants: [], diagnostics: [], foreign: 0 });
+        },
+      ),
       { numRuns: 1000, seed: 6 },
     );
   });
@@ -327,7 +417,11 @@ describe('property: parseKv', () => {
     fc.assert(
       fc.property(
         fc.constantFrom('befw/$service$/web_tcp_8080/', 'befw/$service$/dc1/web_tcp_8080/', 'befw/$ipset$/dc1/web-1/rules_allow/'),
-        fc.oneof(fc.ipV4(), fc.ipV6(), fc.tuple(fc.ipV4(), fc.integer({ min: 0, max: 32 })).map(([a, p]) => `${a}/${p}`)),
+        fc.oneof(
+          fc.ipV4(),
+          fc.ipV6(),
+          fc.tuple(fc.ipV4(), fc.integer({ min: 0, max: 32 })).map(([a, p]) => `${a}/${p}`),
+        ),
         fc.integer({ min: -5, max: 2_000_000_000 }),
         (prefix, addr, expiry) => {
           const r = parseKv([{ key: `${prefix}${addr}`, value: String(expiry) }], NODE);
@@ -336,7 +430,10 @@ describe('property: parseKv', () => {
           const want = parseNet(addr);
           assert.ok(want.ok);
           assert.ok(g.addr === 'net');
-          assert.deepEqual({ family: g.family, cidr: g.cidr, prefix: g.prefix }, { family: want.value.family, cidr: want.value.cidr, prefix: want.value.prefix });
+          assert.deepEqual(
+            { family: g.family, cidr: g.cidr, prefix: g.prefix },
+            { family: want.value.family, cidr: want.value.cidr, prefix: want.value.prefix },
+          );
           assert.equal(g.expiry, expiry < 0 ? null : expiry);
         },
       ),
@@ -355,7 +452,6 @@ const RULE_SHAPES = [
   new RegExp(`^-A BEFW -p (?:tcp|udp) --dport (${PORT}) -m set --match-set (${SET}) src -j ACCEPT$`),
   new RegExp(`^-A BEFW -p (?:tcp|udp) --dport (${PORT}) -j DROP$`),
 ];
-
 
 describe('property: compile', () => {
   test('never throws; the kernel sees only short names, canonical members and allowed rule shapes', () => {
@@ -413,7 +509,16 @@ describe('property: compile', () => {
         // Diagnostics are printable.
         for (const d of plan.diagnostics) assert.doesNotMatch(`${d.subject}${d.message}`, /[\u0000-\u001f\u007f]/);
         // The same input in another order gives the same bytes.
-        const again = compile({ ...snapshot, kv: shuffled(snapshot.kv, seed), agentServices: shuffled(snapshot.agentServices, seed + 1), ipsetFiles: shuffled(snapshot.ipsetFiles, seed + 2) }, options, now);
+        const again = compile(
+          {
+            ...snapshot,
+            kv: shuffled(snapshot.kv, seed),
+            agentServices: shuffled(snapshot.agentServices, seed + 1),
+            ipsetFiles: shuffled(snapshot.ipsetFiles, seed + 2),
+          },
+          options,
+          now,
+        );
         assert.equal(again.fingerprint, plan.fingerprint);
         assert.equal(JSON.stringify(again), JSON.stringify(plan));
       }),
@@ -430,36 +535,51 @@ describe('property: compile', () => {
         fc.uniqueArray(member, { maxLength: 10, selector: (m) => `${m.alias}>${m.octet}` }),
         fc.constantFrom(...aliasPool),
         (edges, members, root) => {
-        const kv: KvPair[] = [{ key: `befw/$service$/web_tcp_8080/${root}`, value: '-1' }];
-        for (const e of edges) kv.push({ key: `befw/$alias$/${e.from}/${e.to}`, value: e.live ? '-1' : '1' });
-        for (const m of members) kv.push({ key: `befw/$alias$/${m.alias}/192.0.2.${m.octet}`, value: m.live ? '-1' : '1' });
-        const snapshot: Snapshot = { node: NODE, agentServices: [{ id: 'web', name: 'web', port: 8080, tags: ['befw'] }], fileServices: [], kv, ipsetFiles: [], inputDiagnostics: [] };
-        const plan = compile(snapshot, { customSets: [], managementNets: [] }, NOW);
-        const got = plan.sets.find((s) => s.name === 'web_tcp_8080')!.members;
-        // Reference: members reachable from root over live edges that are not part of a cycle.
-        const live = edges.filter((e) => e.live);
-        const reach = (from: string): Set<string> => {
-          const out = new Set<string>();
-          const todo = [from];
+          const kv: KvPair[] = [{ key: `befw/$service$/web_tcp_8080/${root}`, value: '-1' }];
+          for (const e of edges) kv.push({ key: `befw/$alias$/${e.from}/${e.to}`, value: e.live ? '-1' : '1' });
+          for (const m of members) kv.push({ key: `befw/$alias$/${m.alias}/192.0.2.${m.octet}`, value: m.live ? '-1' : '1' });
+          const snapshot: Snapshot = {
+            node: NODE,
+            agentServices: [{ id: 'web', name: 'web', port: 8080, tags: ['befw'] }],
+            fileServices: [],
+            kv,
+            ipsetFiles: [],
+            inputDiagnostics: [],
+          };
+          const plan = compile(snapshot, { customSets: [], managementNets: [] }, NOW);
+          const got = plan.sets.find((s) => s.name === 'web_tcp_8080')!.members;
+          // Reference: members reachable from root over live edges that are not part of a cycle.
+          const live = edges.filter((e) => e.live);
+          const reach = (from: string): Set<string> => {
+            const out = new Set<string>();
+            const todo = [from];
+            while (todo.length > 0) {
+              const n = todo.pop()!;
+              for (const e of live)
+                if (e.from === n && !out.has(e.to)) {
+                  out.add(e.to);
+                  todo.push(e.to);
+                }
+            }
+            return out;
+          };
+          const hasMembers = new Set([...live.map((e) => e.from), ...members.filter((m) => m.live).map((m) => m.alias)]);
+          const inCycle = (e: { from: string; to: string }): boolean => hasMembers.has(e.to) && reach(e.to).has(e.from);
+          const followed = live.filter((e) => !inCycle(e));
+          const visited = new Set<string>([root]);
+          const todo = [root];
           while (todo.length > 0) {
             const n = todo.pop()!;
-            for (const e of live) if (e.from === n && !out.has(e.to)) (out.add(e.to), todo.push(e.to));
+            for (const e of followed)
+              if (e.from === n && !visited.has(e.to)) {
+                visited.add(e.to);
+                todo.push(e.to);
+              }
           }
-          return out;
-        };
-        const hasMembers = new Set([...live.map((e) => e.from), ...members.filter((m) => m.live).map((m) => m.alias)]);
-        const inCycle = (e: { from: string; to: string }): boolean => hasMembers.has(e.to) && reach(e.to).has(e.from);
-        const followed = live.filter((e) => !inCycle(e));
-        const visited = new Set<string>([root]);
-        const todo = [root];
-        while (todo.length > 0) {
-          const n = todo.pop()!;
-          for (const e of followed) if (e.from === n && !visited.has(e.to)) (visited.add(e.to), todo.push(e.to));
-        }
-        const want = [...new Set(members.filter((m) => m.live && visited.has(m.alias)).map((m) => `192.0.2.${m.octet}/32`))].sort();
-        assert.deepEqual([...got], want);
-        const cycleDiags = plan.diagnostics.filter((d) => d.code === 'alias-cycle').length;
-        assert.equal(cycleDiags, live.filter(inCycle).length);
+          const want = [...new Set(members.filter((m) => m.live && visited.has(m.alias)).map((m) => `192.0.2.${m.octet}/32`))].sort();
+          assert.deepEqual([...got], want);
+          const cycleDiags = plan.diagnostics.filter((d) => d.code === 'alias-cycle').length;
+          assert.equal(cycleDiags, live.filter(inCycle).length);
         },
       ),
       { numRuns: 500, seed: 10 },
@@ -474,7 +594,27 @@ describe('property: other parsers fail only in their own way', () => {
   test('parseConfig throws only ConfigError', () => {
     const line = fc.oneof(
       fc.string({ unit: 'binary', maxLength: 40 }),
-      fc.tuple(fc.constantFrom('address', 'dc', 'token', 'token_file', 'nodename', 'services', 'set.rules_allow', 'set.x', 'set.rules_deny', 'resync_interval', 'consul_wait', 'log_level', '__proto__', 'x'), fc.string({ maxLength: 20 })).map(([k, v]) => `${k}=${v}`),
+      fc
+        .tuple(
+          fc.constantFrom(
+            'address',
+            'dc',
+            'token',
+            'token_file',
+            'nodename',
+            'services',
+            'set.rules_allow',
+            'set.x',
+            'set.rules_deny',
+            'resync_interval',
+            'consul_wait',
+            'log_level',
+            '__proto__',
+            'x',
+          ),
+          fc.string({ maxLength: 20 }),
+        )
+        .map(([k, v]) => `${k}=${v}`),
     );
     fc.assert(
       fc.property(fc.array(line, { maxLength: 8 }), (lines) => {
@@ -495,7 +635,16 @@ describe('property: other parsers fail only in their own way', () => {
     const text = fc.oneof(
       fc.string({ unit: 'binary', maxLength: 60 }),
       fc.json(),
-      fc.record({ name: fc.oneof(fc.string({ maxLength: 10 }), fc.integer()), port: fc.oneof(fc.integer({ min: -1, max: 70000 }), fc.string()), ports: fc.array(fc.oneof(portTag, fc.record({ port: fc.integer({ min: 0, max: 70000 }) }))) }, { requiredKeys: [] }).map((o) => JSON.stringify(o)),
+      fc
+        .record(
+          {
+            name: fc.oneof(fc.string({ maxLength: 10 }), fc.integer()),
+            port: fc.oneof(fc.integer({ min: -1, max: 70000 }), fc.string()),
+            ports: fc.array(fc.oneof(portTag, fc.record({ port: fc.integer({ min: 0, max: 70000 }) }))),
+          },
+          { requiredKeys: [] },
+        )
+        .map((o) => JSON.stringify(o)),
     );
     fc.assert(
       fc.property(text, (t) => {
@@ -503,7 +652,8 @@ describe('property: other parsers fail only in their own way', () => {
         assert.equal(r.service === undefined, r.diagnostics.length === 1);
         if (r.service !== undefined) {
           assert.match(r.service.name, /^[A-Za-z0-9._-]{1,128}$/);
-          for (const p of [{ from: r.service.port, to: r.service.port }, ...r.service.ports]) assert.ok(p.from >= 1 && p.to <= 65535 && p.from <= p.to);
+          for (const p of [{ from: r.service.port, to: r.service.port }, ...r.service.ports])
+            assert.ok(p.from >= 1 && p.to <= 65535 && p.from <= p.to);
         } else {
           assert.doesNotMatch(r.diagnostics[0]!.message, /[\u0000-\u001f\u007f]/);
         }
@@ -515,14 +665,25 @@ describe('property: other parsers fail only in their own way', () => {
   test('parseServiceTemplate throws only TemplateError, and what it accepts renders only -A BEFW lines', () => {
     const line = fc.oneof(
       fc.string({ maxLength: 40 }),
-      fc.constantFrom('-A BEFW -p {PROTO} --dport {PORT} -m set --match-set {SET} src -j ACCEPT', 'enforcing: -A BEFW -j DROP', '-A BEFW -j BEFW', '# c', '', '-A BEFW {X}'),
+      fc.constantFrom(
+        '-A BEFW -p {PROTO} --dport {PORT} -m set --match-set {SET} src -j ACCEPT',
+        'enforcing: -A BEFW -j DROP',
+        '-A BEFW -j BEFW',
+        '# c',
+        '',
+        '-A BEFW {X}',
+      ),
       fc.string({ maxLength: 20 }).map((s) => `-A BEFW ${s} {SET}`),
     );
     fc.assert(
       fc.property(fc.array(line, { maxLength: 5 }), (lines) => {
         try {
           const t = parseServiceTemplate(lines.join('\n'), 't');
-          const out = chainRuleLines([{ kind: 'service', service: 'web_tcp_80', set: 'web_tcp_80', proto: 'tcp', port: '80', mode: 'enforcing' }], 4, t);
+          const out = chainRuleLines(
+            [{ kind: 'service', service: 'web_tcp_80', set: 'web_tcp_80', proto: 'tcp', port: '80', mode: 'enforcing' }],
+            4,
+            t,
+          );
           for (const l of out) {
             assert.ok(l.startsWith('-A BEFW '));
             assert.doesNotMatch(l, /[\n\r;$`|&<>\\]/);

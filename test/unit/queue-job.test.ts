@@ -1,10 +1,10 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { parseQueueAddress } from '../../src/queue/address.js';
-import { TUBE_NAME, parseYamlList, parseYamlMap } from '../../src/queue/beanstalkConnection.js';
-import { type ReactorJob, decodeJob, encodeJob, tubeFor } from '../../src/queue/job.js';
-import { subjectHash } from '../../src/queue/producer.js';
+import { parseQueueAddress } from '../../src/reactor/queue/address.js';
+import { TUBE_NAME, parseYamlList, parseYamlMap } from '../../src/reactor/queue/beanstalkConnection.js';
+import { type ReactorJob, decodeJob, encodeJob, tubeFor } from '../../src/reactor/queue/job.js';
+import { subjectHash } from '../../src/reactor/queue/producer.js';
 
 const JOB: ReactorJob = {
   v: 1,
@@ -66,9 +66,23 @@ describe('reactor jobs', () => {
 describe('queue addresses, beanstalkd YAML, subject hashing', () => {
   test('addresses', () => {
     assert.deepEqual(parseQueueAddress('127.0.0.1:11300'), { kind: 'tcp', host: '127.0.0.1', port: 11300, text: '127.0.0.1:11300' });
-    assert.deepEqual(parseQueueAddress('[2001:db8::1]:11300'), { kind: 'tcp', host: '2001:db8::1', port: 11300, text: '[2001:db8::1]:11300' });
-    assert.deepEqual(parseQueueAddress('queue-1.example:11300'), { kind: 'tcp', host: 'queue-1.example', port: 11300, text: 'queue-1.example:11300' });
-    assert.deepEqual(parseQueueAddress('unix:/run/beanstalkd.sock'), { kind: 'unix', path: '/run/beanstalkd.sock', text: 'unix:/run/beanstalkd.sock' });
+    assert.deepEqual(parseQueueAddress('[2001:db8::1]:11300'), {
+      kind: 'tcp',
+      host: '2001:db8::1',
+      port: 11300,
+      text: '[2001:db8::1]:11300',
+    });
+    assert.deepEqual(parseQueueAddress('queue-1.example:11300'), {
+      kind: 'tcp',
+      host: 'queue-1.example',
+      port: 11300,
+      text: 'queue-1.example:11300',
+    });
+    assert.deepEqual(parseQueueAddress('unix:/run/beanstalkd.sock'), {
+      kind: 'unix',
+      path: '/run/beanstalkd.sock',
+      text: 'unix:/run/beanstalkd.sock',
+    });
     for (const bad of ['127.0.0.1', '127.0.0.1:0', '127.0.0.1:99999', 'unix:run', '[2001:db8::1]11300', 'a b:1', ':11300']) {
       assert.equal(typeof parseQueueAddress(bad), 'string', bad);
     }

@@ -1,8 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chainRuleLines, renderBaseRestore, renderChainRestore } from '../../src/rules/render.js';
-import { DEFAULT_SERVICE_TEMPLATE, parseBaseTemplate, parseServiceTemplate } from '../../src/rules/templates.js';
-import type { ChainRule } from '../../src/rules/types.js';
+import { chainRuleLines, renderBaseRestore, renderChainRestore } from '../../src/core/render.js';
+import { DEFAULT_SERVICE_TEMPLATE, parseBaseTemplate, parseServiceTemplate } from '../../src/core/templates.js';
+import type { ChainRule } from '../../src/core/types.js';
 
 const RULES: ChainRule[] = [
   { kind: 'static', set: 'rules_allow', target: 'ACCEPT' },
@@ -49,7 +49,14 @@ describe('chainRuleLines', () => {
       't',
     );
     const rules: ChainRule[] = [
-      { kind: 'service', service: 'a-very-long-logical-service-name_tcp_80', set: 'a-very-long-logica-0badf00d', proto: 'tcp', port: '80', mode: 'default' },
+      {
+        kind: 'service',
+        service: 'a-very-long-logical-service-name_tcp_80',
+        set: 'a-very-long-logica-0badf00d',
+        proto: 'tcp',
+        port: '80',
+        mode: 'default',
+      },
       { kind: 'service', service: 'x_tcp_1', set: 'x_tcp_1', proto: 'tcp', port: '1', mode: 'enforcing' },
     ];
     assert.deepEqual(chainRuleLines(rules, 6, t), [
@@ -60,8 +67,13 @@ describe('chainRuleLines', () => {
   });
 
   test('a placeholder used twice is replaced everywhere', () => {
-    const t = parseServiceTemplate('-A BEFW -p {PROTO} --dport {PORT} -m set --match-set {SET} src -m comment --comment "{SET} {PORT}" -j ACCEPT', 't');
-    assert.deepEqual(chainRuleLines([RULES[5]!], 4, t), ['-A BEFW -p udp --dport 53 -m set --match-set dns_udp_53 src -m comment --comment "dns_udp_53 53" -j ACCEPT']);
+    const t = parseServiceTemplate(
+      '-A BEFW -p {PROTO} --dport {PORT} -m set --match-set {SET} src -m comment --comment "{SET} {PORT}" -j ACCEPT',
+      't',
+    );
+    assert.deepEqual(chainRuleLines([RULES[5]!], 4, t), [
+      '-A BEFW -p udp --dport 53 -m set --match-set dns_udp_53 src -m comment --comment "dns_udp_53 53" -j ACCEPT',
+    ]);
   });
 
   test('no rules, no lines', () => {
@@ -91,7 +103,17 @@ describe('renderChainRestore', () => {
 
 describe('renderBaseRestore', () => {
   const base = parseBaseTemplate(
-    ['*filter', ':INPUT DROP [0:0]', ':BEFW - [0:0]', '-A INPUT -p {ICMP} -j ACCEPT', '-A INPUT -j BEFW', '-A INPUT -p {ICMP} --icmp-type 8 -j ACCEPT', 'COMMIT', '', ''].join('\n'),
+    [
+      '*filter',
+      ':INPUT DROP [0:0]',
+      ':BEFW - [0:0]',
+      '-A INPUT -p {ICMP} -j ACCEPT',
+      '-A INPUT -j BEFW',
+      '-A INPUT -p {ICMP} --icmp-type 8 -j ACCEPT',
+      'COMMIT',
+      '',
+      '',
+    ].join('\n'),
     'base',
   );
 

@@ -4,13 +4,13 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ReactorJob } from '../../src/queue/job.js';
-import { ActionError } from '../../src/responder/actionTypes.js';
-import { BanRunner } from '../../src/responder/banAction.js';
-import type { KvEntry, ReactorKv, TxnOp, TxnResult } from '../../src/responder/consulKv.js';
-import { Protection } from '../../src/responder/protection.js';
-import { NetSet } from '../../src/syslog/netMatch.js';
-import type { BanAction } from '../../src/syslog/reactorConfig.js';
+import type { ReactorJob } from '../../src/reactor/queue/job.js';
+import { ActionError } from '../../src/reactor/responder/actionTypes.js';
+import { BanRunner } from '../../src/reactor/responder/banAction.js';
+import type { KvEntry, ReactorKv, TxnOp, TxnResult } from '../../src/reactor/responder/consulKv.js';
+import { Protection } from '../../src/reactor/responder/protection.js';
+import { NetSet } from '../../src/core/netMatch.js';
+import type { BanAction } from '../../src/reactor/config/reactorConfig.js';
 
 class FakeKv implements ReactorKv {
   readonly data = new Map<string, { value: string; index: number }>();
@@ -58,7 +58,17 @@ class FakeKv implements ReactorKv {
   }
 }
 
-const ACTION: BanAction = { type: 'ban', set: 'rules_deny', scope: 'world', dc: null, node: null, bantimeSec: 3600, factor: 2, maxBantimeSec: 86400, forgetAfterSec: 604800 };
+const ACTION: BanAction = {
+  type: 'ban',
+  set: 'rules_deny',
+  scope: 'world',
+  dc: null,
+  node: null,
+  bantimeSec: 3600,
+  factor: 2,
+  maxBantimeSec: 86400,
+  forgetAfterSec: 604800,
+};
 const T0 = 1_700_000_000_000;
 
 let seq = 0;
@@ -83,7 +93,10 @@ function job(subject = '198.51.100.5'): ReactorJob {
 
 function runner(kv: FakeKv, opts: { now?: () => number; ignore?: string[]; mgmt?: string[]; action?: Partial<BanAction> } = {}): BanRunner {
   const protection = new Protection(kv, NetSet.parse(opts.ignore ?? []), NetSet.parse(opts.mgmt ?? []));
-  return new BanRunner({ ...ACTION, ...opts.action }, { kv, protection, stateKvPrefix: 'befw-reactor', localDc: async () => 'dc1', now: opts.now ?? (() => T0) });
+  return new BanRunner(
+    { ...ACTION, ...opts.action },
+    { kv, protection, stateKvPrefix: 'befw-reactor', localDc: async () => 'dc1', now: opts.now ?? (() => T0) },
+  );
 }
 
 describe('ban action', () => {
@@ -92,11 +105,23 @@ describe('ban action', () => {
     const out = await runner(kv).run(job());
     assert.equal(out.result, 'banned');
     assert.equal(kv.data.get('befw/$ipset$/rules_deny/198.51.100.5')?.value, String(T0 / 1000 + 3600));
-    const rec = JSON.parse(kv.data.get('befw-reactor/offences/198.51.100.5')?.value ?? '{}') as { count: number; device: { address: string }; jobs: string[] };
+    const rec = JSON.parse(kv.data.get('befw-reactor/offences/198.51.100.5')?.value ?? '{}') as {
+      count: number;
+      device: { address: string };
+      jobs: string[];
+    };
     assert.equal(rec.count, 1);
     assert.equal(rec.device.address, '198.51.100.2');
     assert.equal(rec.jobs.length, 1);
-    assert.deepEqual(out.detail, { key: 'befw/$ipset$/rules_deny/198.51.100.5', set: 'rules_deny', scope: 'world', expiry: T0 / 1000 + 3600, bantimeSec: 3600, offence: 1, replaced: null });
+    assert.deepEqual(out.detail, {
+      key: 'befw/$ipset$/rules_deny/198.51.100.5',
+      set: 'rules_deny',
+      scope: 'world',
+      expiry: T0 / 1000 + 3600,
+      bantimeSec: 3600,
+      offence: 1,
+      replaced: null,
+    });
   });
 
   test('is idempotent: the same job again, or another job while the ban lives, writes nothing', async () => {
@@ -167,7 +192,8 @@ describe('ban action', () => {
     kv.put('befw/$alias$/$ops$/$oncall$', '-1');
     kv.put('befw/$alias$/$oncall$/198.51.100.40', '-1');
     const results = [];
-    for (const a of ['198.51.100.70', '198.51.100.30', '198.51.100.31', '198.51.100.32', '198.51.100.40', '198.51.100.41']) results.push((await r.run(job(a))).result);
+    for (const a of ['198.51.100.70', '198.51.100.30', '198.51.100.31', '198.51.100.32', '198.51.100.40', '198.51.100.41'])
+      results.push((await r.run(job(a))).result);
     assert.deepEqual(results, ['protected', 'protected', 'banned', 'banned', 'protected', 'banned']);
     assert.equal(kv.data.has('befw/$ipset$/rules_deny/198.51.100.70'), false);
   });
@@ -195,7 +221,7 @@ describe('ban action', () => {
     const aResult = (await a.run(job())).result;
     await new Promise((r) => setTimeout(r, 10));
     assert.deepEqual([aResult, bResult].sort(), ['already-banned', 'banned']);
-    assert.equal(JSON.parse(kv.data.get('befw-reactor/offences/198.51.100.5')?.value ?? '{}').count, 1);
+    assert.equal((JSON.parse(kv.data.get('befw-reactor/offences/198.51.100.5')?.value ?? '{}') as { count?: number }).count, 1);
   });
 
   test('dc and node scopes use their keys and their rules_allow', async () => {
@@ -211,7 +237,10 @@ describe('ban action', () => {
   test('Consul failures are transient errors; a non-address subject is permanent', async () => {
     const kv = new FakeKv();
     kv.failing = true;
-    await assert.rejects(runner(kv).run(job()), (e: unknown) => e instanceof ActionError && !e.permanent && /connection refused/.test(e.message));
+    await assert.rejects(
+      runner(kv).run(job()),
+      (e: unknown) => e instanceof ActionError && !e.permanent && /connection refused/.test(e.message),
+    );
     kv.failing = false;
     await assert.rejects(runner(kv).run(job('eth1')), (e: unknown) => e instanceof ActionError && e.permanent);
     assert.equal(kv.data.size, 0, 'nothing written, nothing loosened');

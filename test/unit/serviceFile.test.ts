@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseServiceFile } from '../../src/inputs/localFiles.js';
+import { parseServiceFile } from '../../src/agent/inputs/localFiles.js';
 
 const FILE = '/etc/befw.service.d/web.json';
 

@@ -1,8 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { collectServices, parsePortSpec, portText, serviceSetName } from '../../src/rules/services.js';
-import { planRegistrations, registrationFor } from '../../src/rules/registrations.js';
-import type { AgentService, FileService } from '../../src/rules/types.js';
+import { collectServices, parsePortSpec, portText, serviceSetName } from '../../src/core/services.js';
+import { planRegistrations, registrationFor } from '../../src/core/registrations.js';
+import type { AgentService, FileService } from '../../src/core/types.js';
 
 function svc(id: string, port: number, tags: string[], name = id): AgentService {
   return { id, name, port, tags };
@@ -22,11 +22,24 @@ describe('parsePortSpec', () => {
   });
 
   test('tags that are not port tags at all are null', () => {
-    for (const tag of ['befw', 'udp', 'enforcing', 'local', 'v1.2', 'http', 'tcp/8080', '', 'a:b']) assert.equal(parsePortSpec(tag), null, tag);
+    for (const tag of ['befw', 'udp', 'enforcing', 'local', 'v1.2', 'http', 'tcp/8080', '', 'a:b'])
+      assert.equal(parsePortSpec(tag), null, tag);
   });
 
   test('bad port tags are errors', () => {
-    for (const tag of ['0/tcp', '65536/tcp', '99999/tcp', '100:50/tcp', '8080/sctp', '8080/TCP', '1:2:3/tcp', '123456/tcp', ':80/tcp', '80:/tcp', '0:10/udp']) {
+    for (const tag of [
+      '0/tcp',
+      '65536/tcp',
+      '99999/tcp',
+      '100:50/tcp',
+      '8080/sctp',
+      '8080/TCP',
+      '1:2:3/tcp',
+      '123456/tcp',
+      ':80/tcp',
+      '80:/tcp',
+      '0:10/udp',
+    ]) {
       const r = parsePortSpec(tag);
       assert.ok(r !== null && !r.ok, `${tag} should be an error`);
     }
@@ -51,10 +64,7 @@ describe('serviceSetName', () => {
 describe('collectServices', () => {
   test('primary port, udp tag, extra ports, enforcing mode', () => {
     const r = collectServices(
-      [
-        svc('web', 8080, ['befw', 'enforcing', '8443/tcp', '30000:30100/udp', 'v2'], 'Web'),
-        svc('dns', 53, ['befw', 'udp', '53/tcp']),
-      ],
+      [svc('web', 8080, ['befw', 'enforcing', '8443/tcp', '30000:30100/udp', 'v2'], 'Web'), svc('dns', 53, ['befw', 'udp', '53/tcp'])],
       [],
     );
     assert.deepEqual(r.diagnostics, []);
@@ -106,15 +116,21 @@ describe('collectServices', () => {
       { proto: 'tcp', from: 8080, to: 8080 },
       { proto: 'tcp', from: 8443, to: 8443 },
     ]);
-    assert.deepEqual(r.diagnostics.map((d) => [d.code, d.severity, d.subject]), [
-      ['bad-port', 'error', 'service web'],
-      ['bad-port', 'error', 'service web'],
-      ['bad-port', 'error', 'service web'],
-    ]);
+    assert.deepEqual(
+      r.diagnostics.map((d) => [d.code, d.severity, d.subject]),
+      [
+        ['bad-port', 'error', 'service web'],
+        ['bad-port', 'error', 'service web'],
+        ['bad-port', 'error', 'service web'],
+      ],
+    );
   });
 
   test('bad primary port or unusable name: not enforced, diagnosed', () => {
-    const r = collectServices([svc('zero', 0, ['befw']), svc('big', 70000, ['befw']), svc('frac', 80.5, ['befw']), svc('sym', 80, ['befw'], '!!!')], []);
+    const r = collectServices(
+      [svc('zero', 0, ['befw']), svc('big', 70000, ['befw']), svc('frac', 80.5, ['befw']), svc('sym', 80, ['befw'], '!!!')],
+      [],
+    );
     assert.deepEqual(r.services, []);
     assert.deepEqual(r.diagnostics.map((d) => [d.code, d.subject]).sort(), [
       ['bad-service', 'service big'],
@@ -133,7 +149,10 @@ describe('collectServices', () => {
   });
 
   test('file services', () => {
-    const r = collectServices([], [file('Api', 9000, { protocol: 'udp', mode: 'enforcing', ports: [{ proto: 'tcp', from: 9443, to: 9443 }] })]);
+    const r = collectServices(
+      [],
+      [file('Api', 9000, { protocol: 'udp', mode: 'enforcing', ports: [{ proto: 'tcp', from: 9443, to: 9443 }] })],
+    );
     assert.deepEqual(r.services, [
       {
         name: 'Api',
@@ -149,7 +168,10 @@ describe('collectServices', () => {
   });
 
   test('two services mapping to the same set are merged; enforcing wins, with a diagnostic', () => {
-    const r = collectServices([svc('web-a', 8080, ['befw', '9000/tcp'], 'web'), svc('web-b', 8080, ['befw', 'enforcing', '9001/tcp'], 'WEB')], []);
+    const r = collectServices(
+      [svc('web-a', 8080, ['befw', '9000/tcp'], 'web'), svc('web-b', 8080, ['befw', 'enforcing', '9001/tcp'], 'WEB')],
+      [],
+    );
     assert.equal(r.services.length, 1);
     const s = r.services[0]!;
     assert.equal(s.set, 'web_tcp_8080');
@@ -172,15 +194,30 @@ describe('collectServices', () => {
     const agent = [svc('c', 3, ['befw']), svc('a', 1, ['befw']), svc('b', 2, ['befw', 'enforcing']), svc('b2', 2, ['befw'], 'b')];
     const one = collectServices(agent, []);
     const two = collectServices([...agent].reverse(), []);
-    assert.deepEqual(one.services.map((s) => s.set), ['a_tcp_1', 'b_tcp_2', 'c_tcp_3']);
+    assert.deepEqual(
+      one.services.map((s) => s.set),
+      ['a_tcp_1', 'b_tcp_2', 'c_tcp_3'],
+    );
     assert.deepEqual(JSON.stringify(one), JSON.stringify(two));
   });
 });
 
 describe('registrations', () => {
   test('a file service is registered with befw, local, mode and port tags', () => {
-    const f = file('api', 9000, { protocol: 'udp', mode: 'enforcing', ports: [{ proto: 'tcp', from: 9443, to: 9443 }, { proto: 'udp', from: 100, to: 200 }] });
-    assert.deepEqual(registrationFor(f), { id: 'api', name: 'api', port: 9000, tags: ['befw', 'local', 'udp', 'enforcing', '9443/tcp', '100:200/udp'] });
+    const f = file('api', 9000, {
+      protocol: 'udp',
+      mode: 'enforcing',
+      ports: [
+        { proto: 'tcp', from: 9443, to: 9443 },
+        { proto: 'udp', from: 100, to: 200 },
+      ],
+    });
+    assert.deepEqual(registrationFor(f), {
+      id: 'api',
+      name: 'api',
+      port: 9000,
+      tags: ['befw', 'local', 'udp', 'enforcing', '9443/tcp', '100:200/udp'],
+    });
   });
 
   test('registers new or changed, deregisters local ones whose file is gone, never touches others', () => {
@@ -202,6 +239,9 @@ describe('registrations', () => {
     const reg = registrationFor(f);
     const asAgent = collectServices([{ ...reg, tags: reg.tags.filter((t) => t !== 'local') }], []);
     const asFile = collectServices([], [f]);
-    assert.deepEqual(asAgent.services.map((s) => [s.set, s.mode, s.ports]), asFile.services.map((s) => [s.set, s.mode, s.ports]));
+    assert.deepEqual(
+      asAgent.services.map((s) => [s.set, s.mode, s.ports]),
+      asFile.services.map((s) => [s.set, s.mode, s.ports]),
+    );
   });
 });

@@ -1,9 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BASE_NAME_MAX, IPSET_NAME_MAX, assignKernelNames, v6Name } from '../../src/rules/setNames.js';
-import { hash53 } from '../../src/rules/hash.js';
+import { BASE_NAME_MAX, IPSET_NAME_MAX, assignKernelNames, v6Name } from '../../src/core/setNames.js';
+import { hash53 } from '../../src/core/hash.js';
 import { shuffled } from '../helpers/shuffle.js';
-
 
 describe('assignKernelNames', () => {
   test('limits', () => {
@@ -48,7 +47,7 @@ describe('assignKernelNames', () => {
     assert.equal(m.size, names.length);
     assert.equal(new Set(kernel).size, kernel.length, 'kernel names collide');
     const all = new Set([...kernel, ...kernel.map(v6Name)]);
-    assert.equal(all.size, kernel.length * 2, 'a kernel name collides with another set\'s v6 twin');
+    assert.equal(all.size, kernel.length * 2, "a kernel name collides with another set's v6 twin");
     for (const k of kernel) {
       assert.ok(k.length <= 28, k);
       assert.ok(v6Name(k).length <= 31, k);

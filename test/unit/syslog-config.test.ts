@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { ConfigError } from '../../src/config/config.js';
-import { parseReactorConfig } from '../../src/syslog/reactorConfig.js';
+import { parseReactorConfig } from '../../src/reactor/config/reactorConfig.js';
 
 const EXAMPLE = new URL('../../../examples/reactor/reactor.json', import.meta.url).pathname;
 const FILE = '/etc/befw/reactor.json';
@@ -30,6 +30,7 @@ function refused(config: unknown, path: string, reason: RegExp): void {
 }
 
 // `any` on purpose: the tests below poke at arbitrary depths of a plain JSON object.
+/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-return, @typescript-eslint/no-unsafe-call -- see above */
 function edit(f: (c: Record<string, any>) => void): Record<string, unknown> {
   const c = base() as Record<string, any>;
   f(c);
@@ -45,7 +46,17 @@ describe('reactor config: the shipped example', () => {
     assert.equal(c.parser?.thresholds.get('ssh-auth-failure')?.maxRetry, 5);
     assert.equal(c.queue.servers[0]?.text, '127.0.0.1:11300');
     const ban = c.responder?.actions.get('ssh-auth-failure')?.[0];
-    assert.deepEqual(ban, { type: 'ban', set: 'rules_deny', scope: 'world', dc: null, node: null, bantimeSec: 3600, factor: 2, maxBantimeSec: 604800, forgetAfterSec: 604800 });
+    assert.deepEqual(ban, {
+      type: 'ban',
+      set: 'rules_deny',
+      scope: 'world',
+      dc: null,
+      node: null,
+      bantimeSec: 3600,
+      factor: 2,
+      maxBantimeSec: 604800,
+      forgetAfterSec: 604800,
+    });
     assert.equal(c.responder?.devices.get('edge1')?.url.href, 'https://198.51.100.254/');
     assert.ok(c.ignore.has('203.0.113.7'));
   });
@@ -68,54 +79,190 @@ describe('reactor config: the shipped example', () => {
 
 describe('reactor config: errors name the file and the JSON path', () => {
   test('shape errors (schema)', () => {
-    refused(edit((c) => (c.parser.listeners[0].port = 70000)), '/parser/listeners/0/port', /<= 65535/);
-    refused(edit((c) => (c.parser.listeners[0].protocol = 'sctp')), '/parser/listeners/0/protocol', /one of "tcp", "udp"/);
-    refused(edit((c) => (c.parser.extra = 1)), '/parser/extra', /unknown key/);
-    refused(edit((c) => delete c.queue.servers), '/queue/servers', /required/);
-    refused(edit((c) => (c.queue.ttrSec = 0)), '/queue/ttrSec', />= 2/);
-    refused(edit((c) => (c.responder.actions['ssh-auth-failure'][0].bantime = 5)), '/responder/actions/ssh-auth-failure/0/bantime', /unknown key/);
-    refused(edit((c) => (c.responder.actions['ssh-auth-failure'][0].type = 'nuke')), '/responder/actions/ssh-auth-failure/0/type', /one of/);
-    refused(edit((c) => (c.responder.actions.SSH = [{ type: 'ban' }])), '/responder/actions/SSH', /bad name/);
-    refused(edit((c) => (c.parser.thresholds = JSON.parse('{"__proto__": {"maxRetry": 1, "findTimeSec": 1}}'))), '/parser/thresholds/__proto__', /bad name/);
-    refused(edit((c) => (c.responder.actions['ssh-auth-failure'] = [{ type: 'vyos-address-group', devices: 7, group: 'A', ipv6Group: 'B' }])), '/responder/actions/ssh-auth-failure/0/devices', /"source", "all" or a list/);
+    refused(
+      edit((c) => (c.parser.listeners[0].port = 70000)),
+      '/parser/listeners/0/port',
+      /<= 65535/,
+    );
+    refused(
+      edit((c) => (c.parser.listeners[0].protocol = 'sctp')),
+      '/parser/listeners/0/protocol',
+      /one of "tcp", "udp"/,
+    );
+    refused(
+      edit((c) => (c.parser.extra = 1)),
+      '/parser/extra',
+      /unknown key/,
+    );
+    refused(
+      edit((c) => delete c.queue.servers),
+      '/queue/servers',
+      /required/,
+    );
+    refused(
+      edit((c) => (c.queue.ttrSec = 0)),
+      '/queue/ttrSec',
+      />= 2/,
+    );
+    refused(
+      edit((c) => (c.responder.actions['ssh-auth-failure'][0].bantime = 5)),
+      '/responder/actions/ssh-auth-failure/0/bantime',
+      /unknown key/,
+    );
+    refused(
+      edit((c) => (c.responder.actions['ssh-auth-failure'][0].type = 'nuke')),
+      '/responder/actions/ssh-auth-failure/0/type',
+      /one of/,
+    );
+    refused(
+      edit((c) => (c.responder.actions.SSH = [{ type: 'ban' }])),
+      '/responder/actions/SSH',
+      /bad name/,
+    );
+    refused(
+      edit((c) => (c.parser.thresholds = JSON.parse('{"__proto__": {"maxRetry": 1, "findTimeSec": 1}}'))),
+      '/parser/thresholds/__proto__',
+      /bad name/,
+    );
+    refused(
+      edit((c) => (c.responder.actions['ssh-auth-failure'] = [{ type: 'vyos-address-group', devices: 7, group: 'A', ipv6Group: 'B' }])),
+      '/responder/actions/ssh-auth-failure/0/devices',
+      /"source", "all" or a list/,
+    );
   });
 
   test('meaning errors (after the schema)', () => {
-    refused(edit((c) => (c.ignore = ['198.51.100.0/24', '10.0.0.256'])), '/ignore/1', /octet 256/);
-    refused(edit((c) => (c.parser.trustedProxies = ['nope'])), '/parser/trustedProxies/0', /not an IP/);
-    refused(edit((c) => (c.parser.listeners[0].proxyProtocol = true)), '/parser/listeners/0/proxyProtocol', /trustedProxies/);
-    refused(edit((c) => (c.parser.listeners[0].address = '0.0.0.0/0')), '/parser/listeners/0/address', /not an IP address/);
-    refused(edit((c) => c.parser.listeners.push({ protocol: 'tcp', port: 5140 })), '/parser/listeners/1', /listed twice/);
-    refused(edit((c) => (c.queue.servers = ['beanstalk'])), '/queue/servers/0', /host:port/);
-    refused(edit((c) => (c.queue.servers = ['unix:relative'])), '/queue/servers/0', /absolute/);
-    refused(edit((c) => (c.parser.triggers = [{ name: 'x', event: 'x', pattern: '(?<attacker>' }])), '/parser/triggers/0/pattern', /does not compile/);
-    refused(edit((c) => (c.parser.triggers = [{ name: 'x', event: 'x', pattern: 'from (?<ip>\\S+)' }])), '/parser/triggers/0/pattern', /named group "attacker"/);
-    refused(edit((c) => (c.parser.triggers = [{ name: 'sshd-invalid-user', event: 'x', pattern: '(?<attacker>\\S+)' }])), '/parser/triggers/0/name', /defined twice/);
-    refused(edit((c) => (c.parser.thresholds = { 'ssh-auth-faliure': { maxRetry: 1, findTimeSec: 1 } })), '/parser/thresholds/ssh-auth-faliure', /no trigger produces/);
-    refused(edit((c) => (c.responder.actions = { 'ssh-auth-faliure': [{ type: 'ban' }] })), '/responder/actions/ssh-auth-faliure', /no trigger produces/);
-    refused(edit((c) => (c.responder.actions = { 'iface-down': [{ type: 'ban' }] })), '/responder/actions/iface-down/0', /needs events about an address/);
-    refused(edit((c) => (c.responder.actions['ssh-auth-failure'][0].set = 'rules_allow')), '/responder/actions/ssh-auth-failure/0/set', /cannot go into rules_allow/);
-    refused(edit((c) => (c.responder.actions['ssh-auth-failure'][0].scope = 'node')), '/responder/actions/ssh-auth-failure/0/node', /needs the node name/);
-    refused(edit((c) => Object.assign(c.responder.actions['ssh-auth-failure'][0], { bantimeSec: 100, maxBantimeSec: 10 })), '/responder/actions/ssh-auth-failure/0/maxBantimeSec', /at least bantimeSec/);
-    refused(edit((c) => (c.responder.actions['ssh-auth-failure'] = [{ type: 'vyos-address-group', devices: ['edge9'], group: 'A', ipv6Group: 'B' }])), '/responder/actions/ssh-auth-failure/0/devices/0', /no device "edge9"/);
+    refused(
+      edit((c) => (c.ignore = ['198.51.100.0/24', '10.0.0.256'])),
+      '/ignore/1',
+      /octet 256/,
+    );
+    refused(
+      edit((c) => (c.parser.trustedProxies = ['nope'])),
+      '/parser/trustedProxies/0',
+      /not an IP/,
+    );
+    refused(
+      edit((c) => (c.parser.listeners[0].proxyProtocol = true)),
+      '/parser/listeners/0/proxyProtocol',
+      /trustedProxies/,
+    );
+    refused(
+      edit((c) => (c.parser.listeners[0].address = '0.0.0.0/0')),
+      '/parser/listeners/0/address',
+      /not an IP address/,
+    );
+    refused(
+      edit((c) => c.parser.listeners.push({ protocol: 'tcp', port: 5140 })),
+      '/parser/listeners/1',
+      /listed twice/,
+    );
+    refused(
+      edit((c) => (c.queue.servers = ['beanstalk'])),
+      '/queue/servers/0',
+      /host:port/,
+    );
+    refused(
+      edit((c) => (c.queue.servers = ['unix:relative'])),
+      '/queue/servers/0',
+      /absolute/,
+    );
+    refused(
+      edit((c) => (c.parser.triggers = [{ name: 'x', event: 'x', pattern: '(?<attacker>' }])),
+      '/parser/triggers/0/pattern',
+      /does not compile/,
+    );
+    refused(
+      edit((c) => (c.parser.triggers = [{ name: 'x', event: 'x', pattern: 'from (?<ip>\\S+)' }])),
+      '/parser/triggers/0/pattern',
+      /named group "attacker"/,
+    );
+    refused(
+      edit((c) => (c.parser.triggers = [{ name: 'sshd-invalid-user', event: 'x', pattern: '(?<attacker>\\S+)' }])),
+      '/parser/triggers/0/name',
+      /defined twice/,
+    );
+    refused(
+      edit((c) => (c.parser.thresholds = { 'ssh-auth-faliure': { maxRetry: 1, findTimeSec: 1 } })),
+      '/parser/thresholds/ssh-auth-faliure',
+      /no trigger produces/,
+    );
+    refused(
+      edit((c) => (c.responder.actions = { 'ssh-auth-faliure': [{ type: 'ban' }] })),
+      '/responder/actions/ssh-auth-faliure',
+      /no trigger produces/,
+    );
+    refused(
+      edit((c) => (c.responder.actions = { 'iface-down': [{ type: 'ban' }] })),
+      '/responder/actions/iface-down/0',
+      /needs events about an address/,
+    );
+    refused(
+      edit((c) => (c.responder.actions['ssh-auth-failure'][0].set = 'rules_allow')),
+      '/responder/actions/ssh-auth-failure/0/set',
+      /cannot go into rules_allow/,
+    );
+    refused(
+      edit((c) => (c.responder.actions['ssh-auth-failure'][0].scope = 'node')),
+      '/responder/actions/ssh-auth-failure/0/node',
+      /needs the node name/,
+    );
+    refused(
+      edit((c) => Object.assign(c.responder.actions['ssh-auth-failure'][0], { bantimeSec: 100, maxBantimeSec: 10 })),
+      '/responder/actions/ssh-auth-failure/0/maxBantimeSec',
+      /at least bantimeSec/,
+    );
+    refused(
+      edit(
+        (c) => (c.responder.actions['ssh-auth-failure'] = [{ type: 'vyos-address-group', devices: ['edge9'], group: 'A', ipv6Group: 'B' }]),
+      ),
+      '/responder/actions/ssh-auth-failure/0/devices/0',
+      /no device "edge9"/,
+    );
     const device = { url: 'http://198.51.100.254', keyFile: '/etc/k', addresses: ['198.51.100.254'] };
-    refused(edit((c) => (c.responder.devices = { edge1: device })), '/responder/devices/edge1/url', /clear text/);
-    refused(edit((c) => (c.responder.devices = { edge1: { ...device, url: 'https://admin:pw@198.51.100.254' } })), '/responder/devices/edge1/url', /without credentials/);
+    refused(
+      edit((c) => (c.responder.devices = { edge1: device })),
+      '/responder/devices/edge1/url',
+      /clear text/,
+    );
+    refused(
+      edit((c) => (c.responder.devices = { edge1: { ...device, url: 'https://admin:pw@198.51.100.254' } })),
+      '/responder/devices/edge1/url',
+      /without credentials/,
+    );
   });
 
   test('not JSON at all', () => {
-    assert.throws(() => parseReactorConfig('{"queue":', FILE), (e: unknown) => e instanceof ConfigError && /not valid JSON/.test(e.message));
+    assert.throws(
+      () => parseReactorConfig('{"queue":', FILE),
+      (e: unknown) => e instanceof ConfigError && /not valid JSON/.test(e.message),
+    );
   });
 
   test('property: any value at any place either parses or throws a ConfigError naming the file', () => {
     const paths = [
-      ['queue'], ['queue', 'servers'], ['queue', 'servers', '0'], ['queue', 'ttrSec'], ['parser'], ['parser', 'listeners'], ['parser', 'listeners', '0'],
-      ['parser', 'listeners', '0', 'address'], ['parser', 'triggers'], ['parser', 'thresholds'], ['parser', 'limits'], ['ignore'], ['responder'],
-      ['responder', 'actions'], ['responder', 'actions', 'ssh-auth-failure'], ['responder', 'actions', 'ssh-auth-failure', '0'], ['responder', 'devices'], ['responder', 'consul'],
+      ['queue'],
+      ['queue', 'servers'],
+      ['queue', 'servers', '0'],
+      ['queue', 'ttrSec'],
+      ['parser'],
+      ['parser', 'listeners'],
+      ['parser', 'listeners', '0'],
+      ['parser', 'listeners', '0', 'address'],
+      ['parser', 'triggers'],
+      ['parser', 'thresholds'],
+      ['parser', 'limits'],
+      ['ignore'],
+      ['responder'],
+      ['responder', 'actions'],
+      ['responder', 'actions', 'ssh-auth-failure'],
+      ['responder', 'actions', 'ssh-auth-failure', '0'],
+      ['responder', 'devices'],
+      ['responder', 'consul'],
     ];
     fc.assert(
       fc.property(fc.constantFrom(...paths), fc.jsonValue({ maxDepth: 3 }), (path, value) => {
-        const c = base() as Record<string, unknown>;
+        const c = base();
         let at = c;
         for (const k of path.slice(0, -1)) at = (at[k] ?? {}) as Record<string, unknown>;
         at[path[path.length - 1] as string] = value;

@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { type FramingProblem, StreamDeframer } from '../../src/syslog/framing.js';
+import { type FramingProblem, StreamDeframer } from '../../src/reactor/syslog/framing.js';
 
 interface Run {
   messages: string[];
@@ -119,7 +119,9 @@ describe('StreamDeframer: octet counting (RFC 6587 §3.4.1)', () => {
 });
 
 describe('StreamDeframer: properties', () => {
-  const message = fc.string({ unit: fc.constantFrom(...'abc <>:[]0123456789-\t'.split('')), minLength: 1, maxLength: 50 }).filter((s) => !s.startsWith(' '));
+  const message = fc
+    .string({ unit: fc.constantFrom(...'abc <>:[]0123456789-\t'.split('')), minLength: 1, maxLength: 50 })
+    .filter((s) => !s.startsWith(' '));
   const framed = fc.array(fc.tuple(message, fc.boolean()), { minLength: 1, maxLength: 20 });
 
   test('any chunking of any mix of frames gives the same messages', () => {
@@ -137,7 +139,10 @@ describe('StreamDeframer: properties', () => {
         }
         chunks.push(stream.subarray(at));
         const r = run(chunks, { maxLineBytes: 1000, maxMessageBytes: 1000 });
-        assert.deepEqual(r.messages, usable.map(([m]) => m.replace(/\r$/, '')));
+        assert.deepEqual(
+          r.messages,
+          usable.map(([m]) => m.replace(/\r$/, '')),
+        );
       }),
       { seed: 6001, numRuns: 300 },
     );
@@ -146,7 +151,10 @@ describe('StreamDeframer: properties', () => {
   test('arbitrary bytes never throw, never exceed the limits, and fatal means stopped', () => {
     fc.assert(
       fc.property(fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 8 }), (arrays) => {
-        const r = run(arrays.map((a) => Buffer.from(a)), { maxLineBytes: 64, maxMessageBytes: 64 });
+        const r = run(
+          arrays.map((a) => Buffer.from(a)),
+          { maxLineBytes: 64, maxMessageBytes: 64 },
+        );
         for (const m of r.messages) assert.ok(Buffer.byteLength(m) <= 64 * 3);
         if (!r.alive) assert.ok(r.problems.some(([, fatal]) => fatal));
       }),

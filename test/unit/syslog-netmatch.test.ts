@@ -1,8 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { parseIp, parseNet } from '../../src/rules/address.js';
-import { CanonicalIpCache, NEVER_TARGETED, NetSet, canonicalIp } from '../../src/syslog/netMatch.js';
+import { parseIp, parseNet } from '../../src/core/address.js';
+import { CanonicalIpCache, NEVER_TARGETED, NetSet, canonicalIp } from '../../src/core/netMatch.js';
 
 /** Reference membership: everything as BigInt, straight from the definitions. */
 function contains(cidr: string, address: string): boolean {
@@ -33,17 +33,31 @@ describe('NetSet and address canonicalisation', () => {
   });
 
   test('special-purpose addresses are never targeted', () => {
-    for (const a of ['127.0.0.1', '0.0.0.0', '169.254.169.254', '224.0.0.1', '239.255.255.250', '255.255.255.255', '::1', '::', 'fe80::1', 'ff02::fb']) assert.ok(NEVER_TARGETED.has(a), a);
+    for (const a of [
+      '127.0.0.1',
+      '0.0.0.0',
+      '169.254.169.254',
+      '224.0.0.1',
+      '239.255.255.250',
+      '255.255.255.255',
+      '::1',
+      '::',
+      'fe80::1',
+      'ff02::fb',
+    ])
+      assert.ok(NEVER_TARGETED.has(a), a);
     for (const a of ['198.51.100.5', '203.0.113.5', '2001:db8::5', '192.0.2.1']) assert.equal(NEVER_TARGETED.has(a), false, a);
   });
 
   test('canonical forms; the cache answers like the function', () => {
     assert.equal(canonicalIp('2001:DB8:0:0::7'), '2001:db8::7');
     assert.equal(canonicalIp('::ffff:198.51.100.7'), '198.51.100.7');
-    for (const bad of ['', '198.51.100.7/32', '010.0.0.1', '1.2.3', '2001:db8::7%eth0', 'x'.repeat(50)]) assert.equal(canonicalIp(bad), null, bad);
+    for (const bad of ['', '198.51.100.7/32', '010.0.0.1', '1.2.3', '2001:db8::7%eth0', 'x'.repeat(50)])
+      assert.equal(canonicalIp(bad), null, bad);
     const cache = new CanonicalIpCache(4);
     for (let round = 0; round < 3; round++) {
-      for (const t of ['198.51.100.7', '2001:DB8::1', 'bad', '::ffff:10.0.0.1', '203.0.113.9', '999.1.1.1']) assert.equal(cache.get(t), canonicalIp(t), t);
+      for (const t of ['198.51.100.7', '2001:DB8::1', 'bad', '::ffff:10.0.0.1', '203.0.113.9', '999.1.1.1'])
+        assert.equal(cache.get(t), canonicalIp(t), t);
     }
   });
 
@@ -54,7 +68,10 @@ describe('NetSet and address canonicalisation', () => {
     fc.assert(
       fc.property(fc.array(net, { maxLength: 6 }), fc.oneof(v4, v6), (cidrs, address) => {
         const s = NetSet.parse(cidrs);
-        const want = cidrs.map((c) => parseNet(c)).filter((r) => r.ok).find((r) => r.ok && contains(r.value.cidr, address));
+        const want = cidrs
+          .map((c) => parseNet(c))
+          .filter((r) => r.ok)
+          .find((r) => r.ok && contains(r.value.cidr, address));
         const got = s.find(address);
         assert.equal(got, want?.ok === true ? want.value.cidr : null);
       }),

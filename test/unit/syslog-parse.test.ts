@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { type SyslogMessage, parseSyslog } from '../../src/syslog/syslogMessage.js';
+import { type SyslogMessage, parseSyslog } from '../../src/reactor/syslog/syslogMessage.js';
 
 function ok(line: string): SyslogMessage {
   const r = parseSyslog(line);
@@ -47,7 +47,9 @@ describe('RFC 3164 (BSD syslog), including the issue lines', () => {
   });
 
   test('the interface line behind a header: the program is the tag, the message keeps the interface', () => {
-    const m = ok('<30>Aug 26 14:02:11 vyos netplugd[1021]: eth1: state DOWN flags 0x00001002 BROADCAST,MULTICAST -> 0x00001003 UP,BROADCAST,MULTICAST');
+    const m = ok(
+      '<30>Aug 26 14:02:11 vyos netplugd[1021]: eth1: state DOWN flags 0x00001002 BROADCAST,MULTICAST -> 0x00001003 UP,BROADCAST,MULTICAST',
+    );
     assert.equal(m.app, 'netplugd');
     assert.match(m.msg, /^eth1: state DOWN flags/);
   });
@@ -80,9 +82,11 @@ describe('RFC 3164 (BSD syslog), including the issue lines', () => {
   });
 });
 
-describe("rsyslog's \"message repeated N times\"", () => {
+describe('rsyslog\'s "message repeated N times"', () => {
   test('the issue line: the inner line gives program and message, N is counted', () => {
-    const m = ok('<13>Aug 26 21:59:03 vyos vyos: message repeated 4 times: [  Aug 26 13:55:13 vyos sshd[2755]: Failed password for root from 10.10.10.132 port 47336 ssh2]');
+    const m = ok(
+      '<13>Aug 26 21:59:03 vyos vyos: message repeated 4 times: [  Aug 26 13:55:13 vyos sshd[2755]: Failed password for root from 10.10.10.132 port 47336 ssh2]',
+    );
     assert.equal(m.repeat, 4);
     assert.equal(m.app, 'sshd');
     assert.equal(m.procid, '2755');
@@ -91,14 +95,19 @@ describe("rsyslog's \"message repeated N times\"", () => {
   });
 
   test("rsyslog's own form: the outer tag is the program, the inner text the message", () => {
-    const m = ok('<38>Aug 26 21:59:03 vyos sshd[2755]: message repeated 3 times: [ Failed password for invalid user admin from 198.51.100.5 port 1 ssh2]');
+    const m = ok(
+      '<38>Aug 26 21:59:03 vyos sshd[2755]: message repeated 3 times: [ Failed password for invalid user admin from 198.51.100.5 port 1 ssh2]',
+    );
     assert.equal(m.repeat, 3);
     assert.equal(m.app, 'sshd');
     assert.equal(m.msg, 'Failed password for invalid user admin from 198.51.100.5 port 1 ssh2');
   });
 
   test('in RFC 5424 too; malformed repeats are not unwrapped; empty ones are refused', () => {
-    assert.equal(ok('<38>1 2024-08-26T13:55:13Z vyos sshd 2755 - - message repeated 2 times: [ Invalid user x from 198.51.100.5]').repeat, 2);
+    assert.equal(
+      ok('<38>1 2024-08-26T13:55:13Z vyos sshd 2755 - - message repeated 2 times: [ Invalid user x from 198.51.100.5]').repeat,
+      2,
+    );
     const notRepeat = ok('<38>Aug 26 21:59:03 vyos sshd[1]: message repeated 0 times: [ x]');
     assert.equal(notRepeat.repeat, 1);
     assert.match(notRepeat.msg, /^message repeated 0/);
@@ -108,7 +117,9 @@ describe("rsyslog's \"message repeated N times\"", () => {
 
 describe('RFC 5424', () => {
   test('all header fields, structured data, BOM', () => {
-    const m = ok('<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog 1234 ID47 [exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"][other@1 a="\\"]\\\\"] \ufeffAn application event');
+    const m = ok(
+      '<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog 1234 ID47 [exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"][other@1 a="\\"]\\\\"] \ufeffAn application event',
+    );
     assert.deepEqual(m, {
       format: '5424',
       pri: 165,
@@ -123,7 +134,9 @@ describe('RFC 5424', () => {
   });
 
   test('logger --rfc5424 output, NILVALUEs, no message', () => {
-    const m = ok('<38>1 2024-08-26T13:55:13.512345+00:00 web-01 sshd 2755 - [timeQuality tzKnown="1" isSynced="0"] Failed password for root from 198.51.100.5 port 1 ssh2');
+    const m = ok(
+      '<38>1 2024-08-26T13:55:13.512345+00:00 web-01 sshd 2755 - [timeQuality tzKnown="1" isSynced="0"] Failed password for root from 198.51.100.5 port 1 ssh2',
+    );
     assert.equal(m.app, 'sshd');
     assert.equal(m.msgid, null);
     const nil = ok('<13>1 - - - - - -');
@@ -143,8 +156,37 @@ describe('RFC 5424', () => {
 });
 
 describe('parseSyslog: properties', () => {
-  const tokens = fc.constantFrom('<', '>', '13', '1', ' ', '-', '[', ']', '"', '\\', '=', 'Aug', '26', '13:55:13', 'vyos', 'sshd', '[2755]', ':', 'message repeated ', '4 times: ', 'Failed password', '\ufeff', '2024-08-26T13:55:13Z', '\n', '\u0000');
-  const lines = fc.oneof(fc.string({ maxLength: 300 }), fc.array(tokens, { maxLength: 40 }).map((t) => t.join('')));
+  const tokens = fc.constantFrom(
+    '<',
+    '>',
+    '13',
+    '1',
+    ' ',
+    '-',
+    '[',
+    ']',
+    '"',
+    '\\',
+    '=',
+    'Aug',
+    '26',
+    '13:55:13',
+    'vyos',
+    'sshd',
+    '[2755]',
+    ':',
+    'message repeated ',
+    '4 times: ',
+    'Failed password',
+    '\ufeff',
+    '2024-08-26T13:55:13Z',
+    '\n',
+    '\u0000',
+  );
+  const lines = fc.oneof(
+    fc.string({ maxLength: 300 }),
+    fc.array(tokens, { maxLength: 40 }).map((t) => t.join('')),
+  );
 
   test('never throws; what it returns is bounded by the line', () => {
     fc.assert(
@@ -165,14 +207,26 @@ describe('parseSyslog: properties', () => {
   });
 
   test('a header built from parts is read back as those parts', () => {
-    const word = fc.string({ unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789-_.'.split('')), minLength: 1, maxLength: 20 }).filter((w) => w !== '-'); // "-" is 5424's NILVALUE
+    const word = fc
+      .string({ unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789-_.'.split('')), minLength: 1, maxLength: 20 })
+      .filter((w) => w !== '-'); // "-" is 5424's NILVALUE
     fc.assert(
-      fc.property(fc.nat(191), word, word, fc.nat(99999), fc.string({ maxLength: 80 }).filter((m) => !m.startsWith('message repeated ')), (pri, host, app, pid, msg) => {
-        const v = ok(`<${pri}>Aug 26 13:55:13 ${host} ${app}[${pid}]: ${msg}`);
-        assert.deepEqual([v.pri, v.hostname, v.app, v.procid, v.msg], [pri, host, app, String(pid), msg]);
-        const f = ok(`<${pri}>1 2024-08-26T13:55:13Z ${host} ${app} ${pid} - - ${msg}`);
-        assert.deepEqual([f.pri, f.hostname, f.app, f.procid, f.msg], [pri, host, app, String(pid), msg.charCodeAt(0) === 0xfeff ? msg.slice(1) : msg]);
-      }),
+      fc.property(
+        fc.nat(191),
+        word,
+        word,
+        fc.nat(99999),
+        fc.string({ maxLength: 80 }).filter((m) => !m.startsWith('message repeated ')),
+        (pri, host, app, pid, msg) => {
+          const v = ok(`<${pri}>Aug 26 13:55:13 ${host} ${app}[${pid}]: ${msg}`);
+          assert.deepEqual([v.pri, v.hostname, v.app, v.procid, v.msg], [pri, host, app, String(pid), msg]);
+          const f = ok(`<${pri}>1 2024-08-26T13:55:13Z ${host} ${app} ${pid} - - ${msg}`);
+          assert.deepEqual(
+            [f.pri, f.hostname, f.app, f.procid, f.msg],
+            [pri, host, app, String(pid), msg.charCodeAt(0) === 0xfeff ? msg.slice(1) : msg],
+          );
+        },
+      ),
       { seed: 6202, numRuns: 500 },
     );
   });

@@ -1,15 +1,31 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ReactorJob } from '../../src/queue/job.js';
-import { decodeJob, encodeJob } from '../../src/queue/job.js';
-import { type Problem, type Sender, SyslogPipeline } from '../../src/syslog/pipeline.js';
-import { parseReactorConfig } from '../../src/syslog/reactorConfig.js';
+import type { ReactorJob } from '../../src/reactor/queue/job.js';
+import { decodeJob, encodeJob } from '../../src/reactor/queue/job.js';
+import { type Problem, type Sender, SyslogPipeline } from '../../src/reactor/syslog/pipeline.js';
+import { parseReactorConfig } from '../../src/reactor/config/reactorConfig.js';
 
-function pipeline(parser: Record<string, unknown> = {}, ignore: string[] = []): { p: SyslogPipeline; jobs: ReactorJob[]; problems: Problem[] } {
-  const c = parseReactorConfig(JSON.stringify({ ignore, queue: { servers: ['127.0.0.1:11300'] }, parser: { listeners: [{ protocol: 'udp', port: 514 }], ...parser } }), 'test.json');
+function pipeline(
+  parser: Record<string, unknown> = {},
+  ignore: string[] = [],
+): { p: SyslogPipeline; jobs: ReactorJob[]; problems: Problem[] } {
+  const c = parseReactorConfig(
+    JSON.stringify({ ignore, queue: { servers: ['127.0.0.1:11300'] }, parser: { listeners: [{ protocol: 'udp', port: 514 }], ...parser } }),
+    'test.json',
+  );
   const jobs: ReactorJob[] = [];
   const problems: Problem[] = [];
-  return { p: new SyslogPipeline(c.parser!, c.ignore, (j) => jobs.push(j), (x) => problems.push(x), 'test:1'), jobs, problems };
+  return {
+    p: new SyslogPipeline(
+      c.parser!,
+      c.ignore,
+      (j) => jobs.push(j),
+      (x) => problems.push(x),
+      'test:1',
+    ),
+    jobs,
+    problems,
+  };
 }
 
 const DEVICE: Sender = { address: '198.51.100.2', via: 'proxy-v1', listener: 'tcp:127.0.0.1:5141' };
@@ -38,7 +54,11 @@ describe('SyslogPipeline', () => {
 
   test('the wrapped repeat line counts 4: one more failure crosses maxretry 5', () => {
     const { p, jobs } = pipeline();
-    p.handleText('<13>Aug 26 21:59:03 vyos vyos: message repeated 4 times: [  Aug 26 13:55:13 vyos sshd[2755]: Failed password for root from 10.10.10.132 port 47336 ssh2]', DEVICE, 0);
+    p.handleText(
+      '<13>Aug 26 21:59:03 vyos vyos: message repeated 4 times: [  Aug 26 13:55:13 vyos sshd[2755]: Failed password for root from 10.10.10.132 port 47336 ssh2]',
+      DEVICE,
+      0,
+    );
     assert.equal(jobs.length, 0);
     p.handleText('Aug 26 13:55:13 vyos sshd[2755]: Failed password for root from 10.10.10.132 port 47336 ssh2', DEVICE, 1);
     assert.equal(jobs.length, 1);
@@ -51,10 +71,13 @@ describe('SyslogPipeline', () => {
     p.handleText('eth1: state DOWN flags 0x00001002 …', DEVICE, 0);
     p.handleText('eth1: state DOWN flags 0x00001002 …', DEVICE, 1); // de-duplicated
     p.handleText('eth1: state DOWN flags 0x00001002 …', { ...DEVICE, address: '198.51.100.3' }, 2); // another device's eth1
-    assert.deepEqual(jobs.map((j) => [j.event, j.subject, j.device.address]), [
-      ['iface-down', 'eth1', '198.51.100.2'],
-      ['iface-down', 'eth1', '198.51.100.3'],
-    ]);
+    assert.deepEqual(
+      jobs.map((j) => [j.event, j.subject, j.device.address]),
+      [
+        ['iface-down', 'eth1', '198.51.100.2'],
+        ['iface-down', 'eth1', '198.51.100.3'],
+      ],
+    );
     assert.equal(jobs[0]?.device.hostname, null, 'a bare line names no host');
   });
 
@@ -77,7 +100,20 @@ describe('SyslogPipeline', () => {
 
   test('loopback, unspecified, link-local and multicast attackers never make jobs (a forged line must not ban 127.0.0.1)', () => {
     const { p, jobs } = pipeline({ thresholds: { 'ssh-auth-failure': { maxRetry: 1, findTimeSec: 10 } } });
-    for (const a of ['127.0.0.1', '127.1.2.3', '::1', '0.0.0.0', '::', '169.254.1.1', 'fe80::1', '224.0.0.1', 'ff02::1', '255.255.255.255', '::ffff:127.0.0.1']) p.handleText(fail(a), DEVICE, 0);
+    for (const a of [
+      '127.0.0.1',
+      '127.1.2.3',
+      '::1',
+      '0.0.0.0',
+      '::',
+      '169.254.1.1',
+      'fe80::1',
+      '224.0.0.1',
+      'ff02::1',
+      '255.255.255.255',
+      '::ffff:127.0.0.1',
+    ])
+      p.handleText(fail(a), DEVICE, 0);
     assert.equal(jobs.length, 0);
     assert.equal(p.counters.ignored, 11);
     p.handleText(fail('198.51.100.5'), DEVICE, 0);
@@ -93,14 +129,19 @@ describe('SyslogPipeline', () => {
     assert.equal(p.counters.received, 3);
     assert.equal(p.counters.malformed, 3);
     assert.equal(p.counters.badSubject, 1);
-    assert.deepEqual(problems.map((x) => x.reason), ['bad-syslog', 'bad-subject', 'bad-syslog']);
+    assert.deepEqual(
+      problems.map((x) => x.reason),
+      ['bad-syslog', 'bad-subject', 'bad-syslog'],
+    );
     assert.ok(problems.every((x) => x.device === DEVICE.address && x.listener === DEVICE.listener));
     assert.match(problems[0]?.detail ?? '', /PRI/);
   });
 
   test('thresholds come from the config; configured triggers work end to end', () => {
     const { p, jobs } = pipeline({
-      triggers: [{ name: 'nginx-auth', event: 'http-auth', programs: ['nginx'], pattern: 'password mismatch, client: (?<attacker>[0-9.]+),' }],
+      triggers: [
+        { name: 'nginx-auth', event: 'http-auth', programs: ['nginx'], pattern: 'password mismatch, client: (?<attacker>[0-9.]+),' },
+      ],
       thresholds: { 'http-auth': { maxRetry: 2, findTimeSec: 10 } },
     });
     const line = '<11>Aug 26 13:55:13 web nginx[9]: user "bob": password mismatch, client: 198.51.100.77, server: x';

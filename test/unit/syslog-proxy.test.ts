@@ -1,14 +1,14 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { V1_MAX, V2_SIGNATURE, buildProxyV1, buildProxyV2, parseProxyHeader } from '../../src/syslog/proxyProtocol.js';
+import { V1_MAX, V2_SIGNATURE, buildProxyV1, buildProxyV2, parseProxyHeader } from '../../src/reactor/syslog/proxyProtocol.js';
 
 const B = (s: string): Buffer => Buffer.from(s, 'latin1');
 
 function ok(buf: Buffer, datagram = false): Extract<ReturnType<typeof parseProxyHeader>, { kind: 'ok' }> {
   const r = parseProxyHeader(buf, datagram);
   assert.equal(r.kind, 'ok', JSON.stringify(r));
-  return r as Extract<ReturnType<typeof parseProxyHeader>, { kind: 'ok' }>;
+  return r;
 }
 
 function err(buf: Buffer, datagram = false): string {
@@ -117,7 +117,10 @@ describe('PROXY protocol v2 (HAProxy send-proxy-v2)', () => {
 
 describe('PROXY protocol: properties', () => {
   const v4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((o) => o.join('.'));
-  const v6 = fc.array(fc.nat(0xffff), { minLength: 8, maxLength: 8 }).map((g) => g.map((x) => x.toString(16)).join(':')).filter((a) => !a.startsWith('0:0:0:0:0:ffff:'));
+  const v6 = fc
+    .array(fc.nat(0xffff), { minLength: 8, maxLength: 8 })
+    .map((g) => g.map((x) => x.toString(16)).join(':'))
+    .filter((a) => !a.startsWith('0:0:0:0:0:ffff:'));
   const port = fc.nat(65535);
 
   test('what v1 and v2 builders write, the parser reads back', () => {

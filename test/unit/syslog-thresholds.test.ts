@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { ThresholdTracker } from '../../src/syslog/thresholds.js';
+import { ThresholdTracker } from '../../src/reactor/syslog/thresholds.js';
 
 const RULE = { maxRetry: 5, findTimeMs: 600_000 };
 
@@ -54,25 +54,29 @@ describe('ThresholdTracker (maxretry within findtime, then de-duplication)', () 
 
   test('property: with dedup longer than the run, each subject fires at most once and only at maxRetry', () => {
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.constantFrom('a', 'b', 'c'), fc.integer({ min: 1, max: 3 }), fc.nat(50)), { maxLength: 100 }), fc.integer({ min: 1, max: 10 }), (events, maxRetry) => {
-        const t = new ThresholdTracker(1e9, 10);
-        const rule = { maxRetry, findTimeMs: 1e9 };
-        const sums = new Map<string, number>();
-        const fired = new Set<string>();
-        let now = 0;
-        for (const [k, w, dt] of events) {
-          now += dt;
-          const o = t.observe(k, rule, w, now);
-          if (fired.has(k)) {
-            assert.equal(o.kind, 'suppressed');
-            continue;
+      fc.property(
+        fc.array(fc.tuple(fc.constantFrom('a', 'b', 'c'), fc.integer({ min: 1, max: 3 }), fc.nat(50)), { maxLength: 100 }),
+        fc.integer({ min: 1, max: 10 }),
+        (events, maxRetry) => {
+          const t = new ThresholdTracker(1e9, 10);
+          const rule = { maxRetry, findTimeMs: 1e9 };
+          const sums = new Map<string, number>();
+          const fired = new Set<string>();
+          let now = 0;
+          for (const [k, w, dt] of events) {
+            now += dt;
+            const o = t.observe(k, rule, w, now);
+            if (fired.has(k)) {
+              assert.equal(o.kind, 'suppressed');
+              continue;
+            }
+            const sum = (sums.get(k) ?? 0) + w;
+            sums.set(k, sum);
+            assert.equal(o.kind, sum >= maxRetry ? 'fire' : 'counting');
+            if (o.kind === 'fire') fired.add(k);
           }
-          const sum = (sums.get(k) ?? 0) + w;
-          sums.set(k, sum);
-          assert.equal(o.kind, sum >= maxRetry ? 'fire' : 'counting');
-          if (o.kind === 'fire') fired.add(k);
-        }
-      }),
+        },
+      ),
       { seed: 6401, numRuns: 500 },
     );
   });

@@ -1,12 +1,22 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { BUILTIN_TRIGGERS, type MatchProblem, type TriggerSpec, TriggerSet, compileTrigger, matchFields } from '../../src/syslog/triggers.js';
-import { parseSyslog } from '../../src/syslog/syslogMessage.js';
+import {
+  BUILTIN_TRIGGERS,
+  type MatchProblem,
+  type TriggerSpec,
+  TriggerSet,
+  compileTrigger,
+  matchFields,
+} from '../../src/reactor/syslog/triggers.js';
+import { parseSyslog } from '../../src/reactor/syslog/syslogMessage.js';
 
 const builtins = new TriggerSet(Object.values(BUILTIN_TRIGGERS).flat().map(compileTrigger));
 
-function matchLine(line: string, set = builtins): { names: string[]; subjects: string[]; problems: MatchProblem[]; fields: Record<string, string>[] } {
+function matchLine(
+  line: string,
+  set = builtins,
+): { names: string[]; subjects: string[]; problems: MatchProblem[]; fields: Record<string, string>[] } {
   const r = parseSyslog(line);
   assert.ok(r.ok, r.ok ? '' : r.error);
   const problems: MatchProblem[] = [];
@@ -23,24 +33,62 @@ describe('built-in sshd triggers', () => {
   });
 
   test('the wrapped repeat (the issue line) matches through the unwrapping', () => {
-    const r = matchLine('<13>Aug 26 21:59:03 vyos vyos: message repeated 4 times: [  Aug 26 13:55:13 vyos sshd[2755]: Failed password for root from 10.10.10.132 port 47336 ssh2]');
+    const r = matchLine(
+      '<13>Aug 26 21:59:03 vyos vyos: message repeated 4 times: [  Aug 26 13:55:13 vyos sshd[2755]: Failed password for root from 10.10.10.132 port 47336 ssh2]',
+    );
     assert.deepEqual(r.subjects, ['10.10.10.132']);
   });
 
   test('invalid users, max attempts, PAM failures; sshd and sshd-session; IPv4 and IPv6', () => {
     const cases: [string, string, string][] = [
-      ['<38>Aug 26 13:55:13 h sshd[1]: Failed password for invalid user admin from 198.51.100.5 port 2 ssh2', 'sshd-failed-password', '198.51.100.5'],
-      ['<38>Aug 26 13:55:13 h sshd-session[1]: Failed password for root from 2001:db8::5 port 2 ssh2', 'sshd-failed-password', '2001:db8::5'],
-      ['<38>Aug 26 13:55:13 h sshd[1]: Failed password for root from ::ffff:198.51.100.6 port 2 ssh2', 'sshd-failed-password', '198.51.100.6'],
-      ['<38>Aug 26 13:55:13 h sshd[1]: Failed keyboard-interactive/pam for invalid user x from 203.0.113.9 port 2 ssh2', 'sshd-failed-password', '203.0.113.9'],
+      [
+        '<38>Aug 26 13:55:13 h sshd[1]: Failed password for invalid user admin from 198.51.100.5 port 2 ssh2',
+        'sshd-failed-password',
+        '198.51.100.5',
+      ],
+      [
+        '<38>Aug 26 13:55:13 h sshd-session[1]: Failed password for root from 2001:db8::5 port 2 ssh2',
+        'sshd-failed-password',
+        '2001:db8::5',
+      ],
+      [
+        '<38>Aug 26 13:55:13 h sshd[1]: Failed password for root from ::ffff:198.51.100.6 port 2 ssh2',
+        'sshd-failed-password',
+        '198.51.100.6',
+      ],
+      [
+        '<38>Aug 26 13:55:13 h sshd[1]: Failed keyboard-interactive/pam for invalid user x from 203.0.113.9 port 2 ssh2',
+        'sshd-failed-password',
+        '203.0.113.9',
+      ],
       ['<38>Aug 26 13:55:13 h sshd[1]: Invalid user oracle from 198.51.100.7 port 40000', 'sshd-invalid-user', '198.51.100.7'],
       ['<38>Aug 26 13:55:13 h sshd-session[1]: Invalid user  from 2001:DB8:0::7 port 40000', 'sshd-invalid-user', '2001:db8::7'],
       ['<38>Aug 26 13:55:13 h sshd[1]: Invalid user x from 198.51.100.8', 'sshd-invalid-user', '198.51.100.8'],
-      ['<38>Aug 26 13:55:13 h sshd[1]: error: maximum authentication attempts exceeded for root from 198.51.100.9 port 22 ssh2 [preauth]', 'sshd-max-auth-attempts', '198.51.100.9'],
-      ['<38>Aug 26 13:55:13 h sshd[1]: error: maximum authentication attempts exceeded for invalid user a from 2001:db8::9 port 22 ssh2 [preauth]', 'sshd-max-auth-attempts', '2001:db8::9'],
-      ['<38>Aug 26 13:55:13 h sshd[1]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=198.51.100.10  user=root', 'sshd-pam-auth-failure', '198.51.100.10'],
-      ['<38>Aug 26 13:55:13 h sshd-session[1]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=2001:db8::10', 'sshd-pam-auth-failure', '2001:db8::10'],
-      ['<38>1 2024-08-26T13:55:13Z h sshd 1 - - Failed password for root from 198.51.100.11 port 1 ssh2', 'sshd-failed-password', '198.51.100.11'],
+      [
+        '<38>Aug 26 13:55:13 h sshd[1]: error: maximum authentication attempts exceeded for root from 198.51.100.9 port 22 ssh2 [preauth]',
+        'sshd-max-auth-attempts',
+        '198.51.100.9',
+      ],
+      [
+        '<38>Aug 26 13:55:13 h sshd[1]: error: maximum authentication attempts exceeded for invalid user a from 2001:db8::9 port 22 ssh2 [preauth]',
+        'sshd-max-auth-attempts',
+        '2001:db8::9',
+      ],
+      [
+        '<38>Aug 26 13:55:13 h sshd[1]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=198.51.100.10  user=root',
+        'sshd-pam-auth-failure',
+        '198.51.100.10',
+      ],
+      [
+        '<38>Aug 26 13:55:13 h sshd-session[1]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=2001:db8::10',
+        'sshd-pam-auth-failure',
+        '2001:db8::10',
+      ],
+      [
+        '<38>1 2024-08-26T13:55:13Z h sshd 1 - - Failed password for root from 198.51.100.11 port 1 ssh2',
+        'sshd-failed-password',
+        '198.51.100.11',
+      ],
     ];
     for (const [line, name, subject] of cases) {
       const r = matchLine(line);
@@ -85,14 +133,28 @@ describe('built-in interface trigger', () => {
   });
 
   test('other states and other words do not match', () => {
-    for (const line of ['eth1: state UP flags 0x00001003', 'eth1: state DOWNLOAD', 'eth1 state DOWN', 'averyveryverylongname0: state DOWN']) {
+    for (const line of [
+      'eth1: state UP flags 0x00001003',
+      'eth1: state DOWNLOAD',
+      'eth1 state DOWN',
+      'averyveryverylongname0: state DOWN',
+    ]) {
       assert.deepEqual(matchLine(line).names, [], line);
     }
   });
 });
 
 describe('configured triggers', () => {
-  const spec = (over: Partial<TriggerSpec>): TriggerSpec => ({ name: 't', event: 'e', programs: [], pattern: '(?<attacker>\\S+)', subject: 'attacker', subjectKind: 'ip', perDevice: false, ...over });
+  const spec = (over: Partial<TriggerSpec>): TriggerSpec => ({
+    name: 't',
+    event: 'e',
+    programs: [],
+    pattern: '(?<attacker>\\S+)',
+    subject: 'attacker',
+    subjectKind: 'ip',
+    perDevice: false,
+    ...over,
+  });
 
   test('compile errors and a missing subject group are refused with a reason', () => {
     assert.throws(() => compileTrigger(spec({ pattern: '(unclosed' })), /does not compile/);
@@ -106,28 +168,50 @@ describe('configured triggers', () => {
       compileTrigger(spec({ name: 'nginx-b', event: 'http-auth', programs: ['nginx'], pattern: 'client: (?<attacker>[0-9.]+), server' })),
       compileTrigger(spec({ name: 'any', event: 'other', programs: [], pattern: 'client: (?<attacker>[0-9.]+)' })),
     ]);
-    assert.deepEqual(set.match('nginx', 'password mismatch, client: 198.51.100.5, server: x').map((m) => m.trigger.name), ['nginx-a', 'any']);
-    assert.deepEqual(set.match('apache', 'client: 198.51.100.5, server').map((m) => m.trigger.name), ['any']);
-    assert.deepEqual(set.match(null, 'client: 198.51.100.5').map((m) => m.trigger.name), ['any']);
+    assert.deepEqual(
+      set.match('nginx', 'password mismatch, client: 198.51.100.5, server: x').map((m) => m.trigger.name),
+      ['nginx-a', 'any'],
+    );
+    assert.deepEqual(
+      set.match('apache', 'client: 198.51.100.5, server').map((m) => m.trigger.name),
+      ['any'],
+    );
+    assert.deepEqual(
+      set.match(null, 'client: 198.51.100.5').map((m) => m.trigger.name),
+      ['any'],
+    );
     assert.deepEqual(set.events.sort(), ['http-auth', 'other']);
   });
 
   test('name subjects are bounded tokens', () => {
-    const set = new TriggerSet([compileTrigger(spec({ pattern: 'user (?<who>.*)$', subject: 'who', subjectKind: 'name', perDevice: true }))]);
-    assert.deepEqual(set.match(null, 'user alice').map((m) => m.subject), ['alice']);
+    const set = new TriggerSet([
+      compileTrigger(spec({ pattern: 'user (?<who>.*)$', subject: 'who', subjectKind: 'name', perDevice: true })),
+    ]);
+    assert.deepEqual(
+      set.match(null, 'user alice').map((m) => m.subject),
+      ['alice'],
+    );
     const problems: MatchProblem[] = [];
-    assert.deepEqual(set.match(null, 'user a b', (p) => problems.push(p)), []);
+    assert.deepEqual(
+      set.match(null, 'user a b', (p) => problems.push(p)),
+      [],
+    );
     assert.equal(problems.length, 1);
   });
 
   test('property: any message text yields only valid subjects, never an exception', () => {
     fc.assert(
-      fc.property(fc.constantFrom('sshd', 'sshd-session', null, 'kernel'), fc.string({ maxLength: 200 }), fc.constantFrom('', 'Failed password for root from ', 'Invalid user x from ', 'eth0: state DOWN '), (app, tail, head) => {
-        for (const m of builtins.match(app, head + tail)) {
-          if (m.trigger.subjectKind === 'ip') assert.match(m.subject, /^[0-9a-f.:]+$/);
-          else assert.match(m.subject, /^[A-Za-z0-9._@-]{1,15}$/);
-        }
-      }),
+      fc.property(
+        fc.constantFrom('sshd', 'sshd-session', null, 'kernel'),
+        fc.string({ maxLength: 200 }),
+        fc.constantFrom('', 'Failed password for root from ', 'Invalid user x from ', 'eth0: state DOWN '),
+        (app, tail, head) => {
+          for (const m of builtins.match(app, head + tail)) {
+            if (m.trigger.subjectKind === 'ip') assert.match(m.subject, /^[0-9a-f.:]+$/);
+            else assert.match(m.subject, /^[A-Za-z0-9._@-]{1,15}$/);
+          }
+        },
+      ),
       { seed: 6301, numRuns: 2000 },
     );
   });

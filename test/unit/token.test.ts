@@ -48,6 +48,9 @@ describe('ACL token', () => {
   });
 
   it('does not put a bad inline token into the config error', () => {
-    assert.throws(() => parseConfig(`token=${SECRET} extra`, 'befw.conf'), (err: Error) => !err.message.includes(SECRET));
+    assert.throws(
+      () => parseConfig(`token=${SECRET} extra`, 'befw.conf'),
+      (err: Error) => !err.message.includes(SECRET),
+    );
   });
 });

@@ -3,8 +3,18 @@
  * and static-set entries name as `$name$`. A member may be another alias.
  */
 import type { Command } from 'commander';
-import { KV_ROOT, isLive } from '../../rules/kvLayout.js';
-import { type AddOpts, type LsOpts, type PreWrite, type RmOpts, type Wording, addCommand, lsCommand, rmAllCommand, rmCommand } from './commands.js';
+import { KV_ROOT, isLive } from '../../core/kvLayout.js';
+import {
+  type AddOpts,
+  type LsOpts,
+  type PreWrite,
+  type RmOpts,
+  type Wording,
+  addCommand,
+  lsCommand,
+  rmAllCommand,
+  rmCommand,
+} from './commands.js';
 import { addCommonOptions, addExpiryOptions, addScopeOptions } from './context.js';
 import { UsageError } from './errors.js';
 import { ALIAS_KIND, type Entry, classify, parseAddrArg, parseAliasName } from './layout.js';
@@ -48,7 +58,11 @@ const noCycle: PreWrite = async (ctx, spec) => {
   if (spec.addr.name === spec.target) throw new UsageError(spec.target, 'an alias cannot be a member of itself');
   const all = classify(await ctx.consul.list(`${KV_ROOT}${ALIAS_KIND}/`));
   const path = aliasPath(all.entries, spec.addr.name, spec.target, ctx.nowMs);
-  if (path !== null) throw new UsageError(`${spec.addr.name} in ${spec.target}`, `would close a cycle ${[spec.target, ...path].join(' -> ')}; nothing written`);
+  if (path !== null)
+    throw new UsageError(
+      `${spec.addr.name} in ${spec.target}`,
+      `would close a cycle ${[spec.target, ...path].join(' -> ')}; nothing written`,
+    );
 };
 
 interface AliasRmOpts extends RmOpts {
@@ -56,7 +70,9 @@ interface AliasRmOpts extends RmOpts {
 }
 
 export function registerAliasCommands(program: Command): void {
-  const alias = program.command('alias').description('manage aliases: named groups of addresses used as $name$ in entries (befw/$alias$/…)');
+  const alias = program
+    .command('alias')
+    .description('manage aliases: named groups of addresses used as $name$ in entries (befw/$alias$/…)');
   const NAME_HELP = "alias name: ops or '$ops$'";
   const ADDR_HELP = "member: IPv4/IPv6 address, network (198.51.100.0/24) or another alias ('$name$')";
 
@@ -64,7 +80,9 @@ export function registerAliasCommands(program: Command): void {
     .description('add ADDR to alias NAME until the given expiry; a grant through an alias lasts while both entries are unexpired')
     .argument('<name>', NAME_HELP)
     .argument('<addr>', ADDR_HELP)
-    .action((name: string, addr: string, opts: AddOpts) => addCommand(ALIAS_KIND, parseAliasName(name), parseAddrArg(addr), opts, WORDS, noCycle));
+    .action((name: string, addr: string, opts: AddOpts) =>
+      addCommand(ALIAS_KIND, parseAliasName(name), parseAddrArg(addr), opts, WORDS, noCycle),
+    );
 
   addScopeOptions(addCommonOptions(alias.command('rm')))
     .description('remove member ADDR from alias NAME at one scope; without ADDR and with --all, every member at that scope')
@@ -84,5 +102,7 @@ export function registerAliasCommands(program: Command): void {
   addScopeOptions(addCommonOptions(alias.command('ls')))
     .description('list alias members with scope and time left (expired ones marked)')
     .argument('[name]', NAME_HELP)
-    .action((name: string | undefined, opts: LsOpts) => lsCommand(ALIAS_KIND, name === undefined ? null : parseAliasName(name), opts, 'ALIAS', 'No alias members.'));
+    .action((name: string | undefined, opts: LsOpts) =>
+      lsCommand(ALIAS_KIND, name === undefined ? null : parseAliasName(name), opts, 'ALIAS', 'No alias members.'),
+    );
 }

@@ -21,16 +21,22 @@ export function registerClientCommands(program: Command): void {
     .description('grant ADDR access to SERVICE until the given expiry (overwrites an existing entry at the same scope)')
     .argument('<service>', SERVICE_HELP)
     .argument('<addr>', ADDR_HELP)
-    .action((service: string, addr: string, opts: AddOpts) => addCommand(SERVICE_KIND, parseServiceArg(service), parseAddrArg(addr), opts, WORDS));
+    .action((service: string, addr: string, opts: AddOpts) =>
+      addCommand(SERVICE_KIND, parseServiceArg(service), parseAddrArg(addr), opts, WORDS),
+    );
 
   addScopeOptions(addCommonOptions(client.command('rm')))
     .description("revoke ADDR's entry for SERVICE at one scope (every key the agent reads as that address)")
     .argument('<service>', SERVICE_HELP)
     .argument('<addr>', ADDR_HELP)
-    .action((service: string, addr: string, opts: RmOpts) => rmCommand(SERVICE_KIND, parseServiceArg(service), parseAddrArg(addr), opts, WORDS));
+    .action((service: string, addr: string, opts: RmOpts) =>
+      rmCommand(SERVICE_KIND, parseServiceArg(service), parseAddrArg(addr), opts, WORDS),
+    );
 
   addScopeOptions(addCommonOptions(client.command('ls')))
     .description('list client entries with scope and time left (expired ones marked); --dc/--node narrow to what such a node reads')
     .argument('[service]', SERVICE_HELP)
-    .action((service: string | undefined, opts: LsOpts) => lsCommand(SERVICE_KIND, service === undefined ? null : parseServiceArg(service), opts, 'SERVICE', 'No client entries.'));
+    .action((service: string | undefined, opts: LsOpts) =>
+      lsCommand(SERVICE_KIND, service === undefined ? null : parseServiceArg(service), opts, 'SERVICE', 'No client entries.'),
+    );
 }

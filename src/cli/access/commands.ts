@@ -4,10 +4,22 @@
  * work on and how to word the result. Every argument and option is checked before Consul is
  * contacted, so bad input never gets as far as a connection.
  */
-import { type Kind, KV_ROOT } from '../../rules/kvLayout.js';
+import { type Kind, KV_ROOT } from '../../core/kvLayout.js';
 import { type ExpiryOptions, rejectExpiry, resolveExpiry } from '../duration.js';
 import { type AccessContext, type CommonOpts, print, printJson, withContext } from './context.js';
-import { type EntrySpec, type Listing, deleteAll, formatListing, formatRemoved, formatWritten, inFilter, listingJson, removeEntry, scopeJson, writeEntry } from './entries.js';
+import {
+  type EntrySpec,
+  type Listing,
+  deleteAll,
+  formatListing,
+  formatRemoved,
+  formatWritten,
+  inFilter,
+  listingJson,
+  removeEntry,
+  scopeJson,
+  writeEntry,
+} from './entries.js';
 import { UsageError } from './errors.js';
 import { type AddrArg, type ScopeSel, addrText, classify, sameScope, scopeFromOptions, scopeText, targetPrefix } from './layout.js';
 
@@ -31,7 +43,14 @@ export interface Wording {
 /** Extra checks a group makes with Consul before writing (alias cycles). */
 export type PreWrite = (ctx: AccessContext, spec: EntrySpec) => Promise<void>;
 
-export async function addCommand(kind: Kind, target: string, addr: AddrArg, opts: AddOpts, words: Wording, preWrite?: PreWrite): Promise<void> {
+export async function addCommand(
+  kind: Kind,
+  target: string,
+  addr: AddrArg,
+  opts: AddOpts,
+  words: Wording,
+  preWrite?: PreWrite,
+): Promise<void> {
   const scope = scopeFromOptions(opts);
   resolveExpiry(opts, Date.now()); // only to validate: the value is taken again with the context's clock
   await withContext(opts, async (ctx) => {
@@ -41,7 +60,12 @@ export async function addCommand(kind: Kind, target: string, addr: AddrArg, opts
     const summary = words.added(addrText(addr), target);
     if (!ctx.json) return print(formatWritten(summary, scope, w, ctx.nowMs));
     const expiresAt = w.expiresAt === null ? null : new Date(w.expiresAt).toISOString();
-    printJson({ written: [{ key: w.key, value: w.value, previous: w.previous, kind, target, scope: scopeJson(scope), address: addrText(addr), expiresAt }], equivalents: w.equivalents });
+    printJson({
+      written: [
+        { key: w.key, value: w.value, previous: w.previous, kind, target, scope: scopeJson(scope), address: addrText(addr), expiresAt },
+      ],
+      equivalents: w.equivalents,
+    });
   });
 }
 
@@ -63,7 +87,9 @@ export async function rmAllCommand(kind: Kind, target: string, opts: RmOpts, sum
     const prefix = targetPrefix(kind, scope, target);
     const items = await ctx.consul.list(prefix);
     const parsed = classify(items);
-    const keep = new Set(parsed.entries.filter((e) => e.target === target && e.kind === kind && sameScope(e.scope, scope)).map((e) => e.key));
+    const keep = new Set(
+      parsed.entries.filter((e) => e.target === target && e.kind === kind && sameScope(e.scope, scope)).map((e) => e.key),
+    );
     // A key right under the target whose value is a typo belongs to it too (one segment, or
     // two for a network); anything deeper is some other shape and is left alone.
     for (const i of parsed.invalid) if (i.key.slice(prefix.length).split('/').length <= 2) keep.add(i.key);

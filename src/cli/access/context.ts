@@ -38,7 +38,9 @@ export async function withContext<T>(opts: CommonOpts, fn: (ctx: AccessContext) 
 }
 
 export function addCommonOptions(cmd: Command): Command {
-  return cmd.option('-c, --config <file>', 'befw.conf to use (Consul address, dc, token_file)', DEFAULT_CONFIG_PATH).option('--json', 'print the result as JSON');
+  return cmd
+    .option('-c, --config <file>', 'befw.conf to use (Consul address, dc, token_file)', DEFAULT_CONFIG_PATH)
+    .option('--json', 'print the result as JSON');
 }
 
 export function addScopeOptions(cmd: Command): Command {

@@ -7,14 +7,26 @@
  * the same address (a hand-written `2001:DB8::7` as well as `2001:db8::7`), so "removed" means
  * no longer granted at that scope.
  */
-import { printable } from '../../rules/address.js';
-import { type Kind, isLive } from '../../rules/kvLayout.js';
+import { printable } from '../../core/address.js';
+import { type Kind, isLive } from '../../core/kvLayout.js';
 import type { KvEntry } from '../../consul/kvWriter.js';
 import type { Expiry } from '../duration.js';
 import { formatDuration } from '../format.js';
 import type { AccessContext } from './context.js';
 import { AccessError, UsageError } from './errors.js';
-import { type AddrArg, type Entry, type Invalid, type ScopeSel, addrText, checkedKey, classify, sameAddr, sameScope, scopeText, targetPrefix } from './layout.js';
+import {
+  type AddrArg,
+  type Entry,
+  type Invalid,
+  type ScopeSel,
+  addrText,
+  checkedKey,
+  classify,
+  sameAddr,
+  sameScope,
+  scopeText,
+  targetPrefix,
+} from './layout.js';
 
 export interface EntrySpec {
   readonly kind: Kind;
@@ -58,12 +70,19 @@ export interface Removed {
 export async function removeEntry(ctx: AccessContext, spec: EntrySpec): Promise<Removed[]> {
   const exact = checkedKey(spec.kind, spec.scope, spec.target, spec.addr, '-1');
   const items = await ctx.consul.list(targetPrefix(spec.kind, spec.scope, spec.target));
-  const keys = new Set(classify(items).entries.filter((e) => matches(spec, e)).map((e) => e.key));
+  const keys = new Set(
+    classify(items)
+      .entries.filter((e) => matches(spec, e))
+      .map((e) => e.key),
+  );
   // The exact key goes too when its value is a typo: it is still the entry the operator means.
   if (items.some((i) => i.key === exact)) keys.add(exact);
   const victims = items.filter((i) => keys.has(i.key));
   if (victims.length === 0) {
-    throw new UsageError(addrText(spec.addr), `no entry for it in ${spec.target} at ${scopeText(spec.scope)} scope; nothing removed (see the ls command)`);
+    throw new UsageError(
+      addrText(spec.addr),
+      `no entry for it in ${spec.target} at ${scopeText(spec.scope)} scope; nothing removed (see the ls command)`,
+    );
   }
   return deleteAll(ctx, victims);
 }
@@ -78,7 +97,10 @@ export async function deleteAll(ctx: AccessContext, victims: readonly KvEntry[])
   }
   if (raced.length > 0) {
     const done = removed.length === 0 ? 'nothing removed' : `removed ${removed.map((r) => r.key).join(', ')}`;
-    throw new AccessError(raced.join(', '), `changed by someone else after it was read, so it was kept; ${done}; check and run the command again`);
+    throw new AccessError(
+      raced.join(', '),
+      `changed by someone else after it was read, so it was kept; ${done}; check and run the command again`,
+    );
   }
   return removed;
 }

@@ -2,7 +2,7 @@
  * Errors of the operator commands. Each names what was wrong and where (the argument or option,
  * or the KV key), so `main` can print it as the one line an operator sees.
  */
-import { printable } from '../../rules/address.js';
+import { printable } from '../../core/address.js';
 
 /** Bad input on the command line: nothing was written. */
 export class UsageError extends Error {

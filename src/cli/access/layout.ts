@@ -1,7 +1,7 @@
 /**
  * The SPEC §1 key layout from the writer's side: arguments to keys, and keys back to entries.
  *
- * Reading goes through the agent's own parser (rules/kvLayout.ts), so `ls` and `purge-expired`
+ * Reading goes through the agent's own parser (core/kvLayout.ts), so `ls` and `purge-expired`
  * see exactly what a node enforces: same address rules, same expiry rules, same notion of which
  * keys are malformed. The parser answers for one node at a time; for an operator's view across
  * the fleet each key is parsed as seen by a node its own scope segments name (see keyIdentity),
@@ -10,10 +10,9 @@
  * Writing builds the key and then parses it back with that same parser; a key that does not
  * read back as exactly the entry meant is never written.
  */
-import { shortNodeName } from '../../agent/snapshot.js';
-import { type Net, parseNet, printable } from '../../rules/address.js';
-import { ALIAS_NAME, type Grant, type Kind, KV_ROOT, SET_NAME, parseKv } from '../../rules/kvLayout.js';
-import type { NodeIdentity, Scope } from '../../rules/types.js';
+import { type Net, parseNet, printable } from '../../core/address.js';
+import { ALIAS_NAME, type Grant, type Kind, KV_ROOT, SET_NAME, parseKv, shortNodeName } from '../../core/kvLayout.js';
+import type { NodeIdentity, Scope } from '../../core/types.js';
 import type { KvEntry } from '../../consul/kvWriter.js';
 import { UsageError, quoted } from './errors.js';
 
@@ -35,10 +34,14 @@ const SCOPE_NAME = /^[A-Za-z0-9._-]{1,128}$/;
 /** `--dc DC` is the datacenter level, `--dc DC --node NODE` the node level, neither the world. */
 export function scopeFromOptions(opts: { dc?: string; node?: string }): ScopeSel {
   if (opts.node !== undefined && opts.dc === undefined) {
-    throw new UsageError(quoted('--node', opts.node), 'needs --dc DC too: node entries live under the datacenter (befw/<kind>/<dc>/<node>/…)');
+    throw new UsageError(
+      quoted('--node', opts.node),
+      'needs --dc DC too: node entries live under the datacenter (befw/<kind>/<dc>/<node>/…)',
+    );
   }
   if (opts.dc === undefined) return WORLD;
-  if (!SCOPE_NAME.test(opts.dc)) throw new UsageError(quoted('--dc', opts.dc), 'expected a datacenter name of letters, digits, ".", "_" or "-"');
+  if (!SCOPE_NAME.test(opts.dc))
+    throw new UsageError(quoted('--dc', opts.dc), 'expected a datacenter name of letters, digits, ".", "_" or "-"');
   if (opts.node === undefined) return { level: 'dc', dc: opts.dc, node: null };
   const node = shortNodeName(opts.node);
   if (!SCOPE_NAME.test(node) || !SCOPE_NAME.test(opts.node)) {
@@ -74,11 +77,19 @@ function aliasHint(text: string): string {
 /** An address, a network (`198.51.100.0/24`) or an alias reference (`$name$`). */
 export function parseAddrArg(text: string, subject = 'address'): AddrArg {
   if (text.startsWith('$')) {
-    if (!ALIAS_NAME.test(text)) throw new UsageError(quoted(subject, text), `not an alias reference: expected $name$ with 1-64 letters, digits, ".", "_" or "-"${aliasHint(text)}`);
+    if (!ALIAS_NAME.test(text))
+      throw new UsageError(
+        quoted(subject, text),
+        `not an alias reference: expected $name$ with 1-64 letters, digits, ".", "_" or "-"${aliasHint(text)}`,
+      );
     return { type: 'alias', name: text };
   }
   const parsed = parseNet(text);
-  if (!parsed.ok) throw new UsageError(quoted(subject, text), `${parsed.error} (expected an IPv4/IPv6 address, a network like 198.51.100.0/24, or $alias$)`);
+  if (!parsed.ok)
+    throw new UsageError(
+      quoted(subject, text),
+      `${parsed.error} (expected an IPv4/IPv6 address, a network like 198.51.100.0/24, or $alias$)`,
+    );
   const net: Net = { family: parsed.value.family, cidr: parsed.value.cidr, prefix: parsed.value.prefix };
   if (parsed.value.hostBits) throw new UsageError(quoted(subject, text), `host bits are set below the prefix; did you mean ${net.cidr}?`);
   return { type: 'net', net, segment: netSegment(net) };
@@ -92,7 +103,10 @@ export function addrText(a: AddrArg): string {
 export function parseAliasName(text: string): string {
   const name = text.startsWith('$') ? text : `$${text}$`;
   if (!ALIAS_NAME.test(name)) {
-    throw new UsageError(quoted('alias name', text), `expected 1-64 letters, digits, ".", "_" or "-", optionally written $name$${text.startsWith('$') ? aliasHint(text) : ''}`);
+    throw new UsageError(
+      quoted('alias name', text),
+      `expected 1-64 letters, digits, ".", "_" or "-", optionally written $name$${text.startsWith('$') ? aliasHint(text) : ''}`,
+    );
   }
   return name;
 }
@@ -119,7 +133,10 @@ function checkServiceSet(set: string, given: string): string {
   const m = SERVICE_SET.exec(set);
   const port = Number(m?.[3] ?? '0');
   if (m === null || !SET_NAME.test(set) || port < 1 || port > 65535) {
-    throw new UsageError(quoted('service', given), 'expected the service set name, e.g. web_tcp_8080 (lower-case name, protocol, primary port), or NAME:PORT[/PROTO], e.g. web:8080');
+    throw new UsageError(
+      quoted('service', given),
+      'expected the service set name, e.g. web_tcp_8080 (lower-case name, protocol, primary port), or NAME:PORT[/PROTO], e.g. web:8080',
+    );
   }
   return set;
 }
@@ -192,8 +209,20 @@ export function classify(items: readonly KvEntry[]): Classified {
       if (errors.length > 0) invalid.push({ key: item.key, value: item.value, reason: errors.map((d) => d.message).join('; ') });
       continue;
     }
-    const addr: AddrArg = g.addr === 'alias' ? { type: 'alias', name: g.alias } : { type: 'net', net: { family: g.family, cidr: g.cidr, prefix: g.prefix }, segment: netSegment(g) };
-    entries.push({ key: item.key, value: item.value, modifyIndex: item.modifyIndex, kind: g.kind, scope: scopeOf(g), target: g.target, addr, expiry: g.expiry });
+    const addr: AddrArg =
+      g.addr === 'alias'
+        ? { type: 'alias', name: g.alias }
+        : { type: 'net', net: { family: g.family, cidr: g.cidr, prefix: g.prefix }, segment: netSegment(g) };
+    entries.push({
+      key: item.key,
+      value: item.value,
+      modifyIndex: item.modifyIndex,
+      kind: g.kind,
+      scope: scopeOf(g),
+      target: g.target,
+      addr,
+      expiry: g.expiry,
+    });
   }
   return { entries, invalid };
 }

@@ -7,7 +7,7 @@
  * never touched: they are typos to fix, and the agent reports them.
  */
 import type { Command } from 'commander';
-import { KV_ROOT, isLive } from '../../rules/kvLayout.js';
+import { KV_ROOT, isLive } from '../../core/kvLayout.js';
 import type { OperatorConsul } from '../../consul/kvWriter.js';
 import { type CommonOpts, addCommonOptions, print, printJson, withContext } from './context.js';
 import { type Entry, classify } from './layout.js';
@@ -24,22 +24,28 @@ export interface PurgeResult {
   readonly invalid: number;
 }
 
-export async function purgeExpired(consul: Pick<OperatorConsul, 'list' | 'deleteCas'>, nowMs: number, dryRun: boolean): Promise<PurgeResult> {
+export async function purgeExpired(
+  consul: Pick<OperatorConsul, 'list' | 'deleteCas'>,
+  nowMs: number,
+  dryRun: boolean,
+): Promise<PurgeResult> {
   const { entries, invalid } = classify(await consul.list(KV_ROOT));
   const expired = entries.filter((e) => !isLive(e.expiry, nowMs));
   if (dryRun) return { dryRun, deleted: expired, kept: [], invalid: invalid.length };
   const deleted: Entry[] = [];
   const kept: Entry[] = [];
-  for (const e of expired) (await consul.deleteCas(e.key, e.modifyIndex) ? deleted : kept).push(e);
+  for (const e of expired) ((await consul.deleteCas(e.key, e.modifyIndex)) ? deleted : kept).push(e);
   return { dryRun, deleted, kept, invalid: invalid.length };
 }
 
 function formatPurge(r: PurgeResult, nowMs: number): string {
-  const rows = (list: readonly Entry[]): string[][] => list.map((e) => [e.kind, e.target, addrText(e.addr), scopeText(e.scope), expiryText(e.expiry, nowMs)]);
+  const rows = (list: readonly Entry[]): string[][] =>
+    list.map((e) => [e.kind, e.target, addrText(e.addr), scopeText(e.scope), expiryText(e.expiry, nowMs)]);
   const out: string[] = [];
   const verb = r.dryRun ? 'would delete' : 'deleted';
   out.push(`${verb} ${r.deleted.length} expired entr${r.deleted.length === 1 ? 'y' : 'ies'}`);
-  if (r.deleted.length > 0) out.push(table([['KIND', 'TARGET', 'ADDRESS', 'SCOPE', 'EXPIRY'], ...rows(sortEntries(r.deleted))].map((row) => ['', ...row])));
+  if (r.deleted.length > 0)
+    out.push(table([['KIND', 'TARGET', 'ADDRESS', 'SCOPE', 'EXPIRY'], ...rows(sortEntries(r.deleted))].map((row) => ['', ...row])));
   if (r.kept.length > 0) {
     out.push(`kept ${r.kept.length} entr${r.kept.length === 1 ? 'y' : 'ies'} changed since read (renewed meanwhile?):`);
     for (const e of r.kept) out.push(`  ${e.key}`);
@@ -56,7 +62,12 @@ export function registerPurgeCommand(program: Command): void {
       await withContext(opts, async (ctx) => {
         const r = await purgeExpired(ctx.consul, ctx.nowMs, opts.dryRun === true);
         if (ctx.json) {
-          printJson({ dryRun: r.dryRun, deleted: r.deleted.map((e) => entryJson(e, ctx.nowMs)), kept: r.kept.map((e) => entryJson(e, ctx.nowMs)), invalid: r.invalid });
+          printJson({
+            dryRun: r.dryRun,
+            deleted: r.deleted.map((e) => entryJson(e, ctx.nowMs)),
+            kept: r.kept.map((e) => entryJson(e, ctx.nowMs)),
+            invalid: r.invalid,
+          });
         } else print(formatPurge(r, ctx.nowMs));
       });
     });

@@ -5,9 +5,18 @@
  * the agent's own mirrors of service files (it deregisters those when their file goes).
  */
 import type { Command } from 'commander';
-import { printable } from '../../rules/address.js';
-import { BEFW_TAG, ENFORCING_TAG, LOCAL_TAG, UDP_TAG, collectServices, parsePortSpec, portText, serviceSetName } from '../../rules/services.js';
-import type { AgentService, PortRange, Proto } from '../../rules/types.js';
+import { printable } from '../../core/address.js';
+import {
+  BEFW_TAG,
+  ENFORCING_TAG,
+  LOCAL_TAG,
+  UDP_TAG,
+  collectServices,
+  parsePortSpec,
+  portText,
+  serviceSetName,
+} from '../../core/services.js';
+import type { AgentService, PortRange, Proto } from '../../core/types.js';
 import { type CommonOpts, addCommonOptions, print, printJson, withContext } from './context.js';
 import { UsageError, quoted } from './errors.js';
 import { table } from './entries.js';
@@ -33,7 +42,8 @@ export interface RegisterOpts extends CommonOpts {
 }
 
 function checkName(text: string, subject: string): string {
-  if (!SERVICE_NAME.test(text)) throw new UsageError(quoted(subject, text), 'expected 1-128 letters, digits, ".", "_" or "-", starting with a letter or digit');
+  if (!SERVICE_NAME.test(text))
+    throw new UsageError(quoted(subject, text), 'expected 1-128 letters, digits, ".", "_" or "-", starting with a letter or digit');
   return text;
 }
 
@@ -43,7 +53,11 @@ export function buildRegistration(name: string, primary: string, opts: Pick<Regi
   const id = checkName(opts.id ?? name, '--id');
   const m = PRIMARY.exec(primary);
   const port = Number(m?.[1] ?? '0');
-  if (m === null || port < 1 || port > 65535) throw new UsageError(quoted('port', primary), 'expected PORT or PORT/PROTO with PORT 1-65535 and PROTO tcp or udp, e.g. 8080 or 53/udp');
+  if (m === null || port < 1 || port > 65535)
+    throw new UsageError(
+      quoted('port', primary),
+      'expected PORT or PORT/PROTO with PORT 1-65535 and PROTO tcp or udp, e.g. 8080 or 53/udp',
+    );
   const proto: Proto = m[2] === 'udp' ? 'udp' : 'tcp';
   const tags = [BEFW_TAG];
   if (proto === 'udp') tags.push(UDP_TAG);
@@ -51,12 +65,25 @@ export function buildRegistration(name: string, primary: string, opts: Pick<Regi
   const ports: PortRange[] = [{ proto, from: port, to: port }];
   for (const spec of opts.port ?? []) {
     const p = parsePortSpec(spec);
-    if (p === null || !p.ok) throw new UsageError(quoted('--port', spec), `${p === null ? 'not a port' : p.error}: expected PORT/PROTO or FROM:TO/PROTO, e.g. 8443/tcp or 30000:30100/udp`);
+    if (p === null || !p.ok)
+      throw new UsageError(
+        quoted('--port', spec),
+        `${p === null ? 'not a port' : p.error}: expected PORT/PROTO or FROM:TO/PROTO, e.g. 8443/tcp or 30000:30100/udp`,
+      );
     const tag = `${portText(p.range)}/${p.range.proto}`;
     if (!tags.includes(tag)) tags.push(tag);
     ports.push(p.range);
   }
-  return { id, name, port, proto, tags, set: serviceSetName(name, proto, port), ports, mode: opts.enforcing === true ? 'enforcing' : 'default' };
+  return {
+    id,
+    name,
+    port,
+    proto,
+    tags,
+    set: serviceSetName(name, proto, port),
+    ports,
+    mode: opts.enforcing === true ? 'enforcing' : 'default',
+  };
 }
 
 function portList(ports: readonly PortRange[]): string[] {
@@ -70,10 +97,16 @@ function portsText(ports: readonly PortRange[]): string {
 /** A service someone else registered (or the agent's mirror of a service file) is not ours to replace or remove. */
 function refuseForeign(existing: AgentService, doing: string): void {
   if (!existing.tags.includes(BEFW_TAG)) {
-    throw new UsageError(`service id "${printable(existing.id)}"`, `is registered without the befw tag by someone else; refusing to ${doing} it (use --id for a separate befw registration)`);
+    throw new UsageError(
+      `service id "${printable(existing.id)}"`,
+      `is registered without the befw tag by someone else; refusing to ${doing} it (use --id for a separate befw registration)`,
+    );
   }
   if (existing.tags.includes(LOCAL_TAG)) {
-    throw new UsageError(`service id "${printable(existing.id)}"`, `mirrors a service file (tag local) and is managed by the agent; edit or remove the file in the services directory instead of trying to ${doing} it`);
+    throw new UsageError(
+      `service id "${printable(existing.id)}"`,
+      `mirrors a service file (tag local) and is managed by the agent; edit or remove the file in the services directory instead of trying to ${doing} it`,
+    );
   }
 }
 
@@ -144,7 +177,8 @@ export function registerServiceCommands(program: Command): void {
       checkName(id, 'service id');
       await withContext(opts, async (ctx) => {
         const existing = (await ctx.consul.services()).find((s) => s.id === id);
-        if (existing === undefined) throw new UsageError(`service id "${id}"`, 'is not registered on the local Consul agent; nothing removed (see befw service ls)');
+        if (existing === undefined)
+          throw new UsageError(`service id "${id}"`, 'is not registered on the local Consul agent; nothing removed (see befw service ls)');
         refuseForeign(existing, 'deregister');
         await ctx.consul.deregister(id);
         if (ctx.json) printJson({ deregistered: { id, name: existing.name, tags: existing.tags } });
@@ -159,7 +193,12 @@ export function registerServiceCommands(program: Command): void {
         const rows = serviceRows(await ctx.consul.services());
         if (ctx.json) return printJson({ services: rows });
         if (rows.length === 0) return print('No befw services on the local Consul agent.');
-        const lines = [table([['ID', 'NAME', 'SET', 'PORTS', 'MODE', 'SOURCE'], ...rows.map((r) => [r.id, r.name, r.set ?? '-', r.ports.join(', ') || '-', r.mode, r.source])])];
+        const lines = [
+          table([
+            ['ID', 'NAME', 'SET', 'PORTS', 'MODE', 'SOURCE'],
+            ...rows.map((r) => [r.id, r.name, r.set ?? '-', r.ports.join(', ') || '-', r.mode, r.source]),
+          ]),
+        ];
         for (const r of rows) for (const p of r.problems) lines.push(`  ${r.id}: ${p}`);
         print(lines.join('\n'));
       });

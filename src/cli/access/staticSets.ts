@@ -4,7 +4,7 @@
  * applies within a second (`befw/$ipset$/<scope…>/rules_allow|rules_deny/<addr>`).
  */
 import type { Command } from 'commander';
-import { RULES_ALLOW, RULES_DENY } from '../../rules/compile.js';
+import { RULES_ALLOW, RULES_DENY } from '../../core/compile.js';
 import { rejectExpiry } from '../duration.js';
 import { type AddOpts, type Wording, addCommand, lsCommand, rmCommand } from './commands.js';
 import { UsageError } from './errors.js';
@@ -18,7 +18,9 @@ interface StaticOpts extends AddOpts {
 function register(program: Command, name: 'allow' | 'deny', set: string, words: Wording, what: string): void {
   addScopeOptions(addExpiryOptions(addCommonOptions(program.command(name))))
     .description(`${what}; --rm removes the entry; "befw ${name} ls" lists the entries with scope and time left`)
-    .usage('ADDR (--ttl D | --until TIME | --forever) [--dc DC [--node NODE]] | ADDR --rm [--dc DC [--node NODE]] | ls [--dc DC [--node NODE]] [options]')
+    .usage(
+      'ADDR (--ttl D | --until TIME | --forever) [--dc DC [--node NODE]] | ADDR --rm [--dc DC [--node NODE]] | ls [--dc DC [--node NODE]] [options]',
+    )
     .argument('<addr>', "IPv4/IPv6 address, network (198.51.100.0/24) or alias ('$name$', single-quoted); or ls to list")
     .option('--rm', `remove ADDR from ${set} at the given scope instead of adding it`)
     .action((addr: string, opts: StaticOpts) => {
@@ -39,14 +41,20 @@ export function registerStaticSetCommands(program: Command): void {
     program,
     'allow',
     RULES_ALLOW,
-    { added: (a) => `allowed: ${a} is accepted on every port (${RULES_ALLOW})`, removed: (a) => `removed: ${a} is no longer in ${RULES_ALLOW}` },
+    {
+      added: (a) => `allowed: ${a} is accepted on every port (${RULES_ALLOW})`,
+      removed: (a) => `removed: ${a} is no longer in ${RULES_ALLOW}`,
+    },
     `add ADDR to ${RULES_ALLOW}: accepted on every port of every node in scope, before any other rule`,
   );
   register(
     program,
     'deny',
     RULES_DENY,
-    { added: (a) => `denied: ${a} is rejected on every port (${RULES_DENY})`, removed: (a) => `removed: ${a} is no longer in ${RULES_DENY}` },
+    {
+      added: (a) => `denied: ${a} is rejected on every port (${RULES_DENY})`,
+      removed: (a) => `removed: ${a} is no longer in ${RULES_DENY}`,
+    },
     `add ADDR to ${RULES_DENY}: rejected on every port of every node in scope (${RULES_ALLOW} still wins)`,
   );
 }

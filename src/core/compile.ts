@@ -1,0 +1,228 @@
+/**
+ * The compiler: snapshot + options + now -> plan. Pure and deterministic: the same input gives a
+ * byte-identical plan, so "nothing changed" is a fingerprint comparison and plans have golden tests.
+ */
+import { type Family, type Net, kernelMembers, parseNet, printable } from './address.js';
+import { AliasResolver, minExpiry } from './aliases.js';
+import { hash53 } from './hash.js';
+import { type Grant, type KvParseCache, isLive, parseKv } from './kvLayout.js';
+import { type ServiceDef, collectServices, portText } from './services.js';
+import { assignKernelNames, v6Name } from './setNames.js';
+import type {
+  ChainRule,
+  CompileOptions,
+  Diagnostic,
+  EffectiveMember,
+  KvPair,
+  Plan,
+  PlanSet,
+  SetView,
+  Snapshot,
+  StaticSetConfig,
+} from './types.js';
+
+export const RULES_ALLOW = 'rules_allow';
+export const RULES_DENY = 'rules_deny';
+export const BUILTIN_SETS: readonly StaticSetConfig[] = [
+  { name: RULES_ALLOW, priority: 1, target: 'ACCEPT' },
+  { name: RULES_DENY, priority: 2, target: 'REJECT' },
+];
+
+/** ipset's default; sets grow past it in powers of two with room for the next changes. */
+export const MIN_MAXELEM = 65536;
+
+export function maxelemFor(count: number): number {
+  let m = MIN_MAXELEM;
+  while (m < count * 2) m *= 2;
+  return m;
+}
+
+interface MemberAcc {
+  readonly family: Family;
+  readonly prefix: number;
+  expiry: number | null;
+  /** Origins, only collected when views are wanted. */
+  via: string[] | null;
+}
+
+class SetAcc {
+  readonly members = new Map<string, MemberAcc>();
+  constructor(private readonly views: boolean) {}
+  add(net: Net, expiry: number | null, via: string): void {
+    const cur = this.members.get(net.cidr);
+    if (cur === undefined) {
+      this.members.set(net.cidr, { family: net.family, prefix: net.prefix, expiry, via: this.views ? [via] : null });
+      return;
+    }
+    // Several grants for one address: it stays while any of them does.
+    cur.expiry = cur.expiry === null || expiry === null ? null : Math.max(cur.expiry, expiry);
+    if (cur.via !== null && !cur.via.includes(via)) cur.via.push(via);
+  }
+}
+
+/** True when the pairs are already in code-unit order of their keys (Consul lists them so). */
+function isSortedByKey(xs: readonly KvPair[]): boolean {
+  for (let i = 1; i < xs.length; i++) if ((xs[i - 1] as KvPair).key > (xs[i] as KvPair).key) return false;
+  return true;
+}
+
+function byString<T>(key: (t: T) => string): (a: T, b: T) => number {
+  return (a, b) => {
+    const x = key(a);
+    const y = key(b);
+    return x < y ? -1 : x > y ? 1 : 0;
+  };
+}
+
+export interface CompileExtras {
+  /** Build `setViews` (members with expiry and origin, for show and status). Default true. */
+  readonly views?: boolean;
+  /** Parse results kept between compiles of the same node; output is identical with or without. */
+  readonly cache?: KvParseCache;
+}
+
+export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: number, extras: CompileExtras = {}): Plan {
+  const views = extras.views ?? true;
+  const diagnostics: Diagnostic[] = [...snapshot.inputDiagnostics];
+  const svc = collectServices(snapshot.agentServices, snapshot.fileServices);
+  diagnostics.push(...svc.diagnostics);
+
+  const serviceSets = new Map<string, ServiceDef>(svc.services.map((s) => [s.set, s]));
+  const staticSets = new Map<string, StaticSetConfig>();
+  for (const s of [...BUILTIN_SETS, ...options.customSets]) {
+    if (serviceSets.has(s.name)) {
+      diagnostics.push({
+        severity: 'error',
+        code: 'set-conflict',
+        subject: `set ${s.name}`,
+        message: 'custom set has the name of a service set; the custom set is ignored',
+      });
+      continue;
+    }
+    staticSets.set(s.name, s);
+  }
+
+  const acc = new Map<string, SetAcc>();
+  for (const name of [...serviceSets.keys(), ...staticSets.keys()]) acc.set(name, new SetAcc(views));
+
+  // KV is a map: sort it so that diagnostics, and which key an unknown alias is reported
+  // against, do not depend on the order a caller listed the pairs in.
+  const pairs = isSortedByKey(snapshot.kv) ? snapshot.kv : [...snapshot.kv].sort(byString((p) => p.key));
+  const kv = parseKv(pairs, snapshot.node, extras.cache);
+  diagnostics.push(...kv.diagnostics);
+  const aliasGrants: Grant[] = [];
+  const setGrants: Grant[] = [];
+  for (const g of kv.grants) (g.kind === '$alias$' ? aliasGrants : setGrants).push(g);
+  const aliases = new AliasResolver(aliasGrants, nowMs);
+
+  for (const g of setGrants) {
+    const target = acc.get(g.target);
+    // Grants for sets this node does not have belong to other nodes' services: not an error.
+    if (target === undefined) continue;
+    if (g.kind === '$service$' && !serviceSets.has(g.target)) continue;
+    if (g.kind === '$ipset$' && !staticSets.has(g.target)) continue;
+    if (!isLive(g.expiry, nowMs)) continue;
+    if (g.addr === 'net') {
+      target.add(g, g.expiry, g.scope);
+      continue;
+    }
+    for (const e of aliases.expand(g.alias, printable(g.key, 200))) {
+      target.add(e.net, minExpiry(g.expiry, e.expiry), `${g.scope} ${e.path.join(' > ')}`);
+    }
+  }
+  diagnostics.push(...aliases.diagnostics);
+
+  for (const f of [...snapshot.ipsetFiles].sort(byString((x) => x.file))) {
+    const target = acc.get(f.set);
+    if (target === undefined) {
+      diagnostics.push({
+        severity: 'warning',
+        code: 'unknown-set',
+        subject: printable(f.file),
+        message: `no set named ${printable(f.set)} on this node; file ignored`,
+      });
+      continue;
+    }
+    f.text.split('\n').forEach((raw, i) => {
+      const line = raw.replace(/#.*/, '').trim();
+      if (line === '') return;
+      const net = parseNet(line);
+      if (!net.ok) {
+        diagnostics.push({
+          severity: 'error',
+          code: 'bad-address',
+          subject: `${printable(f.file)}:${i + 1}`,
+          message: `${net.error}; line ignored`,
+        });
+        return;
+      }
+      target.add(net.value, null, `file ${f.file}`);
+    });
+  }
+
+  const allow = acc.get(RULES_ALLOW);
+  for (const net of options.managementNets) allow?.add(net, null, 'config');
+
+  const names = assignKernelNames([...acc.keys()]);
+  const kernel = (logical: string): string => names.get(logical) ?? logical;
+
+  const sets: PlanSet[] = [];
+  const setViews: SetView[] = [];
+  let nextExpiry: number | null = null;
+  for (const [logical, a] of [...acc.entries()].sort(byString(([n]) => n))) {
+    const members: EffectiveMember[] = [];
+    const v4: string[] = [];
+    const v6: string[] = [];
+    let split = false;
+    for (const cidr of [...a.members.keys()].sort()) {
+      const m = a.members.get(cidr) as MemberAcc;
+      const expiresAt = m.expiry === null ? null : m.expiry * 1000;
+      if (expiresAt !== null && (nextExpiry === null || expiresAt < nextExpiry)) nextExpiry = expiresAt;
+      if (m.via !== null) members.push({ cidr, family: m.family, expiresAt, via: m.via.sort() });
+      const out = m.family === 4 ? v4 : v6;
+      if (m.prefix === 0) {
+        out.push(...kernelMembers({ family: m.family, cidr, prefix: 0 }));
+        split = true;
+      } else {
+        out.push(cidr);
+      }
+    }
+    // Keys were unique and sorted; only the halves of a /0 can repeat or land out of order.
+    const tidy = (xs: string[]): string[] => (split ? [...new Set(xs)].sort() : xs);
+    const k = kernel(logical);
+    const m4 = tidy(v4);
+    const m6 = tidy(v6);
+    sets.push({ name: k, family: 'inet', members: m4, maxelem: maxelemFor(m4.length) });
+    sets.push({ name: v6Name(k), family: 'inet6', members: m6, maxelem: maxelemFor(m6.length) });
+    if (views) setViews.push({ logical, kernel: k, kind: serviceSets.has(logical) ? 'service' : 'static', members });
+  }
+  sets.sort(byString((s) => s.name));
+
+  const rules: ChainRule[] = [];
+  const ordered = [...staticSets.values()].sort((a, b) => a.priority - b.priority || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const s of ordered) {
+    if (s.target === 'NOOP') continue;
+    rules.push({ kind: 'static', set: kernel(s.name), target: s.target });
+  }
+  for (const s of svc.services) {
+    const [primary, ...extra] = s.ports;
+    const ports =
+      primary === undefined
+        ? []
+        : [primary, ...[...extra].sort((a, b) => (a.proto < b.proto ? -1 : a.proto > b.proto ? 1 : a.from - b.from || a.to - b.to))];
+    for (const p of ports) {
+      rules.push({ kind: 'service', service: s.set, set: kernel(s.set), proto: p.proto, port: portText(p), mode: s.mode });
+    }
+  }
+
+  const fingerprint = hash53(JSON.stringify({ sets, rules }));
+  return {
+    sets,
+    rules,
+    fingerprint,
+    nextExpiry,
+    services: svc.services.map((s) => ({ name: s.name, set: s.set, mode: s.mode, ports: s.ports, origins: s.origin.split(',') })),
+    setViews,
+    diagnostics,
+  };
+}

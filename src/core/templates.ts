@@ -1,0 +1,123 @@
+/**
+ * Operator templates for iptables text (`templates/iptables/`), parsed and validated once at
+ * load so that a bad template stops the agent at start rather than half-way through an apply.
+ *
+ * service template: one rule per line for each port of each service.
+ *   placeholders {SET} (kernel set of the family), {NAME} (logical set name), {PROTO}, {PORT}
+ *   a line may start with `enforcing:` or `default:` to be written only in that mode
+ *   every rule must append to BEFW (`-A BEFW ...`)
+ *
+ * base template: a whole `*filter` table, installed at start when `firewall=` is set.
+ *   {ICMP} becomes `icmp` or `ipv6-icmp`; it must declare `:BEFW` and jump to it from INPUT.
+ *   The agent fills the BEFW chain into the same transaction, so installing the base never
+ *   leaves a moment with an empty BEFW chain.
+ */
+import type { Mode } from './types.js';
+
+export interface ServiceTemplateLine {
+  readonly only: Mode | null;
+  readonly text: string;
+}
+
+export interface ServiceTemplate {
+  readonly lines: readonly ServiceTemplateLine[];
+}
+
+export interface BaseTemplate {
+  readonly text: string;
+}
+
+export class TemplateError extends Error {
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    message: string,
+  ) {
+    super(`${file}:${line}: ${message}`);
+    this.name = 'TemplateError';
+  }
+}
+
+const SERVICE_PLACEHOLDERS = new Set(['SET', 'NAME', 'PROTO', 'PORT']);
+const BASE_PLACEHOLDERS = new Set(['ICMP']);
+// What a rule line may contain: iptables words, quoted comments, no shell or control characters.
+const RULE_TEXT = /^[A-Za-z0-9 _.,:/!{}"'=+-]+$/;
+
+function checkPlaceholders(text: string, allowed: Set<string>, file: string, line: number): void {
+  for (const m of text.matchAll(/\{([^}]*)\}/g)) {
+    if (!allowed.has(m[1] ?? ''))
+      throw new TemplateError(file, line, `unknown placeholder {${m[1]}}; known: ${[...allowed].map((p) => `{${p}}`).join(' ')}`);
+  }
+}
+
+export function parseServiceTemplate(text: string, file: string): ServiceTemplate {
+  const lines: ServiceTemplateLine[] = [];
+  let sawSet = false;
+  text.split('\n').forEach((raw, i) => {
+    const n = i + 1;
+    const trimmed = raw.trim();
+    if (trimmed === '' || trimmed.startsWith('#')) return;
+    let only: Mode | null = null;
+    let body = trimmed;
+    const m = /^(enforcing|default):\s*(.*)$/.exec(trimmed);
+    if (m) {
+      only = m[1] as Mode;
+      body = m[2] ?? '';
+    }
+    if (!RULE_TEXT.test(body)) throw new TemplateError(file, n, 'rule contains characters iptables rules do not need');
+    if (!body.startsWith('-A BEFW ')) throw new TemplateError(file, n, 'every rule must start with "-A BEFW "');
+    if (/-[jg]\s+BEFW\b/.test(body)) throw new TemplateError(file, n, 'a rule may not jump back into BEFW');
+    checkPlaceholders(body, SERVICE_PLACEHOLDERS, file, n);
+    if (body.includes('{SET}')) sawSet = true;
+    lines.push({ only, text: body });
+  });
+  if (!sawSet) throw new TemplateError(file, 0, 'no rule uses {SET}: clients would never be matched');
+  return { lines };
+}
+
+export function parseBaseTemplate(text: string, file: string): BaseTemplate {
+  const lines = text.split('\n');
+  let table = false;
+  let declares = false;
+  let jumps = false;
+  let commit = false;
+  lines.forEach((raw, i) => {
+    const n = i + 1;
+    const l = raw.trim();
+    if (l === '' || l.startsWith('#')) return;
+    if (l.startsWith('*')) {
+      if (l !== '*filter') throw new TemplateError(file, n, 'only the filter table belongs in the base template');
+      table = true;
+      return;
+    }
+    if (!table) throw new TemplateError(file, n, 'rules before "*filter"');
+    if (l === 'COMMIT') {
+      commit = true;
+      return;
+    }
+    if (commit) throw new TemplateError(file, n, 'text after COMMIT');
+    if (!RULE_TEXT.test(l) && !/^:[A-Za-z0-9_-]+ (ACCEPT|DROP|-) \[[0-9]+:[0-9]+\]$/.test(l)) {
+      throw new TemplateError(file, n, 'line contains characters iptables rules do not need');
+    }
+    checkPlaceholders(l, BASE_PLACEHOLDERS, file, n);
+    if (/^:BEFW\s/.test(l)) declares = true;
+    // Any command on BEFW, not just -A: an `-I BEFW 1 -j ACCEPT` would sit in front of every
+    // service rule the agent writes into the same transaction.
+    if (/^(?:-[A-Z]|--[a-z-]+)\s+BEFW\b/.test(l))
+      throw new TemplateError(file, n, "the BEFW chain is the agent's: leave its rules out of the base");
+    if (/^-[AI] INPUT\b.*-j BEFW\b/.test(l)) jumps = true;
+  });
+  if (!table) throw new TemplateError(file, 0, 'no "*filter" table');
+  if (!commit) throw new TemplateError(file, 0, 'no COMMIT');
+  if (!declares) throw new TemplateError(file, 0, 'the BEFW chain is not declared (":BEFW - [0:0]")');
+  if (!jumps) throw new TemplateError(file, 0, 'INPUT never jumps to BEFW ("-A INPUT -j BEFW")');
+  return { text };
+}
+
+/** The service template used when none is configured; also shipped as templates/iptables/service.rules. */
+export const DEFAULT_SERVICE_TEMPLATE = parseServiceTemplate(
+  ['-A BEFW -p {PROTO} --dport {PORT} -m set --match-set {SET} src -j ACCEPT', 'enforcing: -A BEFW -p {PROTO} --dport {PORT} -j DROP'].join(
+    '\n',
+  ),
+  '(built-in)',
+);

@@ -1,0 +1,313 @@
+/**
+ * Applies a plan to the kernel in the order that never lets a packet see a half state:
+ * sets first (so every rule's set exists and is full), then the BEFW chain of each family in one
+ * transaction together with the INPUT jump if it is missing, then the sets nothing references.
+ *
+ * The driver remembers what it last wrote. A later apply is a delta: `add`/`del` lines for the
+ * members that changed, in one `ipset restore`; the chain is rewritten only when its text
+ * changes (so its counters survive membership changes); the kernel is listed only when a set must
+ * be created or rebuilt. A full apply (the first one, a periodic resync, or after any failure or
+ * drift) rebuilds every set through a temporary set and rewrites the chain, which proves the
+ * kernel equals the plan whatever happened to it meanwhile.
+ */
+import { performance } from 'node:perf_hooks';
+import { type IpFamily, renderBaseRestore, renderChainRestore } from '../../core/render.js';
+import type { BaseTemplate, ServiceTemplate } from '../../core/templates.js';
+import type { Plan } from '../../core/types.js';
+import { type CommandRunner, runChecked } from '../exec.js';
+import { maxelemFor } from '../../core/compile.js';
+import {
+  type AppliedSet,
+  IPSET,
+  type KernelSetHeader,
+  buildSetScript,
+  destroySets,
+  listSetHeaders,
+  needsRebuild,
+  restoreSets,
+} from './ipset.js';
+import { type ToolSet, readFilter, restoreChain, restoreTable } from './iptables.js';
+
+export type ApplyStep = 'read-kernel' | 'sets' | 'chain' | 'cleanup';
+
+export class ApplyError extends Error {
+  constructor(
+    readonly step: ApplyStep,
+    cause: unknown,
+  ) {
+    super(`apply failed at ${step}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'ApplyError';
+  }
+}
+
+export interface ApplyInput {
+  readonly plan: Plan;
+  /** Kernel sets the agent applied before; those missing from the plan are destroyed. */
+  readonly owned: readonly string[];
+  readonly template: ServiceTemplate;
+  /** Install this base table (with the chain filled in) instead of replacing the chain alone. */
+  readonly base: BaseTemplate | null;
+  /** Rebuild every set and rewrite the chain, whatever the driver believes is in the kernel. */
+  readonly full?: boolean;
+}
+
+export interface ApplyReport {
+  readonly mode: 'full' | 'delta';
+  readonly created: readonly string[];
+  readonly swapped: readonly string[];
+  readonly added: number;
+  readonly deleted: number;
+  readonly chainWritten: boolean;
+  readonly destroyed: readonly string[];
+  readonly notDestroyed: readonly { name: string; error: string }[];
+  readonly jumpInserted: readonly IpFamily[];
+  readonly members: number;
+  /** `script`: deciding what to write (diff); `sets`: that plus running it. */
+  readonly ms: { readonly script: number; readonly sets: number; readonly chain: number; readonly cleanup: number; readonly total: number };
+}
+
+export interface Dataplane {
+  apply(input: ApplyInput): Promise<ApplyReport>;
+  /** Drop what the driver believes is in the kernel: the next apply is full. */
+  forget(): void;
+  /**
+   * Compares the kernel with what the driver last applied: set presence, type and entry counts,
+   * the BEFW chain (as the kernel printed it back after the write) and the INPUT jump, for both
+   * families; with `members`, every set's members too. Empty when nothing was applied yet.
+   */
+  verify(opts: { readonly members: boolean }): Promise<Drift[]>;
+  /** Whether a BEFW chain is in the kernel now (left by an earlier run, say). */
+  hasChain(): Promise<boolean>;
+  /**
+   * Adds networks to the rules_allow sets without touching anything else: the safety net when
+   * there is neither Consul nor a valid state, and a BEFW chain from an earlier run is in place.
+   */
+  ensureMembers(
+    sets: readonly { readonly name: string; readonly family: 'inet' | 'inet6'; readonly members: readonly string[] }[],
+  ): Promise<void>;
+}
+
+export interface Drift {
+  readonly what: 'set-missing' | 'set-type' | 'set-count' | 'set-members' | 'chain' | 'jump';
+  readonly family?: IpFamily;
+  readonly set?: string;
+  readonly detail: string;
+}
+
+/** Count and two order-independent sums of per-member hashes: a set's contents in 3 numbers. */
+interface MemberDigest {
+  count: number;
+  sum: number;
+  mix: number;
+}
+
+function newDigest(): MemberDigest {
+  return { count: 0, sum: 0, mix: 0 };
+}
+
+/** Adds text[from, to) + suffix (`ipset save` prints hosts without their /32 or /128). */
+function addMember(d: MemberDigest, text: string | Uint8Array, from: number, to: number, suffix: string): void {
+  let h1 = 0x811c9dc5;
+  let h2 = 0x9e3779b9;
+  const step = (c: number): void => {
+    h1 = Math.imul(h1 ^ c, 0x01000193);
+    h2 = Math.imul(h2 ^ c, 0x85ebca6b) ^ (h2 >>> 13);
+  };
+  if (typeof text === 'string') for (let i = from; i < to; i++) step(text.charCodeAt(i));
+  else for (let i = from; i < to; i++) step(text[i] as number);
+  for (let i = 0; i < suffix.length; i++) step(suffix.charCodeAt(i));
+  d.count++;
+  d.sum = (d.sum + (h1 >>> 0)) >>> 0;
+  d.mix = (d.mix + Math.imul(h2 ^ (h2 >>> 16), 0x7feb352d)) >>> 0;
+}
+
+/** Digests of applied member lists, kept per list: a list is only digested once. */
+const digests = new WeakMap<readonly string[], MemberDigest>();
+
+function digestOf(members: readonly string[]): MemberDigest {
+  const known = digests.get(members);
+  if (known !== undefined) return known;
+  const d = newDigest();
+  for (const m of members) addMember(d, m, 0, m.length, '');
+  digests.set(members, d);
+  return d;
+}
+
+const FAMILIES: readonly IpFamily[] = [4, 6];
+
+async function step<T>(name: ApplyStep, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw new ApplyError(name, err);
+  }
+}
+
+export function createDataplane(runner: CommandRunner, tools: ToolSet): Dataplane {
+  let applied = new Map<string, AppliedSet>();
+  let chainText: Record<IpFamily, string> | null = null;
+  /** The BEFW chain as the kernel printed it back after our last write, per family. */
+  let chainCanon: Record<IpFamily, readonly string[]> | null = null;
+
+  const forget = (): void => {
+    applied = new Map();
+    chainText = null;
+    chainCanon = null;
+  };
+
+  const verify = async ({ members }: { readonly members: boolean }): Promise<Drift[]> => {
+    if (applied.size === 0 || chainCanon === null) return [];
+    const drifts: Drift[] = [];
+    const headers = await listSetHeaders(runner);
+    for (const [name, a] of applied) {
+      const h = headers.get(name);
+      if (h === undefined) drifts.push({ what: 'set-missing', set: name, detail: 'set is gone' });
+      else if (h.type !== 'hash:net' || h.family !== a.family)
+        drifts.push({ what: 'set-type', set: name, detail: `${h.type} ${h.family}` });
+      else if (h.entries !== a.members.length)
+        drifts.push({ what: 'set-count', set: name, detail: `${h.entries} entries, ${a.members.length} applied` });
+    }
+    const canon = chainCanon;
+    for (const family of FAMILIES) {
+      const f = await readFilter(runner, tools, family);
+      if (!f.hasJump) drifts.push({ what: 'jump', family, detail: 'INPUT does not jump to BEFW' });
+      const want = canon[family];
+      if (f.chainRules.length !== want.length || f.chainRules.some((l, i) => l !== want[i])) {
+        drifts.push({ what: 'chain', family, detail: `${f.chainRules.length} rules, ${want.length} applied` });
+      }
+    }
+    if (members && drifts.length === 0) drifts.push(...(await verifyMembers()));
+    return drifts;
+  };
+
+  /**
+   * One `ipset save` for all sets; each applied set must hold exactly its members. Compared as a
+   * count plus two order-independent sums of member hashes, computed straight from the saved text
+   * (no string per member): the check runs on a timer against sets of 100,000 members.
+   */
+  const verifyMembers = async (): Promise<Drift[]> => {
+    const r = await runChecked(runner, IPSET, ['save']);
+    // Bytes, not a string: indexing a multi-megabyte string built from chunks is slow in V8.
+    const text = Buffer.from(r.stdout, 'latin1');
+    const kernel = new Map<string, MemberDigest>();
+    let current: { name: string; digest: MemberDigest; suffix: string } | null = null;
+    const NL = 10;
+    const SP = 32;
+    const SLASH = 47;
+    for (let pos = 0; pos < text.length;) {
+      let eol = text.indexOf(NL, pos);
+      if (eol < 0) eol = text.length;
+      if (text[pos] === 0x63 /* c */ && text.toString('latin1', pos, pos + 7) === 'create ') {
+        const nameEnd = text.indexOf(SP, pos + 7);
+        const name = text.toString('latin1', pos + 7, nameEnd);
+        const a = applied.get(name);
+        current = a === undefined ? null : { name, digest: newDigest(), suffix: a.family === 'inet' ? '/32' : '/128' };
+        if (current !== null) kernel.set(name, current.digest);
+      } else if (current !== null && text[pos] === 0x61 /* a */) {
+        const from = pos + 4 + current.name.length + 1;
+        let to = from;
+        let slash = false;
+        for (; to < eol && text[to] !== SP; to++) if (text[to] === SLASH) slash = true;
+        addMember(current.digest, text, from, to, slash ? '' : current.suffix);
+      }
+      pos = eol + 1;
+    }
+    const drifts: Drift[] = [];
+    for (const [name, a] of applied) {
+      const got = kernel.get(name) ?? newDigest();
+      const want = digestOf(a.members);
+      if (got.count !== want.count || got.sum !== want.sum || got.mix !== want.mix) {
+        drifts.push({
+          what: 'set-members',
+          set: name,
+          detail: `${got.count} members in the kernel, ${want.count} applied, contents differ`,
+        });
+      }
+    }
+    return drifts;
+  };
+
+  return {
+    forget,
+    verify,
+    async hasChain() {
+      for (const family of FAMILIES) if ((await readFilter(runner, tools, family)).hasChain) return true;
+      return false;
+    },
+    async ensureMembers(sets) {
+      const lines: string[] = [];
+      for (const s of sets) {
+        lines.push(`create ${s.name} hash:net family ${s.family} maxelem ${maxelemFor(s.members.length)}`);
+        for (const m of s.members) lines.push(`add ${s.name} ${m}`);
+      }
+      await restoreSets(runner, `${lines.join('\n')}\n`);
+    },
+    async apply({ plan, owned, template, base, full = false }) {
+      const t0 = performance.now();
+      if (full || base !== null) forget();
+      const delta = applied.size > 0;
+      // A failure below leaves the kernel somewhere between the old and the new plan: whatever
+      // was believed is no longer known, so the next attempt must be full.
+      try {
+        const kernel: ReadonlyMap<string, KernelSetHeader> = needsRebuild(plan.sets, applied)
+          ? await step('read-kernel', () => listSetHeaders(runner))
+          : new Map();
+        const sets = buildSetScript(plan.sets, kernel, applied);
+        const tScript = performance.now();
+        await step('sets', () => restoreSets(runner, sets.script));
+        const t1 = performance.now();
+
+        const jumpInserted: IpFamily[] = [];
+        const text: Record<IpFamily, string> = {
+          4: renderChainRestore(plan.rules, 4, template, false),
+          6: renderChainRestore(plan.rules, 6, template, false),
+        };
+        let chainWritten = false;
+        await step('chain', async () => {
+          for (const family of FAMILIES) {
+            if (base !== null) {
+              await restoreTable(runner, tools, family, renderBaseRestore(base, plan.rules, family, template));
+              chainWritten = true;
+              continue;
+            }
+            if (chainText !== null && chainText[family] === text[family]) continue;
+            const filter = await readFilter(runner, tools, family);
+            if (!filter.hasJump) jumpInserted.push(family);
+            await restoreChain(runner, tools, family, renderChainRestore(plan.rules, family, template, !filter.hasJump));
+            chainWritten = true;
+          }
+          // Read the chain back as the kernel prints it: the integrity check compares with this.
+          if (chainWritten || chainCanon === null) {
+            const back = await Promise.all(FAMILIES.map((f) => readFilter(runner, tools, f)));
+            chainCanon = { 4: back[0]?.chainRules ?? [], 6: back[1]?.chainRules ?? [] };
+          }
+        });
+        chainText = text;
+        const t2 = performance.now();
+
+        const planned = new Set(plan.sets.map((s) => s.name));
+        const orphans = owned.filter((n) => !planned.has(n));
+        const cleanup = await step('cleanup', () => destroySets(runner, orphans));
+        const t3 = performance.now();
+
+        applied = new Map(plan.sets.map((s) => [s.name, { family: s.family, maxelem: s.maxelem, members: s.members }]));
+        return {
+          mode: delta ? 'delta' : 'full',
+          created: sets.created,
+          swapped: sets.swapped,
+          added: sets.added,
+          deleted: sets.deleted,
+          chainWritten,
+          destroyed: cleanup.destroyed,
+          notDestroyed: cleanup.failed,
+          jumpInserted,
+          members: plan.sets.reduce((n, s) => n + s.members.length, 0),
+          ms: { script: tScript - t0, sets: t1 - t0, chain: t2 - t1, cleanup: t3 - t2, total: t3 - t0 },
+        };
+      } catch (err) {
+        forget();
+        throw err;
+      }
+    },
+  };
+}

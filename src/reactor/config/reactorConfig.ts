@@ -1,0 +1,437 @@
+/**
+ * The syslog reactor's one JSON config file, shared by `befw syslog` (the parser), `befw queue`
+ * and `befw responder`. Validated in two steps: the JSON schema (reactorSchema.ts) for shape,
+ * types and ranges, then here what a schema cannot say (addresses parse, regular expressions compile and carry their
+ * subject group, actions name configured devices). Every error names the file and the JSON path
+ * (`/parser/listeners/0/port`), and none falls back to a silent default.
+ */
+import { readFile } from 'node:fs/promises';
+import { ConfigError } from '../../config/config.js';
+import { parseNet, printable } from '../../core/address.js';
+import { type QueueAddress, parseQueueAddress } from '../queue/address.js';
+import { NetSet } from '../../core/netMatch.js';
+import type { ThresholdRule } from '../syslog/thresholds.js';
+import { shapeError } from './reactorSchema.js';
+import { BUILTIN_GROUPS, BUILTIN_TRIGGERS, type Trigger, type TriggerSpec, TriggerSet, compileTrigger } from '../syslog/triggers.js';
+
+export const DEFAULT_REACTOR_CONFIG = '/etc/befw/reactor.json';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+
+export interface ListenerConfig {
+  readonly protocol: 'tcp' | 'udp';
+  readonly address: string;
+  readonly port: number;
+  readonly proxyProtocol: boolean;
+  /** `tcp:0.0.0.0:5140`, for logs and counters. */
+  readonly name: string;
+}
+
+export interface ParserConfig {
+  readonly listeners: readonly ListenerConfig[];
+  readonly trustedProxies: NetSet;
+  readonly allowedDevices: NetSet;
+  readonly maxMessageBytes: number;
+  readonly maxLineBytes: number;
+  readonly maxConnections: number;
+  readonly idleTimeoutMs: number;
+  readonly proxyHeaderTimeoutMs: number;
+  readonly maxTracked: number;
+  readonly maxPendingJobs: number;
+  readonly triggers: TriggerSet;
+  readonly thresholds: ReadonlyMap<string, ThresholdRule>;
+  readonly dedupMs: number;
+  readonly statsIntervalMs: number;
+}
+
+export interface QueueConfig {
+  readonly servers: readonly QueueAddress[];
+  readonly tubePrefix: string;
+  readonly ttrSec: number;
+  readonly maxAttempts: number;
+  readonly retryDelaySec: number;
+  readonly retryDelayMaxSec: number;
+  readonly connectTimeoutMs: number;
+}
+
+export type BanScope = 'world' | 'dc' | 'node';
+
+export interface BanAction {
+  readonly type: 'ban';
+  readonly set: string;
+  readonly scope: BanScope;
+  /** For scope dc/node; null: the local Consul agent's datacenter. */
+  readonly dc: string | null;
+  readonly node: string | null;
+  readonly bantimeSec: number;
+  readonly factor: number;
+  readonly maxBantimeSec: number;
+  /** A previous ban older than this no longer makes an address a repeat offender. */
+  readonly forgetAfterSec: number;
+}
+
+export type DeviceTarget =
+  { readonly kind: 'source' } | { readonly kind: 'all' } | { readonly kind: 'named'; readonly names: readonly string[] };
+
+export interface VyosAddressGroupAction {
+  readonly type: 'vyos-address-group';
+  readonly devices: DeviceTarget;
+  readonly group: string;
+  readonly ipv6Group: string;
+  readonly save: boolean;
+}
+
+export interface VyosDisableInterfaceAction {
+  readonly type: 'vyos-disable-interface';
+  readonly save: boolean;
+}
+
+export type ActionConfig = BanAction | VyosAddressGroupAction | VyosDisableInterfaceAction;
+
+export interface DeviceConfig {
+  readonly name: string;
+  readonly url: URL;
+  readonly keyFile: string;
+  readonly caFile: string | null;
+  /** Addresses the device sends syslog from: how a job's device is matched to this entry. */
+  readonly addresses: NetSet;
+  readonly timeoutMs: number;
+}
+
+export interface ResponderConfig {
+  readonly consul: {
+    readonly host: string;
+    readonly port: number;
+    readonly secure: boolean;
+    readonly tokenFile: string | null;
+    readonly dc: string | null;
+    readonly timeoutMs: number;
+  };
+  readonly managementNets: NetSet;
+  readonly stateKvPrefix: string;
+  readonly concurrency: number;
+  readonly actions: ReadonlyMap<string, readonly ActionConfig[]>;
+  readonly devices: ReadonlyMap<string, DeviceConfig>;
+}
+
+export interface ReactorConfig {
+  readonly file: string;
+  readonly logLevel: LogLevel;
+  readonly ignore: NetSet;
+  readonly queue: QueueConfig;
+  readonly parser: ParserConfig | null;
+  readonly responder: ResponderConfig | null;
+}
+
+type Json = Record<string, unknown>;
+
+const DAY = 86400;
+
+function nets(file: string, path: string, list: unknown): NetSet {
+  const texts = (list ?? []) as string[];
+  return new NetSet(
+    texts.map((t, i) => {
+      const r = parseNet(t);
+      if (!r.ok) throw new ConfigError(file, null, `${path}/${i}`, `"${printable(t)}": ${r.error}`);
+      return { family: r.value.family, cidr: r.value.cidr, prefix: r.value.prefix };
+    }),
+  );
+}
+
+const DEFAULT_THRESHOLDS: Readonly<Record<string, ThresholdRule>> = {
+  'ssh-auth-failure': { maxRetry: 5, findTimeMs: 600_000 },
+  'iface-down': { maxRetry: 1, findTimeMs: 60_000 },
+};
+const FALLBACK_THRESHOLD: ThresholdRule = { maxRetry: 1, findTimeMs: 60_000 };
+
+export function thresholdFor(parser: ParserConfig, event: string): ThresholdRule {
+  return parser.thresholds.get(event) ?? FALLBACK_THRESHOLD;
+}
+
+function parseParser(file: string, raw: Json): ParserConfig {
+  const limits = (raw.limits ?? {}) as Record<string, number | undefined>;
+  const seen = new Set<string>();
+  const listeners = (raw.listeners as Json[]).map((l, i): ListenerConfig => {
+    const protocol = l.protocol as 'tcp' | 'udp';
+    const address = (l.address as string | undefined) ?? '0.0.0.0';
+    const ip = parseNet(address);
+    if (!ip.ok || address.includes('/'))
+      throw new ConfigError(file, null, `/parser/listeners/${i}/address`, `"${printable(address)}" is not an IP address`);
+    const port = l.port as number;
+    const name = `${protocol}:${address.includes(':') ? `[${address}]` : address}:${port}`;
+    if (seen.has(name)) throw new ConfigError(file, null, `/parser/listeners/${i}`, `${name} is listed twice`);
+    seen.add(name);
+    return { protocol, address, port, proxyProtocol: l.proxyProtocol === true, name };
+  });
+  const trustedProxies = nets(file, '/parser/trustedProxies', raw.trustedProxies);
+  listeners.forEach((l, i) => {
+    if (l.proxyProtocol && trustedProxies.size === 0) {
+      throw new ConfigError(
+        file,
+        null,
+        `/parser/listeners/${i}/proxyProtocol`,
+        'PROXY protocol needs /parser/trustedProxies: otherwise anyone could claim to be any device',
+      );
+    }
+  });
+  const groups = (raw.builtinTriggers as string[] | undefined) ?? BUILTIN_GROUPS;
+  const triggers: Trigger[] = [];
+  for (const g of groups) for (const spec of BUILTIN_TRIGGERS[g] ?? []) triggers.push(compileTrigger(spec));
+  const names = new Set(triggers.map((t) => t.name));
+  ((raw.triggers ?? []) as Json[]).forEach((t, i) => {
+    const subject = (t.subject as string | undefined) ?? 'attacker';
+    const subjectKind = (t.subjectKind as 'ip' | 'name' | undefined) ?? (subject === 'attacker' ? 'ip' : 'name');
+    const spec: TriggerSpec = {
+      name: t.name as string,
+      event: t.event as string,
+      programs: (t.programs as string[] | undefined) ?? [],
+      pattern: t.pattern as string,
+      subject,
+      subjectKind,
+      perDevice: (t.perDevice as boolean | undefined) ?? subjectKind === 'name',
+    };
+    if (names.has(spec.name))
+      throw new ConfigError(
+        file,
+        null,
+        `/parser/triggers/${i}/name`,
+        `trigger "${spec.name}" is defined twice (built-in names: ${[...names].join(', ')})`,
+      );
+    names.add(spec.name);
+    try {
+      triggers.push(compileTrigger(spec));
+    } catch (err) {
+      throw new ConfigError(file, null, `/parser/triggers/${i}/pattern`, (err as Error).message);
+    }
+  });
+  const thresholds = new Map<string, ThresholdRule>(Object.entries(DEFAULT_THRESHOLDS));
+  for (const [event, t] of Object.entries((raw.thresholds ?? {}) as Record<string, { maxRetry: number; findTimeSec: number }>)) {
+    thresholds.set(event, { maxRetry: t.maxRetry, findTimeMs: t.findTimeSec * 1000 });
+  }
+  const triggerSet = new TriggerSet(triggers);
+  for (const event of Object.keys(raw.thresholds ?? {})) {
+    if (!triggerSet.events.includes(event))
+      throw new ConfigError(
+        file,
+        null,
+        `/parser/thresholds/${event}`,
+        `no trigger produces event "${event}" (events: ${triggerSet.events.join(', ') || 'none'})`,
+      );
+  }
+  return {
+    listeners,
+    trustedProxies,
+    allowedDevices:
+      raw.allowedDevices === undefined ? NetSet.parse(['0.0.0.0/0', '::/0']) : nets(file, '/parser/allowedDevices', raw.allowedDevices),
+    maxMessageBytes: limits.maxMessageBytes ?? 8192,
+    maxLineBytes: limits.maxLineBytes ?? 8192,
+    maxConnections: limits.maxConnections ?? 512,
+    idleTimeoutMs: (limits.idleTimeoutSec ?? 600) * 1000,
+    proxyHeaderTimeoutMs: (limits.proxyHeaderTimeoutSec ?? 5) * 1000,
+    maxTracked: limits.maxTracked ?? 100_000,
+    maxPendingJobs: limits.maxPendingJobs ?? 10_000,
+    triggers: triggerSet,
+    thresholds,
+    dedupMs: ((raw.dedupSec as number | undefined) ?? 600) * 1000,
+    statsIntervalMs: ((raw.statsIntervalSec as number | undefined) ?? 60) * 1000,
+  };
+}
+
+function parseDeviceTarget(v: unknown): DeviceTarget {
+  if (v === 'source') return { kind: 'source' };
+  if (v === 'all') return { kind: 'all' };
+  return { kind: 'named', names: v as string[] };
+}
+
+function parseResponder(file: string, raw: Json): ResponderConfig {
+  const c = (raw.consul ?? {}) as Json;
+  const address = (c.address as string | undefined) ?? '127.0.0.1:8500';
+  const m = /^(https?:\/\/)?([^:/]+)(?::([0-9]+))?\/?$/.exec(address);
+  const port = Number(m?.[3] ?? '8500');
+  if (m === null || port < 1 || port > 65535)
+    throw new ConfigError(file, null, '/responder/consul/address', 'expected host:port, e.g. 127.0.0.1:8500');
+
+  const devices = new Map<string, DeviceConfig>();
+  for (const [name, d] of Object.entries((raw.devices ?? {}) as Record<string, Json>)) {
+    let url: URL;
+    try {
+      url = new URL(d.url as string);
+    } catch {
+      throw new ConfigError(file, null, `/responder/devices/${name}/url`, 'not a valid URL');
+    }
+    if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
+      throw new ConfigError(
+        file,
+        null,
+        `/responder/devices/${name}/url`,
+        'expected scheme://host[:port][/path] without credentials, query or fragment (the key goes in keyFile)',
+      );
+    }
+    devices.set(name, {
+      name,
+      url,
+      keyFile: d.keyFile as string,
+      caFile: (d.caFile as string | undefined) ?? null,
+      addresses: nets(file, `/responder/devices/${name}/addresses`, d.addresses),
+      timeoutMs: ((d.timeoutSec as number | undefined) ?? 10) * 1000,
+    });
+  }
+
+  const actions = new Map<string, ActionConfig[]>();
+  for (const [event, list] of Object.entries(raw.actions as Record<string, Json[]>)) {
+    actions.set(
+      event,
+      list.map((a, i): ActionConfig => {
+        const where = `/responder/actions/${event}/${i}`;
+        if (a.type === 'ban') {
+          const scope = (a.scope as BanScope | undefined) ?? 'world';
+          const set = (a.set as string | undefined) ?? 'rules_deny';
+          if (set === 'rules_allow' || set.endsWith('_v6'))
+            throw new ConfigError(file, null, `${where}/set`, `a ban cannot go into ${set}`);
+          if (scope === 'node' && a.node === undefined)
+            throw new ConfigError(file, null, `${where}/node`, 'scope "node" needs the node name');
+          if (scope === 'world' && (a.dc !== undefined || a.node !== undefined))
+            throw new ConfigError(file, null, where, 'dc and node only go with scope "dc" or "node"');
+          if (scope === 'dc' && a.node !== undefined)
+            throw new ConfigError(file, null, `${where}/node`, 'node only goes with scope "node"');
+          const bantimeSec = (a.bantimeSec as number | undefined) ?? 3600;
+          const maxBantimeSec = (a.maxBantimeSec as number | undefined) ?? Math.max(bantimeSec, 7 * DAY);
+          if (maxBantimeSec < bantimeSec)
+            throw new ConfigError(file, null, `${where}/maxBantimeSec`, `must be at least bantimeSec (${bantimeSec})`);
+          return {
+            type: 'ban',
+            set,
+            scope,
+            dc: (a.dc as string | undefined) ?? null,
+            node: a.node === undefined ? null : (a.node as string).toLowerCase(),
+            bantimeSec,
+            factor: (a.factor as number | undefined) ?? 2,
+            maxBantimeSec,
+            forgetAfterSec: (a.forgetAfterSec as number | undefined) ?? 7 * DAY,
+          };
+        }
+        if (a.type === 'vyos-address-group') {
+          const target = parseDeviceTarget(a.devices);
+          if (target.kind === 'named') {
+            target.names.forEach((n, j) => {
+              if (!devices.has(n)) throw new ConfigError(file, null, `${where}/devices/${j}`, `no device "${n}" in /responder/devices`);
+            });
+          } else if (devices.size === 0) {
+            throw new ConfigError(file, null, `${where}/devices`, 'no devices configured in /responder/devices');
+          }
+          return {
+            type: 'vyos-address-group',
+            devices: target,
+            group: a.group as string,
+            ipv6Group: a.ipv6Group as string,
+            save: (a.save as boolean | undefined) ?? true,
+          };
+        }
+        if (devices.size === 0) throw new ConfigError(file, null, where, 'vyos-disable-interface needs devices in /responder/devices');
+        return { type: 'vyos-disable-interface', save: (a.save as boolean | undefined) ?? true };
+      }),
+    );
+  }
+  return {
+    consul: {
+      host: m[2] ?? '127.0.0.1',
+      port,
+      secure: m[1] === 'https://',
+      tokenFile: (c.tokenFile as string | undefined) ?? null,
+      dc: (c.dc as string | undefined) ?? null,
+      timeoutMs: ((c.timeoutSec as number | undefined) ?? 10) * 1000,
+    },
+    managementNets: nets(file, '/responder/managementNets', raw.managementNets),
+    stateKvPrefix: (raw.stateKvPrefix as string | undefined) ?? 'befw-reactor',
+    concurrency: (raw.concurrency as number | undefined) ?? 1,
+    actions,
+    devices,
+  };
+}
+
+export function parseReactorConfig(text: string, file: string): ReactorConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(file, null, null, `not valid JSON: ${(err as Error).message}`);
+  }
+  const shape = shapeError(raw);
+  if (shape !== null) throw new ConfigError(file, null, printable(shape.path, 200), shape.reason);
+  const r = raw as Json;
+  const q = r.queue as Json;
+  const servers = (q.servers as string[]).map((s, i) => {
+    const a = parseQueueAddress(s);
+    if (typeof a === 'string') throw new ConfigError(file, null, `/queue/servers/${i}`, `"${printable(s)}": ${a}`);
+    return a;
+  });
+  if (new Set(servers.map((s) => s.text)).size !== servers.length)
+    throw new ConfigError(file, null, '/queue/servers', 'a server is listed twice');
+  const queue: QueueConfig = {
+    servers,
+    tubePrefix: (q.tubePrefix as string | undefined) ?? 'befw-',
+    ttrSec: (q.ttrSec as number | undefined) ?? 60,
+    maxAttempts: (q.maxAttempts as number | undefined) ?? 5,
+    retryDelaySec: (q.retryDelaySec as number | undefined) ?? 2,
+    retryDelayMaxSec: (q.retryDelayMaxSec as number | undefined) ?? 600,
+    connectTimeoutMs: ((q.connectTimeoutSec as number | undefined) ?? 5) * 1000,
+  };
+  if (queue.retryDelayMaxSec < queue.retryDelaySec)
+    throw new ConfigError(file, null, '/queue/retryDelayMaxSec', 'must be at least retryDelaySec');
+  const parser = r.parser === undefined ? null : parseParser(file, r.parser as Json);
+  const responder = r.responder === undefined ? null : parseResponder(file, r.responder as Json);
+  if (responder !== null) {
+    for (const d of responder.devices.values()) {
+      // The key travels in a form body: over plain HTTP only to a device on loopback.
+      if (d.url.protocol === 'http:' && !['127.0.0.1', '[::1]', 'localhost'].includes(d.url.hostname)) {
+        throw new ConfigError(
+          file,
+          null,
+          `/responder/devices/${d.name}/url`,
+          'the API key would cross the network in clear text: use https (http is only for a device API on loopback)',
+        );
+      }
+    }
+  }
+  if (parser !== null && responder !== null) {
+    const kinds = new Map(parser.triggers.triggers.map((t) => [t.event, t.subjectKind]));
+    for (const [event, list] of responder.actions) {
+      const kind = kinds.get(event);
+      if (kind === undefined)
+        throw new ConfigError(
+          file,
+          null,
+          `/responder/actions/${event}`,
+          `no trigger produces event "${event}" (events: ${[...kinds.keys()].join(', ') || 'none'})`,
+        );
+      list.forEach((a, i) => {
+        const needs = a.type === 'vyos-disable-interface' ? 'name' : 'ip';
+        if (needs !== kind)
+          throw new ConfigError(
+            file,
+            null,
+            `/responder/actions/${event}/${i}`,
+            `${a.type} needs events about ${needs === 'ip' ? 'an address' : 'an interface name'}, and "${event}" is about ${kind === 'ip' ? 'an address' : 'a name'}`,
+          );
+      });
+    }
+  }
+  return {
+    file,
+    logLevel: (r.logLevel as LogLevel | undefined) ?? 'info',
+    ignore: nets(file, '/ignore', r.ignore),
+    queue,
+    parser,
+    responder,
+  };
+}
+
+export async function loadReactorConfig(path: string): Promise<ReactorConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(path, null, null, `cannot read: ${(err as Error).message}`);
+  }
+  return parseReactorConfig(text, path);
+}

@@ -1,0 +1,99 @@
+/**
+ * The `ban` action: the attacker goes into rules_deny (or the configured set and scope) in Consul
+ * with an expiry of now + bantime, and every befw agent enforces it within a second.
+ *
+ * Idempotent under at-least-once delivery and several responders:
+ *   - a protected address (ignore list, management networks, rules_allow) is never written;
+ *   - a job already applied (its id is in the offence record) changes nothing;
+ *   - a live ban is left as it is (a burst seen by two parsers still gives one ban);
+ *   - the ban and the offence record are written in one Consul transaction, each with
+ *     check-and-set on the index it was read at, so two responders racing on the same attacker
+ *     cannot both write: the loser re-reads, finds the ban, and stops.
+ */
+import { parseExpiry, isLive } from '../../core/kvLayout.js';
+import type { ReactorJob } from '../queue/job.js';
+import type { BanAction } from '../config/reactorConfig.js';
+import { familyOf } from '../../core/netMatch.js';
+import { ActionError, type ActionOutcome, type ActionRunner } from './actionTypes.js';
+import { ConsulError } from '../../consul/connection.js';
+import type { ReactorKv } from './consulKv.js';
+import { JOBS_REMEMBERED, type OffenceRecord, banKey, bantimeFor, offenceKey, parseOffence, previousBans } from './banPolicy.js';
+import type { Protection } from './protection.js';
+
+const MAX_RACES = 5;
+
+export interface BanContext {
+  readonly kv: ReactorKv;
+  readonly protection: Protection;
+  readonly stateKvPrefix: string;
+  /** The datacenter for dc/node scope when the action names none, and for rules_allow: the local agent's. */
+  readonly localDc: () => Promise<string>;
+  readonly now: () => number;
+}
+
+export class BanRunner implements ActionRunner {
+  readonly type = 'ban';
+
+  constructor(
+    private readonly action: BanAction,
+    private readonly ctx: BanContext,
+  ) {}
+
+  async run(job: ReactorJob): Promise<ActionOutcome> {
+    try {
+      return await this.apply(job);
+    } catch (err) {
+      if (err instanceof ActionError) throw err;
+      if (err instanceof ConsulError) throw new ActionError('ban', false, err.message, { statusCode: err.statusCode }, { cause: err });
+      throw new ActionError('ban', false, (err as Error).message, {}, { cause: err });
+    }
+  }
+
+  private async apply(job: ReactorJob): Promise<ActionOutcome> {
+    const address = job.subject;
+    if (familyOf(address) === null) throw new ActionError('ban', true, `subject "${address}" is not an IP address`);
+    const a = this.action;
+    const dc = a.dc ?? (await this.ctx.localDc());
+    const key = banKey(a, dc, address);
+    const where = { key, set: a.set, scope: a.scope };
+    const protectedBy = await this.ctx.protection.reason(address, { dc, node: a.scope === 'node' ? a.node : null }, this.ctx.now());
+    if (protectedBy !== null) return { result: 'protected', detail: { ...where, reason: protectedBy } };
+
+    const recKey = offenceKey(this.ctx.stateKvPrefix, address);
+    for (let race = 0; race < MAX_RACES; race++) {
+      const nowMs = this.ctx.now();
+      const nowSec = Math.floor(nowMs / 1000);
+      const [ban, rec] = await Promise.all([this.ctx.kv.get(key), this.ctx.kv.get(recKey)]);
+      const record = parseOffence(rec?.value ?? null);
+      if (record?.jobs.includes(job.id) === true) return { result: 'already-applied', detail: { ...where, offences: record.count } };
+      if (ban !== null) {
+        const exp = parseExpiry(ban.value);
+        if (exp.ok && isLive(exp.expiry, nowMs)) return { result: 'already-banned', detail: { ...where, expiry: exp.expiry ?? -1 } };
+      }
+      const previous = previousBans(record, a, nowMs);
+      const bantimeSec = bantimeFor(a, previous);
+      const expiry = nowSec + bantimeSec;
+      const next: OffenceRecord = {
+        count: previous + 1,
+        lastBanMs: nowMs,
+        lastExpiry: expiry,
+        lastBantimeSec: bantimeSec,
+        jobs: [...(record?.jobs ?? []), job.id].slice(-JOBS_REMEMBERED),
+        event: job.event,
+        device: { address: job.device.address, hostname: job.device.hostname },
+      };
+      const r = await this.ctx.kv.txn([
+        { verb: 'cas', key: recKey, value: JSON.stringify(next), index: rec?.modifyIndex ?? 0 },
+        { verb: 'cas', key, value: String(expiry), index: ban?.modifyIndex ?? 0 },
+      ]);
+      if (r.ok) {
+        return {
+          result: 'banned',
+          detail: { ...where, expiry, bantimeSec, offence: previous + 1, replaced: ban === null ? null : ban.value },
+        };
+      }
+      // Someone else wrote in between: read again and decide again.
+    }
+    throw new ActionError('ban', false, `lost ${MAX_RACES} check-and-set races on ${key}`, where);
+  }
+}

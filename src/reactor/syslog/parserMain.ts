@@ -1,0 +1,123 @@
+/**
+ * `befw syslog`: the composition root of the parser. Builds the pipeline, the listeners and the
+ * queue producer from the config, logs what it is doing (one JSON event a line), reports bad
+ * input at a bounded rate (the counters keep the full tally), and stops cleanly on SIGTERM:
+ * listeners close first, then pending jobs get a few seconds to reach the queue.
+ */
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import { JobProducer } from '../queue/producer.js';
+import { SyslogListeners } from './listeners.js';
+import { type Problem, SyslogPipeline } from './pipeline.js';
+import type { ParserConfig, ReactorConfig } from '../config/reactorConfig.js';
+
+/** At most this many problem lines per window; the rest are only counted. */
+const PROBLEM_LOG_BURST = 20;
+const PROBLEM_LOG_WINDOW_MS = 10_000;
+
+export interface RunningParser {
+  readonly listeners: SyslogListeners;
+  readonly pipeline: SyslogPipeline;
+  readonly producer: JobProducer;
+  stop(): Promise<void>;
+  readonly done: Promise<void>;
+}
+
+export function problemLogger(log: Logger): (p: Problem) => void {
+  let windowStart = 0;
+  let inWindow = 0;
+  let unlogged = 0;
+  return (p) => {
+    const now = Date.now();
+    if (now - windowStart >= PROBLEM_LOG_WINDOW_MS) {
+      if (unlogged > 0)
+        log.warn({ event: 'input-rejected-unlogged', count: unlogged, windowMs: PROBLEM_LOG_WINDOW_MS }, 'more rejected input than logged');
+      windowStart = now;
+      inWindow = 0;
+      unlogged = 0;
+    }
+    if (inWindow >= PROBLEM_LOG_BURST) {
+      unlogged++;
+      return;
+    }
+    inWindow++;
+    log.warn({ event: 'input-rejected', ...p }, 'input rejected');
+  };
+}
+
+export async function startParser(config: ReactorConfig, log: Logger): Promise<RunningParser> {
+  const parser = config.parser as ParserConfig;
+  const parserId = `${hostname()}:${process.pid}`;
+  const producer = new JobProducer(
+    config.queue.servers,
+    {
+      tubePrefix: config.queue.tubePrefix,
+      ttrSec: config.queue.ttrSec,
+      connectTimeoutMs: config.queue.connectTimeoutMs,
+      maxPending: parser.maxPendingJobs,
+    },
+    log,
+    (job, server, id) =>
+      log.info(
+        {
+          event: 'job-queued',
+          job: { id: job.id, event: job.event, trigger: job.trigger, subject: job.subject, count: job.count, device: job.device },
+          server,
+          queueId: id,
+          lineToQueueMs: Date.now() - job.lineReceivedMs,
+        },
+        'job queued',
+      ),
+  );
+  const pipeline = new SyslogPipeline(parser, config.ignore, (job) => producer.submit(job), problemLogger(log), parserId);
+  const listeners = new SyslogListeners(parser, pipeline, log);
+  try {
+    await listeners.start();
+  } catch (err) {
+    await listeners.stop();
+    producer.close();
+    throw new Error(`cannot listen: ${(err as Error).message}`, { cause: err });
+  }
+  log.info(
+    {
+      event: 'listening',
+      listeners: listeners.bound.map((b) => ({ name: b.config.name, port: b.port, proxyProtocol: b.config.proxyProtocol })),
+      triggers: parser.triggers.triggers.map((t) => t.name),
+      queue: config.queue.servers.map((s) => s.text),
+    },
+    'syslog parser listening',
+  );
+
+  const stats = (): Record<string, unknown> => ({
+    event: 'stats',
+    ...pipeline.counters,
+    connections: listeners.connections,
+    tracked: pipeline.tracked,
+    trackedEvicted: pipeline.evicted,
+    queue: { ...producer.counters, pending: producer.pendingCount },
+    memoryMb: Math.round(process.memoryUsage().rss / 1048576),
+  });
+  const statsTimer = setInterval(() => {
+    pipeline.sweep(Date.now());
+    log.info(stats(), 'parser stats');
+  }, parser.statsIntervalMs);
+  statsTimer.unref();
+
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => (resolveDone = r));
+  let stopping: Promise<void> | null = null;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      clearInterval(statsTimer);
+      await listeners.stop();
+      const drained = await producer.drain(5000);
+      if (!drained)
+        log.error({ event: 'jobs-lost-at-stop', pending: producer.pendingCount }, 'queue unreachable at stop: pending jobs lost');
+      producer.close();
+      log.info(stats(), 'parser stopped');
+      resolveDone();
+    })();
+    return stopping;
+  };
+  return { listeners, pipeline, producer, stop, done };
+}

@@ -1,0 +1,161 @@
+/**
+ * What happens to one received message: decode, parse (RFC 5424 / 3164, repeats unwrapped),
+ * match the triggers, drop subjects on the ignore list (and special-purpose addresses such as
+ * loopback), count against the event's threshold, and
+ * when it is crossed (and not already reported for this subject) make a job. No sockets here:
+ * the listeners feed it, the queue producer takes the jobs, and tests and the benchmark drive it
+ * directly.
+ */
+import { randomUUID } from 'node:crypto';
+import { printable } from '../../core/address.js';
+import type { JobDevice, ReactorJob } from '../queue/job.js';
+import { JOB_VERSION } from '../queue/job.js';
+import { NEVER_TARGETED, type NetSet } from '../../core/netMatch.js';
+import { type ParserConfig, thresholdFor } from '../config/reactorConfig.js';
+import { parseSyslog } from './syslogMessage.js';
+import { ThresholdTracker } from './thresholds.js';
+import { matchFields } from './triggers.js';
+
+export interface ParserCounters {
+  received: number;
+  bytes: number;
+  malformed: number;
+  matched: number;
+  badSubject: number;
+  ignored: number;
+  suppressed: number;
+  jobs: number;
+  /** Malformed input by reason (framing, PROXY, syslog, connection limits). */
+  readonly problems: Record<string, number>;
+}
+
+export function newCounters(): ParserCounters {
+  return {
+    received: 0,
+    bytes: 0,
+    malformed: 0,
+    matched: 0,
+    badSubject: 0,
+    ignored: 0,
+    suppressed: 0,
+    jobs: 0,
+    problems: Object.create(null) as Record<string, number>,
+  };
+}
+
+export interface Problem {
+  readonly reason: string;
+  readonly detail: string;
+  readonly device: string | null;
+  readonly listener: string;
+  readonly sample?: string;
+}
+
+export type Sender = Omit<JobDevice, 'hostname'>;
+
+export class SyslogPipeline {
+  readonly counters = newCounters();
+  private readonly tracker: ThresholdTracker;
+  private readonly ignoredMemo = new Map<string, boolean>();
+
+  constructor(
+    private readonly parser: ParserConfig,
+    private readonly ignore: NetSet,
+    private readonly emit: (job: ReactorJob) => void,
+    private readonly report: (p: Problem) => void,
+    private readonly parserId: string,
+  ) {
+    this.tracker = new ThresholdTracker(parser.dedupMs, parser.maxTracked);
+  }
+
+  get tracked(): number {
+    return this.tracker.size;
+  }
+
+  get evicted(): number {
+    return this.tracker.evicted;
+  }
+
+  /** Counts a problem found outside the pipeline (framing, PROXY header, limits) the same way. */
+  problem(p: Problem): void {
+    this.counters.malformed++;
+    this.counters.problems[p.reason] = (this.counters.problems[p.reason] ?? 0) + 1;
+    this.report(p);
+  }
+
+  handleBuffer(buf: Buffer, start: number, end: number, sender: Sender, nowMs: number): void {
+    this.counters.bytes += end - start;
+    this.handleText(buf.toString('utf8', start, end), sender, nowMs);
+  }
+
+  handleText(line: string, sender: Sender, nowMs: number): void {
+    this.counters.received++;
+    const parsed = parseSyslog(line);
+    if (!parsed.ok) {
+      this.problem({
+        reason: 'bad-syslog',
+        detail: parsed.error,
+        device: sender.address,
+        listener: sender.listener,
+        sample: printable(line, 120),
+      });
+      return;
+    }
+    const m = parsed.value;
+    const matches = this.parser.triggers.match(m.app, m.msg, (p) => {
+      this.counters.badSubject++;
+      this.problem({
+        reason: 'bad-subject',
+        detail: `${p.trigger}: ${p.error}`,
+        device: sender.address,
+        listener: sender.listener,
+        sample: printable(line, 120),
+      });
+    });
+    for (const match of matches) {
+      this.counters.matched++;
+      const t = match.trigger;
+      if (t.subjectKind === 'ip' && this.isIgnored(match.subject)) {
+        this.counters.ignored++;
+        continue;
+      }
+      const key = t.perDevice ? `${t.event}\u0000${sender.address}\u0000${match.subject}` : `${t.event}\u0000${match.subject}`;
+      const o = this.tracker.observe(key, thresholdFor(this.parser, t.event), m.repeat, nowMs);
+      if (o.kind === 'suppressed') {
+        this.counters.suppressed++;
+        continue;
+      }
+      if (o.kind !== 'fire') continue;
+      this.counters.jobs++;
+      this.emit({
+        v: JOB_VERSION,
+        id: randomUUID(),
+        event: t.event,
+        trigger: t.name,
+        subject: match.subject,
+        fields: matchFields(match),
+        count: o.count,
+        device: { ...sender, hostname: m.hostname === null ? null : printable(m.hostname, 255) },
+        firstSeenMs: o.firstSeenMs,
+        lineReceivedMs: nowMs,
+        queuedMs: Date.now(),
+        parser: this.parserId,
+        sample: printable(line, 512),
+      });
+    }
+  }
+
+  /** Ignore list and special-purpose addresses, remembered per address (bounded). */
+  private isIgnored(address: string): boolean {
+    const hit = this.ignoredMemo.get(address);
+    if (hit !== undefined) return hit;
+    const value = this.ignore.has(address) || NEVER_TARGETED.has(address);
+    if (this.ignoredMemo.size >= 65536) this.ignoredMemo.clear();
+    this.ignoredMemo.set(address, value);
+    return value;
+  }
+
+  sweep(nowMs: number): number {
+    return this.tracker.sweep(nowMs);
+  }
+}
