@@ -5,6 +5,7 @@
  */
 import type { ErrorObject } from 'ajv';
 import { lazyValidator } from './lazyValidator.js';
+import type { FromSchema } from './schemaType.js';
 import { parseNet, printable } from '../core/address.js';
 import { SET_NAME } from '../core/kvLayout.js';
 import type { Net } from '../core/address.js';
@@ -40,7 +41,7 @@ export interface Config {
   readonly maxStale: number;
   /** Seconds before a Consul request is abandoned. */
   readonly consulTimeout: number;
-  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  readonly logLevel: LogLevel;
   /** Blast-radius guard: percent of a set's members, and the smallest set it applies to. */
   readonly guardShare: number;
   readonly guardMin: number;
@@ -52,8 +53,13 @@ export interface Config {
   /** Metrics and health endpoint (loopback only), or null when off. */
   readonly metrics: { readonly host: string; readonly port: number } | null;
   /** iptables backend: follow the host (`iptables --version`) or force one. */
-  readonly iptablesBackend: 'auto' | 'nft' | 'legacy';
+  readonly iptablesBackend: IptablesBackend;
 }
+
+/** The file's keys and values as written (every value still text), typed from SCHEMA below. */
+export type RawConfig = FromSchema<typeof SCHEMA>;
+export type LogLevel = NonNullable<RawConfig['log_level']>;
+export type IptablesBackend = NonNullable<RawConfig['iptables_backend']>;
 
 export const DEFAULT_CONFIG_PATH = '/etc/befw.conf';
 export const DEFAULT_SOCKET_PATH = '/run/befw/befw.sock';
@@ -109,7 +115,7 @@ const SCHEMA = {
   },
 } as const;
 
-const validator = lazyValidator<Record<string, string>>(SCHEMA, { allErrors: true });
+const validator = lazyValidator<RawConfig>(SCHEMA, { allErrors: true });
 
 const HINTS: Record<string, string> = {
   address: 'expected host:port, e.g. 127.0.0.1:8500',
@@ -138,7 +144,7 @@ function explain(e: ErrorObject, key: string): string {
 export function parseConfig(text: string, file: string): Config {
   // No prototype: `__proto__=x` must become a key the schema rejects as unknown, not a silent
   // no-op assignment to the object's prototype.
-  const raw = Object.create(null) as Record<string, string>;
+  const fields = Object.create(null) as Record<string, string>;
   const lineOf = new Map<string, number>();
   text.split('\n').forEach((rawLine, i) => {
     const n = i + 1;
@@ -149,21 +155,21 @@ export function parseConfig(text: string, file: string): Config {
     const key = line.slice(0, eq).trim();
     const value = line.slice(eq + 1).trim();
     if (lineOf.has(key)) throw new ConfigError(file, n, key, `duplicate key (first set on line ${lineOf.get(key)})`);
-    raw[key] = value;
+    fields[key] = value;
     lineOf.set(key, n);
   });
 
   const validate = validator();
-  if (!validate(raw)) {
+  if (!validate(fields)) {
     const e = validate.errors?.[0];
-    if (e !== undefined) {
-      const key =
-        e.keyword === 'additionalProperties'
-          ? (e.params as { additionalProperty: string }).additionalProperty
-          : e.instancePath.replace(/^\//, '').replaceAll('~1', '/').replaceAll('~0', '~');
-      throw new ConfigError(file, lineOf.get(key) ?? null, printable(key), explain(e, key));
-    }
+    if (e === undefined) throw new ConfigError(file, null, null, 'invalid'); // ajv always says why
+    const key =
+      e.keyword === 'additionalProperties'
+        ? (e.params as { additionalProperty: string }).additionalProperty
+        : e.instancePath.replace(/^\//, '').replaceAll('~1', '/').replaceAll('~0', '~');
+    throw new ConfigError(file, lineOf.get(key) ?? null, printable(key), explain(e, key));
   }
+  const raw: RawConfig = fields;
 
   const at = (key: string): number | null => lineOf.get(key) ?? null;
   const customSets: StaticSetConfig[] = [];
@@ -234,8 +240,8 @@ export function parseConfig(text: string, file: string): Config {
     consulWait: Number(raw.consul_wait ?? '300'),
     maxStale: Number(raw.max_stale ?? '5'),
     consulTimeout: Number(raw.consul_timeout_sec ?? '10'),
-    logLevel: (raw.log_level as Config['logLevel'] | undefined) ?? 'info',
-    iptablesBackend: (raw.iptables_backend as Config['iptablesBackend'] | undefined) ?? 'auto',
+    logLevel: raw.log_level ?? 'info',
+    iptablesBackend: raw.iptables_backend ?? 'auto',
     guardShare: Number(raw.guard_share ?? '50'),
     guardMin: Number(raw.guard_min ?? '10'),
     integrityInterval: Number(raw.integrity_interval ?? '3'),

@@ -7,19 +7,28 @@
  */
 import { readFile } from 'node:fs/promises';
 import { ConfigError } from '../../config/config.js';
+import { assertNever } from '../../core/assertNever.js';
 import { parseNet, printable } from '../../core/address.js';
 import { type QueueAddress, parseQueueAddress } from '../queue/address.js';
 import { NetSet } from '../../core/netMatch.js';
 import type { ThresholdRule } from '../syslog/thresholds.js';
-import { shapeError } from './reactorSchema.js';
-import { BUILTIN_GROUPS, BUILTIN_TRIGGERS, type Trigger, type TriggerSpec, TriggerSet, compileTrigger } from '../syslog/triggers.js';
+import { type ActionKind, type RawAction, type RawParser, type RawReactorConfig, type RawResponder, checkShape } from './reactorSchema.js';
+import {
+  BUILTIN_GROUPS,
+  BUILTIN_TRIGGERS,
+  type SubjectKind,
+  type Trigger,
+  type TriggerSpec,
+  TriggerSet,
+  compileTrigger,
+} from '../syslog/triggers.js';
 
 export const DEFAULT_REACTOR_CONFIG = '/etc/befw/reactor.json';
 
-export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+export type LogLevel = NonNullable<RawReactorConfig['logLevel']>;
 
 export interface ListenerConfig {
-  readonly protocol: 'tcp' | 'udp';
+  readonly protocol: RawParser['listeners'][number]['protocol'];
   readonly address: string;
   readonly port: number;
   readonly proxyProtocol: boolean;
@@ -54,7 +63,7 @@ export interface QueueConfig {
   readonly connectTimeoutMs: number;
 }
 
-export type BanScope = 'world' | 'dc' | 'node';
+export type BanScope = NonNullable<Extract<RawAction, { type: 'ban' }>['scope']>;
 
 export interface BanAction {
   readonly type: 'ban';
@@ -86,7 +95,9 @@ export interface VyosDisableInterfaceAction {
   readonly save: boolean;
 }
 
+/** One configured action, defaults filled in; its `type` is a responder action kind (responder/registry.ts). */
 export type ActionConfig = BanAction | VyosAddressGroupAction | VyosDisableInterfaceAction;
+export type ActionType = ActionConfig['type'];
 
 export interface DeviceConfig {
   readonly name: string;
@@ -123,12 +134,14 @@ export interface ReactorConfig {
   readonly responder: ResponderConfig | null;
 }
 
-type Json = Record<string, unknown>;
-
 const DAY = 86400;
 
-function nets(file: string, path: string, list: unknown): NetSet {
-  const texts = (list ?? []) as string[];
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function nets(file: string, path: string, list: readonly string[] | undefined): NetSet {
+  const texts = list ?? [];
   return new NetSet(
     texts.map((t, i) => {
       const r = parseNet(t);
@@ -148,16 +161,16 @@ export function thresholdFor(parser: ParserConfig, event: string): ThresholdRule
   return parser.thresholds.get(event) ?? FALLBACK_THRESHOLD;
 }
 
-function parseParser(file: string, raw: Json): ParserConfig {
-  const limits = (raw.limits ?? {}) as Record<string, number | undefined>;
+function parseParser(file: string, raw: RawParser): ParserConfig {
+  const limits: NonNullable<RawParser['limits']> = raw.limits ?? {};
   const seen = new Set<string>();
-  const listeners = (raw.listeners as Json[]).map((l, i): ListenerConfig => {
-    const protocol = l.protocol as 'tcp' | 'udp';
-    const address = (l.address as string | undefined) ?? '0.0.0.0';
+  const listeners = raw.listeners.map((l, i): ListenerConfig => {
+    const protocol = l.protocol;
+    const address = l.address ?? '0.0.0.0';
     const ip = parseNet(address);
     if (!ip.ok || address.includes('/'))
       throw new ConfigError(file, null, `/parser/listeners/${i}/address`, `"${printable(address)}" is not an IP address`);
-    const port = l.port as number;
+    const port = l.port;
     const name = `${protocol}:${address.includes(':') ? `[${address}]` : address}:${port}`;
     if (seen.has(name)) throw new ConfigError(file, null, `/parser/listeners/${i}`, `${name} is listed twice`);
     seen.add(name);
@@ -174,21 +187,21 @@ function parseParser(file: string, raw: Json): ParserConfig {
       );
     }
   });
-  const groups = (raw.builtinTriggers as string[] | undefined) ?? BUILTIN_GROUPS;
+  const groups = raw.builtinTriggers ?? BUILTIN_GROUPS;
   const triggers: Trigger[] = [];
   for (const g of groups) for (const spec of BUILTIN_TRIGGERS[g] ?? []) triggers.push(compileTrigger(spec));
   const names = new Set(triggers.map((t) => t.name));
-  ((raw.triggers ?? []) as Json[]).forEach((t, i) => {
-    const subject = (t.subject as string | undefined) ?? 'attacker';
-    const subjectKind = (t.subjectKind as 'ip' | 'name' | undefined) ?? (subject === 'attacker' ? 'ip' : 'name');
+  (raw.triggers ?? []).forEach((t, i) => {
+    const subject = t.subject ?? 'attacker';
+    const subjectKind = t.subjectKind ?? (subject === 'attacker' ? 'ip' : 'name');
     const spec: TriggerSpec = {
-      name: t.name as string,
-      event: t.event as string,
-      programs: (t.programs as string[] | undefined) ?? [],
-      pattern: t.pattern as string,
+      name: t.name,
+      event: t.event,
+      programs: t.programs ?? [],
+      pattern: t.pattern,
       subject,
       subjectKind,
-      perDevice: (t.perDevice as boolean | undefined) ?? subjectKind === 'name',
+      perDevice: t.perDevice ?? subjectKind === 'name',
     };
     if (names.has(spec.name))
       throw new ConfigError(
@@ -201,11 +214,11 @@ function parseParser(file: string, raw: Json): ParserConfig {
     try {
       triggers.push(compileTrigger(spec));
     } catch (err) {
-      throw new ConfigError(file, null, `/parser/triggers/${i}/pattern`, (err as Error).message);
+      throw new ConfigError(file, null, `/parser/triggers/${i}/pattern`, messageOf(err));
     }
   });
   const thresholds = new Map<string, ThresholdRule>(Object.entries(DEFAULT_THRESHOLDS));
-  for (const [event, t] of Object.entries((raw.thresholds ?? {}) as Record<string, { maxRetry: number; findTimeSec: number }>)) {
+  for (const [event, t] of Object.entries(raw.thresholds ?? {})) {
     thresholds.set(event, { maxRetry: t.maxRetry, findTimeMs: t.findTimeSec * 1000 });
   }
   const triggerSet = new TriggerSet(triggers);
@@ -232,30 +245,82 @@ function parseParser(file: string, raw: Json): ParserConfig {
     maxPendingJobs: limits.maxPendingJobs ?? 10_000,
     triggers: triggerSet,
     thresholds,
-    dedupMs: ((raw.dedupSec as number | undefined) ?? 600) * 1000,
-    statsIntervalMs: ((raw.statsIntervalSec as number | undefined) ?? 60) * 1000,
+    dedupMs: (raw.dedupSec ?? 600) * 1000,
+    statsIntervalMs: (raw.statsIntervalSec ?? 60) * 1000,
   };
 }
 
-function parseDeviceTarget(v: unknown): DeviceTarget {
+function parseDeviceTarget(v: Extract<RawAction, { type: 'vyos-address-group' }>['devices']): DeviceTarget {
   if (v === 'source') return { kind: 'source' };
   if (v === 'all') return { kind: 'all' };
-  return { kind: 'named', names: v as string[] };
+  return { kind: 'named', names: v };
 }
 
-function parseResponder(file: string, raw: Json): ResponderConfig {
-  const c = (raw.consul ?? {}) as Json;
-  const address = (c.address as string | undefined) ?? '127.0.0.1:8500';
+/** What each action type acts on: an attacker's address, or an interface name. */
+const ACTION_SUBJECT: Readonly<Record<ActionKind, SubjectKind>> = {
+  ban: 'ip',
+  'vyos-address-group': 'ip',
+  'vyos-disable-interface': 'name',
+};
+
+function parseAction(file: string, where: string, a: RawAction, devices: ReadonlyMap<string, DeviceConfig>): ActionConfig {
+  switch (a.type) {
+    case 'ban': {
+      const scope = a.scope ?? 'world';
+      const set = a.set ?? 'rules_deny';
+      if (set === 'rules_allow' || set.endsWith('_v6')) throw new ConfigError(file, null, `${where}/set`, `a ban cannot go into ${set}`);
+      if (scope === 'node' && a.node === undefined) throw new ConfigError(file, null, `${where}/node`, 'scope "node" needs the node name');
+      if (scope === 'world' && (a.dc !== undefined || a.node !== undefined))
+        throw new ConfigError(file, null, where, 'dc and node only go with scope "dc" or "node"');
+      if (scope === 'dc' && a.node !== undefined) throw new ConfigError(file, null, `${where}/node`, 'node only goes with scope "node"');
+      const bantimeSec = a.bantimeSec ?? 3600;
+      const maxBantimeSec = a.maxBantimeSec ?? Math.max(bantimeSec, 7 * DAY);
+      if (maxBantimeSec < bantimeSec)
+        throw new ConfigError(file, null, `${where}/maxBantimeSec`, `must be at least bantimeSec (${bantimeSec})`);
+      return {
+        type: 'ban',
+        set,
+        scope,
+        dc: a.dc ?? null,
+        node: a.node === undefined ? null : a.node.toLowerCase(),
+        bantimeSec,
+        factor: a.factor ?? 2,
+        maxBantimeSec,
+        forgetAfterSec: a.forgetAfterSec ?? 7 * DAY,
+      };
+    }
+    case 'vyos-address-group': {
+      const target = parseDeviceTarget(a.devices);
+      if (target.kind === 'named') {
+        target.names.forEach((n, j) => {
+          if (!devices.has(n)) throw new ConfigError(file, null, `${where}/devices/${j}`, `no device "${n}" in /responder/devices`);
+        });
+      } else if (devices.size === 0) {
+        throw new ConfigError(file, null, `${where}/devices`, 'no devices configured in /responder/devices');
+      }
+      return { type: 'vyos-address-group', devices: target, group: a.group, ipv6Group: a.ipv6Group, save: a.save ?? true };
+    }
+    case 'vyos-disable-interface':
+      if (devices.size === 0) throw new ConfigError(file, null, where, 'vyos-disable-interface needs devices in /responder/devices');
+      return { type: 'vyos-disable-interface', save: a.save ?? true };
+    default:
+      return assertNever(a, 'action type');
+  }
+}
+
+function parseResponder(file: string, raw: RawResponder): ResponderConfig {
+  const c: NonNullable<RawResponder['consul']> = raw.consul ?? {};
+  const address = c.address ?? '127.0.0.1:8500';
   const m = /^(https?:\/\/)?([^:/]+)(?::([0-9]+))?\/?$/.exec(address);
   const port = Number(m?.[3] ?? '8500');
   if (m === null || port < 1 || port > 65535)
     throw new ConfigError(file, null, '/responder/consul/address', 'expected host:port, e.g. 127.0.0.1:8500');
 
   const devices = new Map<string, DeviceConfig>();
-  for (const [name, d] of Object.entries((raw.devices ?? {}) as Record<string, Json>)) {
+  for (const [name, d] of Object.entries(raw.devices ?? {})) {
     let url: URL;
     try {
-      url = new URL(d.url as string);
+      url = new URL(d.url);
     } catch {
       throw new ConfigError(file, null, `/responder/devices/${name}/url`, 'not a valid URL');
     }
@@ -270,66 +335,18 @@ function parseResponder(file: string, raw: Json): ResponderConfig {
     devices.set(name, {
       name,
       url,
-      keyFile: d.keyFile as string,
-      caFile: (d.caFile as string | undefined) ?? null,
+      keyFile: d.keyFile,
+      caFile: d.caFile ?? null,
       addresses: nets(file, `/responder/devices/${name}/addresses`, d.addresses),
-      timeoutMs: ((d.timeoutSec as number | undefined) ?? 10) * 1000,
+      timeoutMs: (d.timeoutSec ?? 10) * 1000,
     });
   }
 
   const actions = new Map<string, ActionConfig[]>();
-  for (const [event, list] of Object.entries(raw.actions as Record<string, Json[]>)) {
+  for (const [event, list] of Object.entries(raw.actions)) {
     actions.set(
       event,
-      list.map((a, i): ActionConfig => {
-        const where = `/responder/actions/${event}/${i}`;
-        if (a.type === 'ban') {
-          const scope = (a.scope as BanScope | undefined) ?? 'world';
-          const set = (a.set as string | undefined) ?? 'rules_deny';
-          if (set === 'rules_allow' || set.endsWith('_v6'))
-            throw new ConfigError(file, null, `${where}/set`, `a ban cannot go into ${set}`);
-          if (scope === 'node' && a.node === undefined)
-            throw new ConfigError(file, null, `${where}/node`, 'scope "node" needs the node name');
-          if (scope === 'world' && (a.dc !== undefined || a.node !== undefined))
-            throw new ConfigError(file, null, where, 'dc and node only go with scope "dc" or "node"');
-          if (scope === 'dc' && a.node !== undefined)
-            throw new ConfigError(file, null, `${where}/node`, 'node only goes with scope "node"');
-          const bantimeSec = (a.bantimeSec as number | undefined) ?? 3600;
-          const maxBantimeSec = (a.maxBantimeSec as number | undefined) ?? Math.max(bantimeSec, 7 * DAY);
-          if (maxBantimeSec < bantimeSec)
-            throw new ConfigError(file, null, `${where}/maxBantimeSec`, `must be at least bantimeSec (${bantimeSec})`);
-          return {
-            type: 'ban',
-            set,
-            scope,
-            dc: (a.dc as string | undefined) ?? null,
-            node: a.node === undefined ? null : (a.node as string).toLowerCase(),
-            bantimeSec,
-            factor: (a.factor as number | undefined) ?? 2,
-            maxBantimeSec,
-            forgetAfterSec: (a.forgetAfterSec as number | undefined) ?? 7 * DAY,
-          };
-        }
-        if (a.type === 'vyos-address-group') {
-          const target = parseDeviceTarget(a.devices);
-          if (target.kind === 'named') {
-            target.names.forEach((n, j) => {
-              if (!devices.has(n)) throw new ConfigError(file, null, `${where}/devices/${j}`, `no device "${n}" in /responder/devices`);
-            });
-          } else if (devices.size === 0) {
-            throw new ConfigError(file, null, `${where}/devices`, 'no devices configured in /responder/devices');
-          }
-          return {
-            type: 'vyos-address-group',
-            devices: target,
-            group: a.group as string,
-            ipv6Group: a.ipv6Group as string,
-            save: (a.save as boolean | undefined) ?? true,
-          };
-        }
-        if (devices.size === 0) throw new ConfigError(file, null, where, 'vyos-disable-interface needs devices in /responder/devices');
-        return { type: 'vyos-disable-interface', save: (a.save as boolean | undefined) ?? true };
-      }),
+      list.map((a, i) => parseAction(file, `/responder/actions/${event}/${i}`, a, devices)),
     );
   }
   return {
@@ -337,13 +354,13 @@ function parseResponder(file: string, raw: Json): ResponderConfig {
       host: m[2] ?? '127.0.0.1',
       port,
       secure: m[1] === 'https://',
-      tokenFile: (c.tokenFile as string | undefined) ?? null,
-      dc: (c.dc as string | undefined) ?? null,
-      timeoutMs: ((c.timeoutSec as number | undefined) ?? 10) * 1000,
+      tokenFile: c.tokenFile ?? null,
+      dc: c.dc ?? null,
+      timeoutMs: (c.timeoutSec ?? 10) * 1000,
     },
     managementNets: nets(file, '/responder/managementNets', raw.managementNets),
-    stateKvPrefix: (raw.stateKvPrefix as string | undefined) ?? 'befw-reactor',
-    concurrency: (raw.concurrency as number | undefined) ?? 1,
+    stateKvPrefix: raw.stateKvPrefix ?? 'befw-reactor',
+    concurrency: raw.concurrency ?? 1,
     actions,
     devices,
   };
@@ -354,13 +371,13 @@ export function parseReactorConfig(text: string, file: string): ReactorConfig {
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw new ConfigError(file, null, null, `not valid JSON: ${(err as Error).message}`);
+    throw new ConfigError(file, null, null, `not valid JSON: ${messageOf(err)}`);
   }
-  const shape = shapeError(raw);
-  if (shape !== null) throw new ConfigError(file, null, printable(shape.path, 200), shape.reason);
-  const r = raw as Json;
-  const q = r.queue as Json;
-  const servers = (q.servers as string[]).map((s, i) => {
+  const shape = checkShape(raw);
+  if (!shape.ok) throw new ConfigError(file, null, printable(shape.path, 200), shape.reason);
+  const r = shape.config;
+  const q = r.queue;
+  const servers = q.servers.map((s, i) => {
     const a = parseQueueAddress(s);
     if (typeof a === 'string') throw new ConfigError(file, null, `/queue/servers/${i}`, `"${printable(s)}": ${a}`);
     return a;
@@ -369,17 +386,17 @@ export function parseReactorConfig(text: string, file: string): ReactorConfig {
     throw new ConfigError(file, null, '/queue/servers', 'a server is listed twice');
   const queue: QueueConfig = {
     servers,
-    tubePrefix: (q.tubePrefix as string | undefined) ?? 'befw-',
-    ttrSec: (q.ttrSec as number | undefined) ?? 60,
-    maxAttempts: (q.maxAttempts as number | undefined) ?? 5,
-    retryDelaySec: (q.retryDelaySec as number | undefined) ?? 2,
-    retryDelayMaxSec: (q.retryDelayMaxSec as number | undefined) ?? 600,
-    connectTimeoutMs: ((q.connectTimeoutSec as number | undefined) ?? 5) * 1000,
+    tubePrefix: q.tubePrefix ?? 'befw-',
+    ttrSec: q.ttrSec ?? 60,
+    maxAttempts: q.maxAttempts ?? 5,
+    retryDelaySec: q.retryDelaySec ?? 2,
+    retryDelayMaxSec: q.retryDelayMaxSec ?? 600,
+    connectTimeoutMs: (q.connectTimeoutSec ?? 5) * 1000,
   };
   if (queue.retryDelayMaxSec < queue.retryDelaySec)
     throw new ConfigError(file, null, '/queue/retryDelayMaxSec', 'must be at least retryDelaySec');
-  const parser = r.parser === undefined ? null : parseParser(file, r.parser as Json);
-  const responder = r.responder === undefined ? null : parseResponder(file, r.responder as Json);
+  const parser = r.parser === undefined ? null : parseParser(file, r.parser);
+  const responder = r.responder === undefined ? null : parseResponder(file, r.responder);
   if (responder !== null) {
     for (const d of responder.devices.values()) {
       // The key travels in a form body: over plain HTTP only to a device on loopback.
@@ -405,7 +422,7 @@ export function parseReactorConfig(text: string, file: string): ReactorConfig {
           `no trigger produces event "${event}" (events: ${[...kinds.keys()].join(', ') || 'none'})`,
         );
       list.forEach((a, i) => {
-        const needs = a.type === 'vyos-disable-interface' ? 'name' : 'ip';
+        const needs = ACTION_SUBJECT[a.type];
         if (needs !== kind)
           throw new ConfigError(
             file,
@@ -418,7 +435,7 @@ export function parseReactorConfig(text: string, file: string): ReactorConfig {
   }
   return {
     file,
-    logLevel: (r.logLevel as LogLevel | undefined) ?? 'info',
+    logLevel: r.logLevel ?? 'info',
     ignore: nets(file, '/ignore', r.ignore),
     queue,
     parser,
@@ -431,7 +448,7 @@ export async function loadReactorConfig(path: string): Promise<ReactorConfig> {
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new ConfigError(path, null, null, `cannot read: ${(err as Error).message}`);
+    throw new ConfigError(path, null, null, `cannot read: ${messageOf(err)}`);
   }
   return parseReactorConfig(text, path);
 }

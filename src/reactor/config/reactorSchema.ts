@@ -2,9 +2,14 @@
  * The shape of the reactor config as a JSON schema (ajv): keys, types, ranges and name patterns.
  * Unknown keys are errors everywhere, so a typo never turns into a silent default. The first
  * error is turned into a JSON path and a sentence a person can act on.
+ *
+ * The schema is also the type: RawReactorConfig is derived from it (config/schemaType.ts), and
+ * checkShape hands back the validated value with that type, so reactorConfig.ts reads it without
+ * casts and tsc rejects code that reads a key the schema does not have, or forgets it is optional.
  */
 import type { ErrorObject } from 'ajv';
 import { lazyValidator } from '../../config/lazyValidator.js';
+import type { Agreeing, FromSchema } from '../../config/schemaType.js';
 import { SET_NAME } from '../../core/kvLayout.js';
 import { BUILTIN_GROUPS } from '../syslog/triggers.js';
 
@@ -199,7 +204,16 @@ const SCHEMA = {
   },
 } as const;
 
-const validator = lazyValidator(SCHEMA, { allErrors: false, strict: true, allowUnionTypes: true });
+/** The reactor config as written (JSON, before defaults and meaning checks). */
+export type RawReactorConfig = FromSchema<typeof SCHEMA>;
+export type RawParser = NonNullable<RawReactorConfig['parser']>;
+export type RawResponder = NonNullable<RawReactorConfig['responder']>;
+/** One entry of /responder/actions/<event>: a union tagged by `type`, one member per `if`/`then` branch of ACTION. */
+export type RawAction = FromSchema<typeof ACTION>;
+/** The action types the schema accepts; tsc refuses this type if one has no `if`/`then` branch (and so no member in RawAction). */
+export type ActionKind = Agreeing<RawAction['type'], typeof ACTION.properties.type>;
+
+const validator = lazyValidator<RawReactorConfig>(SCHEMA, { allErrors: false, strict: true, allowUnionTypes: true });
 
 function pointer(path: string, extra?: string): string {
   const p = extra === undefined ? path : `${path}/${extra}`;
@@ -235,10 +249,13 @@ function explain(e: ErrorObject): { path: string; reason: string } {
   }
 }
 
-/** Null when `raw` has the right shape, else where and why not. */
-export function shapeError(raw: unknown): { path: string; reason: string } | null {
+export type Shape =
+  { readonly ok: true; readonly config: RawReactorConfig } | { readonly ok: false; readonly path: string; readonly reason: string };
+
+/** `raw`, typed, when it has the right shape; else where and why not. */
+export function checkShape(raw: unknown): Shape {
   const validate = validator();
-  if (validate(raw)) return null;
+  if (validate(raw)) return { ok: true, config: raw };
   const e = validate.errors?.[0];
-  return e === undefined ? { path: '/', reason: 'invalid' } : explain(e);
+  return { ok: false, ...(e === undefined ? { path: '/', reason: 'invalid' } : explain(e)) };
 }

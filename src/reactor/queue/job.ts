@@ -5,6 +5,7 @@
  * on half-understood.
  */
 import { lazyValidator } from '../../config/lazyValidator.js';
+import type { Agreeing } from '../../config/schemaType.js';
 import { printable } from '../../core/address.js';
 
 export const JOB_VERSION = 1;
@@ -96,7 +97,13 @@ const JOB_SCHEMA = {
   },
 } as const;
 
-const jobValidator = lazyValidator<ReactorJob>(JOB_SCHEMA, { allErrors: false, strict: true, allowUnionTypes: true });
+// ReactorJob, written out with its documentation, and the schema must describe the same values:
+// tsc refuses decodeJob below when they drift apart.
+const jobValidator = lazyValidator<Agreeing<ReactorJob, typeof JOB_SCHEMA>>(JOB_SCHEMA, {
+  allErrors: false,
+  strict: true,
+  allowUnionTypes: true,
+});
 
 export const MAX_JOB_BYTES = 16 * 1024;
 

@@ -4,6 +4,7 @@
  * beside it so repeats can be counted and a redelivered job recognised.
  */
 import type { BanAction } from '../config/reactorConfig.js';
+import { assertNever } from '../../core/assertNever.js';
 
 export function banKey(action: BanAction, dc: string, address: string): string {
   switch (action.scope) {
@@ -13,6 +14,8 @@ export function banKey(action: BanAction, dc: string, address: string): string {
       return `befw/$ipset$/${dc}/${action.set}/${address}`;
     case 'node':
       return `befw/$ipset$/${dc}/${action.node ?? ''}/${action.set}/${address}`;
+    default:
+      return assertNever(action.scope, 'ban scope');
   }
 }
 

@@ -1,17 +1,18 @@
 /**
  * `befw responder`: the composition root. Builds the Consul KV client (token from a file or the
- * environment), the protection check, one runner per configured action, and `concurrency`
- * workers per beanstalkd server. SIGTERM stops reserving; a job being acted on is finished first.
+ * environment), the protection check, one runner per configured action (from the registry,
+ * registry.ts), and `concurrency` workers per beanstalkd server. SIGTERM stops reserving; a job
+ * being acted on is finished first.
  */
 import type { Logger } from 'pino';
 import { tubeFor } from '../queue/job.js';
 import type { ReactorConfig, ResponderConfig } from '../config/reactorConfig.js';
 import type { ActionRunner } from './actionTypes.js';
-import { BanRunner } from './banAction.js';
 import { createReactorKv, resolveConsulToken } from './consulKv.js';
 import { Protection } from './protection.js';
+import { type ActionContext, runnerFor } from './registry.js';
 import { VyosClient } from './vyosClient.js';
-import { type VyosFleet, VyosAddressGroupRunner, VyosDisableInterfaceRunner } from './vyosActions.js';
+import type { VyosFleet } from './vyosActions.js';
 import { ResponderWorker, newWorkerCounters } from './worker.js';
 
 export interface RunningResponder {
@@ -62,20 +63,11 @@ export async function startResponder(config: ReactorConfig, log: Logger): Promis
       return c;
     },
   };
-  const protectedAddr = async (address: string): Promise<string | null> =>
+  const isProtected = async (address: string): Promise<string | null> =>
     protection.reason(address, { dc: await localDc(), node: null }, Date.now());
 
-  const actions = new Map<string, ActionRunner[]>();
-  for (const [event, list] of rc.actions) {
-    actions.set(
-      event,
-      list.map((a): ActionRunner => {
-        if (a.type === 'ban') return new BanRunner(a, { kv, protection, stateKvPrefix: rc.stateKvPrefix, localDc, now: Date.now });
-        if (a.type === 'vyos-address-group') return new VyosAddressGroupRunner(a, fleet, protectedAddr);
-        return new VyosDisableInterfaceRunner(a, fleet);
-      }),
-    );
-  }
+  const ctx: ActionContext = { kv, protection, stateKvPrefix: rc.stateKvPrefix, localDc, now: Date.now, fleet, isProtected };
+  const actions = new Map<string, ActionRunner[]>([...rc.actions].map(([event, list]) => [event, list.map((a) => runnerFor(a, ctx))]));
   const tubes = new Map([...actions.keys()].map((e) => [tubeFor(config.queue.tubePrefix, e), e]));
   const counters = newWorkerCounters();
   const workers: ResponderWorker[] = [];

@@ -11,6 +11,7 @@
  */
 import type { ReactorJob } from '../queue/job.js';
 import type { DeviceConfig, VyosAddressGroupAction, VyosDisableInterfaceAction } from '../config/reactorConfig.js';
+import { assertNever } from '../../core/assertNever.js';
 import { familyOf } from '../../core/netMatch.js';
 import { ActionError, type ActionOutcome, type ActionRunner } from './actionTypes.js';
 import { SecretFileError } from './consulKv.js';
@@ -86,16 +87,24 @@ export class VyosAddressGroupRunner implements ActionRunner {
 
   private targets(job: ReactorJob): DeviceConfig[] {
     const t = this.action.devices;
-    if (t.kind === 'all') return [...this.fleet.devices.values()];
-    if (t.kind === 'named') return t.names.map((n) => this.fleet.devices.get(n)).filter((d): d is DeviceConfig => d !== undefined);
-    const d = deviceForSender(this.fleet.devices, job.device.address);
-    if (d === null)
-      throw new ActionError(
-        this.type,
-        true,
-        `no device in /responder/devices sends from ${job.device.address} (hostname ${job.device.hostname ?? 'unknown'})`,
-      );
-    return [d];
+    switch (t.kind) {
+      case 'all':
+        return [...this.fleet.devices.values()];
+      case 'named':
+        return t.names.map((n) => this.fleet.devices.get(n)).filter((d): d is DeviceConfig => d !== undefined);
+      case 'source': {
+        const d = deviceForSender(this.fleet.devices, job.device.address);
+        if (d === null)
+          throw new ActionError(
+            this.type,
+            true,
+            `no device in /responder/devices sends from ${job.device.address} (hostname ${job.device.hostname ?? 'unknown'})`,
+          );
+        return [d];
+      }
+      default:
+        return assertNever(t, 'device target');
+    }
   }
 
   async run(job: ReactorJob): Promise<ActionOutcome> {
