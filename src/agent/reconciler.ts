@@ -12,16 +12,16 @@
  *     re-applied in full and the repair counted;
  *   - no Consul answer and no valid state at start: the safety net keeps the management networks
  *     reachable and changes nothing else.
+ * Registering service files with Consul is not part of a pass (see serviceRegistrar.ts): a pass
+ * only reads and enforces.
  */
 import { performance } from 'node:perf_hooks';
 import type { Config } from '../config/config.js';
 import type { Templates } from '../config/load.js';
-import type { ConsulApi } from '../consul/client.js';
 import type { ApplyReport, Dataplane, Drift } from '../dataplane/iptables/driver.js';
 import { type GuardOptions, type SuspiciousRemoval, suspiciousRemovals } from '../core/blastRadius.js';
 import { RULES_ALLOW, compile } from '../core/compile.js';
 import { KvParseCache } from '../core/kvLayout.js';
-import { planRegistrations } from '../core/registrations.js';
 import { v6Name } from '../core/setNames.js';
 import type { CompileOptions, Plan, Snapshot } from '../core/types.js';
 import type { StateStore } from '../state/stateStore.js';
@@ -42,8 +42,6 @@ export interface ReconcilerDeps {
   readonly source: () => Promise<Snapshot>;
   /** Asks the watchers for a fresh, independent read (to confirm a held plan). */
   readonly requestReread: () => void;
-  /** For registering service files with the local agent. */
-  readonly consul: ConsulApi;
   readonly dataplane: Dataplane;
   readonly store: StateStore;
   readonly config: Config;
@@ -177,7 +175,6 @@ export class Reconciler {
         this.lastGood === null || this.lastGood.source === 'minimal' ? null : await this.enforce(this.lastGood.snapshot, 'saved', full);
       return { kind: 'read-failed', error, fallback };
     }
-    await this.syncServiceFiles(snapshot);
     return this.enforce(snapshot, 'consul', full);
   }
 
@@ -320,27 +317,6 @@ export class Reconciler {
     } catch (err) {
       // The kernel is right; only the restart path is weaker. Loud, but not a reason to stop.
       this.deps.log.error({ event: 'state-save-failed', err: (err as Error).message }, 'cannot save state');
-    }
-  }
-
-  private async syncServiceFiles(snapshot: Snapshot): Promise<void> {
-    const { consul, log } = this.deps;
-    const todo = planRegistrations(snapshot.agentServices, snapshot.fileServices);
-    for (const r of todo.register) {
-      try {
-        await consul.register(r);
-        log.info({ event: 'service-registered', id: r.id, port: r.port, tags: r.tags }, 'service file registered');
-      } catch (err) {
-        log.warn({ event: 'service-register-failed', id: r.id, err: (err as Error).message }, 'cannot register service file');
-      }
-    }
-    for (const id of todo.deregister) {
-      try {
-        await consul.deregister(id);
-        log.info({ event: 'service-deregistered', id }, 'service file gone; deregistered');
-      } catch (err) {
-        log.warn({ event: 'service-deregister-failed', id, err: (err as Error).message }, 'cannot deregister service');
-      }
     }
   }
 }

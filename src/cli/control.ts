@@ -3,8 +3,8 @@
  * socket (the path from the config's `socket=`).
  */
 import type { Command } from 'commander';
-import type { AgentStatus } from '../agent/agent.js';
 import { askAgent } from '../agent/control.js';
+import { type ControlFailure, type StatusAnswer, isControlFailure } from '../agent/controlProtocol.js';
 import { readFile } from 'node:fs/promises';
 import { ConfigError, DEFAULT_CONFIG_PATH, DEFAULT_SOCKET_PATH } from '../config/config.js';
 import type { Drift } from '../dataplane/iptables/driver.js';
@@ -14,14 +14,6 @@ interface Opts {
   config: string;
   json?: boolean;
 }
-
-type StatusAnswer = AgentStatus & {
-  ok: boolean;
-  version: string;
-  config: string;
-  pid: number;
-  lastReload: { at: number; ok: boolean; error?: string } | null;
-};
 
 function ago(ms: number | null, now: number): string {
   return ms === null ? 'never' : `${new Date(ms).toISOString()} (${formatDuration(now - ms)} ago)`;
@@ -84,6 +76,12 @@ async function socketOf(opts: Opts): Promise<string> {
   return line?.[1] ?? DEFAULT_SOCKET_PATH;
 }
 
+/** The agent could not answer the question (it answered why): printed, and exit 1. */
+function printFailure(what: string, failure: ControlFailure, opts: Opts): void {
+  process.stdout.write(`${opts.json ? JSON.stringify(failure, null, 2) : `${what} failed: ${failure.error}`}\n`);
+  process.exitCode = 1;
+}
+
 export function registerControlCommands(program: Command): void {
   const cfg = (c: Command): Command => c.option('-c, --config <file>', 'befw.conf to use', DEFAULT_CONFIG_PATH);
 
@@ -91,7 +89,8 @@ export function registerControlCommands(program: Command): void {
     .description('ask the running agent: Consul reachability, last apply, sets, next expiry, repairs, ignored entries')
     .option('--json', 'print the answer as JSON')
     .action(async (opts: Opts) => {
-      const answer = (await askAgent(await socketOf(opts), 'status')) as StatusAnswer;
+      const answer = await askAgent(await socketOf(opts), 'status');
+      if (isControlFailure(answer)) return printFailure('status', answer, opts);
       process.stdout.write(`${opts.json ? JSON.stringify(answer, null, 2) : formatStatus(answer)}\n`);
     });
 
@@ -99,7 +98,8 @@ export function registerControlCommands(program: Command): void {
     .description('make the running agent re-read its config and reconcile now (a bad config is rejected and the old one kept)')
     .option('--json', 'print the answer as JSON')
     .action(async (opts: Opts) => {
-      const answer = (await askAgent(await socketOf(opts), 'reload')) as { ok: boolean; error?: string };
+      // A rejected reload and a failed request read the same: not reloaded, and why.
+      const answer = await askAgent(await socketOf(opts), 'reload');
       process.stdout.write(
         `${opts.json ? JSON.stringify(answer) : answer.ok ? 'reloaded' : `reload rejected: ${answer.error ?? 'unknown error'}`}\n`,
       );
@@ -110,8 +110,9 @@ export function registerControlCommands(program: Command): void {
     .description('compare the kernel (sets, members, chain, INPUT jump) with the plan; exit 1 on drift')
     .option('--json', 'print the answer as JSON')
     .action(async (opts: Opts) => {
-      const answer = (await askAgent(await socketOf(opts), 'check', 120_000)) as { ok: boolean; drifts: Drift[] };
-      process.stdout.write(`${opts.json ? JSON.stringify(answer, null, 2) : formatDrifts(answer.drifts ?? [])}\n`);
+      const answer = await askAgent(await socketOf(opts), 'check', 120_000);
+      if (isControlFailure(answer)) return printFailure('check', answer, opts);
+      process.stdout.write(`${opts.json ? JSON.stringify(answer, null, 2) : formatDrifts(answer.drifts)}\n`);
       if (!answer.ok) process.exitCode = 1;
     });
 }

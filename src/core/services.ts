@@ -65,6 +65,14 @@ export interface ServicesResult {
 }
 
 /**
+ * A `local` agent service mirrors a service file: the file itself is the source, and a local
+ * service whose file is gone is being deregistered, so no local service counts for the plan.
+ */
+export function mirrorsFile(s: AgentService): boolean {
+  return s.tags.includes(LOCAL_TAG);
+}
+
+/**
  * Agent services tagged `befw` plus file services. A `local` agent service whose file is gone is
  * left out (the agent deregisters it), and a file service already registered is counted once.
  * Two services that map to the same set are merged: they read the same KV keys anyway.
@@ -75,9 +83,7 @@ export function collectServices(agent: readonly AgentService[], files: readonly 
 
   for (const s of [...agent].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))) {
     if (!s.tags.includes(BEFW_TAG)) continue;
-    // A `local` service mirrors a file: the file itself is the source, and a local service whose
-    // file is gone is being deregistered, so neither counts here.
-    if (s.tags.includes(LOCAL_TAG)) continue;
+    if (mirrorsFile(s)) continue;
     const subject = `service ${printable(s.id)}`;
     if (!Number.isInteger(s.port) || s.port < 1 || s.port > 65535) {
       diagnostics.push({ severity: 'error', code: 'bad-service', subject, message: `port ${s.port} is not 1–65535; service not enforced` });

@@ -140,6 +140,28 @@ describe('control socket, metrics, health and systemd notifications', () => {
     sb.writeFile('befw.conf', baseConfig());
   });
 
+  it('a reload whose agent cannot be built (unreadable template) keeps the old agent, by command and by SIGHUP', async () => {
+    const rejectedBefore = agent.events().filter((e) => e.event === 'reload-rejected').length;
+    sb.writeFile('befw.conf', baseConfig([`rules=${sb.dir}/no-such-template.rules`]));
+    const bad = sb.befw(['reload', '-c', config]);
+    assert.equal(bad.code, 1, bad.stdout + bad.stderr);
+    assert.match(bad.stdout, /reload rejected: .*\(rules\): cannot read template .*no-such-template\.rules/);
+    agent.proc.kill('SIGHUP');
+    const end = Date.now() + 10_000;
+    while (agent.events().filter((e) => e.event === 'reload-rejected').length < rejectedBefore + 2) {
+      assert.ok(Date.now() < end, 'SIGHUP reload rejected');
+      await sleep(50);
+    }
+    assert.equal(agent.proc.exitCode, null, 'the agent still runs');
+    assert.equal(await sb.probe(clientV4(7), NODE_V4, WEB), 'open', 'old config still enforced');
+    const status = sb.befw(['status', '-c', config, '--json']);
+    assert.equal(status.code, 0, status.stdout + status.stderr);
+    const s = JSON.parse(status.stdout) as { lastReload: { ok: boolean; error?: string }; stats: { applies: number } };
+    assert.equal(s.lastReload.ok, false);
+    assert.match(s.lastReload.error ?? '', /cannot read template/);
+    sb.writeFile('befw.conf', baseConfig());
+  });
+
   it('SIGHUP reloads too', async () => {
     const before = agent.events().filter((e) => e.event === 'reload').length;
     agent.proc.kill('SIGHUP');
