@@ -22,6 +22,7 @@ import { KV_ROOT } from '../../core/kvLayout.js';
 import type { AgentService, Diagnostic, FileService, IpsetFile, KvPair, NodeIdentity, Snapshot } from '../../core/types.js';
 import type { Logger } from '../../log/logger.js';
 import { shortNodeName } from '../../core/kvLayout.js';
+import { mirrorsFile } from '../../core/services.js';
 
 export class InputsNotReadyError extends Error {
   constructor(what: string) {
@@ -32,10 +33,12 @@ export class InputsNotReadyError extends Error {
 
 export type ChangeReason = 'kv' | 'services' | 'files';
 
-/** For metrics: failed requests per watch, and the staleness of each KV answer. */
+/** For observers beside the loop: metrics, and the service registrar. */
 export interface WatchHooks {
   onError?(watch: string): void;
   onKvAnswer?(lastContactMs: number | null): void;
+  /** The node's services changed in the catalog, `local` ones included. */
+  onNodeServicesChange?(): void;
 }
 
 export interface ConsulHealth {
@@ -49,15 +52,29 @@ export interface ConsulHealth {
 const IDENTITY_RETRY_MS = 2000;
 const DIR_RETRY_MS = 2000;
 
+interface LocalFiles {
+  services: FileService[];
+  diagnostics: Diagnostic[];
+  ipsets: IpsetFile[];
+}
+
+function sortedJson(services: readonly AgentService[]): string {
+  return JSON.stringify([...services].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)));
+}
+
 export class WatchedInputs {
   private kv: KvPair[] | null = null;
   private services: AgentService[] | null = null;
-  private files: { services: FileService[]; diagnostics: Diagnostic[]; ipsets: IpsetFile[] } | null = null;
+  /** Bumped when the services are marked stale: a read that started before is not kept. */
+  private servicesGeneration = 0;
+  private files: LocalFiles | null = null;
   private node: NodeIdentity | null = null;
   private watches: BlockingWatch<unknown>[] = [];
   private kvWatch: BlockingWatch<KvPair[]> | null = null;
   /** The node's services as the catalog last listed them, to tell real changes from index moves. */
   private catalogSeen = '';
+  /** The same without `local` services: only a change here can change the plan. */
+  private planServicesSeen = '';
   private fsWatchers: FSWatcher[] = [];
   private readonly dirTimers = new Set<NodeJS.Timeout>();
   /** Directories that were missing: their appearance is a change. */
@@ -131,23 +148,30 @@ export class WatchedInputs {
   async snapshot(): Promise<Snapshot> {
     if (this.kv === null) throw new InputsNotReadyError('the befw/ KV tree');
     if (this.node === null) throw new InputsNotReadyError('the agent identity');
-    if (this.services === null) await this.refreshServices();
-    if (this.files === null) await this.refreshFiles();
-    const files = this.files;
-    if (files === null || this.services === null) throw new InputsNotReadyError('services');
+    const node = this.node;
+    const kv = this.kv;
+    // Use the values just read, not the fields again: a change that lands meanwhile resets a
+    // field for the next pass (and announces itself), it must not fail this one.
+    const [services, files] = await Promise.all([this.services ?? this.refreshServices(), this.files ?? this.refreshFiles()]);
     return {
-      node: this.node,
-      agentServices: this.services,
+      node,
+      agentServices: services,
       fileServices: files.services,
-      kv: this.kv,
+      kv,
       ipsetFiles: files.ipsets,
       inputDiagnostics: files.diagnostics,
     };
   }
 
+  /** The service files as last read (read again once they changed): what the registrar registers. */
+  async fileServices(): Promise<readonly FileService[]> {
+    return (this.files ?? (await this.refreshFiles())).services;
+  }
+
   /** Full resync: re-read what has no blocking query behind it (agent services, files). */
   invalidate(): void {
     this.services = null;
+    this.servicesGeneration++;
     this.files = null;
   }
 
@@ -173,13 +197,17 @@ export class WatchedInputs {
     this.health = { ...this.health, reachable: false, lastError: err.message };
   }
 
-  private async refreshServices(): Promise<void> {
-    this.services = await this.consul.services();
+  private async refreshServices(): Promise<AgentService[]> {
+    const generation = this.servicesGeneration;
+    const services = await this.consul.services();
+    if (generation === this.servicesGeneration) this.services = services;
+    return services;
   }
 
-  private async refreshFiles(): Promise<void> {
+  private async refreshFiles(): Promise<LocalFiles> {
     const [svc, ipsets] = await Promise.all([readServiceFiles(this.config.servicesDir), readIpsetFiles(this.config.ipsetsDir)]);
     this.files = { services: svc.services, diagnostics: svc.diagnostics, ipsets };
+    return this.files;
   }
 
   private async startServicesWatch(): Promise<void> {
@@ -199,23 +227,32 @@ export class WatchedInputs {
       'services',
       (q) => this.consul.nodeServicesBlocking(self.nodeName, q),
       {
-        onData: (data) => {
-          this.answered();
-          // The catalog's index moves with every catalog write in the datacenter (health
-          // checks included), so most answers are for other nodes: only a different list of
-          // this node's services is a change.
-          const seen = JSON.stringify([...data].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)));
-          if (seen === this.catalogSeen) return;
-          this.catalogSeen = seen;
-          this.services = null; // re-read from the agent at the next snapshot
-          this.onChange('services');
-        },
+        onData: (data) => this.nodeServicesAnswered(data),
         onError: (err, meta) => this.failed('services', err, meta),
       },
       this.watchOptions,
     );
     this.watches.push(w);
     w.start();
+  }
+
+  private nodeServicesAnswered(data: readonly AgentService[]): void {
+    this.answered();
+    // The catalog's index moves with every catalog write in the datacenter (health checks
+    // included), so most answers are for other nodes: only a different list of this node's
+    // services is a change.
+    const seen = sortedJson(data);
+    if (seen === this.catalogSeen) return;
+    this.catalogSeen = seen;
+    this.hooks.onNodeServicesChange?.();
+    // The registrar's own (de)registrations move only `local` services, which the compiler
+    // ignores: they must not cost a second reconcile.
+    const planSeen = sortedJson(data.filter((s) => !mirrorsFile(s)));
+    if (planSeen === this.planServicesSeen) return;
+    this.planServicesSeen = planSeen;
+    this.services = null; // re-read from the agent at the next snapshot
+    this.servicesGeneration++;
+    this.onChange('services');
   }
 
   /**

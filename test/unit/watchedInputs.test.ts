@@ -1,0 +1,304 @@
+/**
+ * WatchedInputs against a fake ConsulApi whose blocking queries answer from a script and, when
+ * the script is empty, block until the test delivers an answer or the watch aborts them (as a
+ * real blocking query does). Watch timing is virtual (fake sleep and clock); the loop itself is
+ * covered by blockingWatch.test.ts: these tests are about what WatchedInputs makes of the answers.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { type ChangeReason, InputsNotReadyError, WatchedInputs } from '../../src/agent/inputs/watchedInputs.js';
+import { parseConfig } from '../../src/config/config.js';
+import type { BlockingAnswer, BlockingQuery, WatchOptions } from '../../src/consul/blockingWatch.js';
+import type { AgentIdentity, ConsulApi, ServiceRegistration } from '../../src/consul/client.js';
+import type { AgentService, KvPair } from '../../src/core/types.js';
+import { recordingLog } from '../helpers/recordingLog.js';
+
+type Step<T> = { readonly answer: BlockingAnswer<T> } | { readonly error: Error };
+
+interface Asked {
+  readonly index: number;
+  readonly stale: boolean;
+}
+
+/** One blocking endpoint: scripted steps first, then queries wait for `deliver()` or an abort. */
+class BlockingEndpoint<T> {
+  readonly asked: Asked[] = [];
+  readonly steps: Step<T>[] = [];
+  private waiting: { resolve: (a: BlockingAnswer<T>) => void; reject: (e: Error) => void } | null = null;
+
+  constructor(private readonly clock: { now: number }) {}
+
+  async query(q: BlockingQuery): Promise<BlockingAnswer<T>> {
+    this.asked.push({ index: q.index, stale: q.stale });
+    const step = this.steps.shift();
+    if (step === undefined) {
+      return new Promise((resolve, reject) => {
+        this.waiting = { resolve, reject };
+        q.signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
+      });
+    }
+    if ('error' in step) throw step.error;
+    // An answer at the index asked for is a blocking query that waited its whole wait.
+    this.clock.now += q.index > 0 && step.answer.index === q.index ? q.waitMs : 5;
+    return step.answer;
+  }
+
+  /** Answers the query that is waiting; false when none is. */
+  deliver(step: Step<T>): boolean {
+    const w = this.waiting;
+    if (w === null) return false;
+    this.waiting = null;
+    if ('error' in step) w.reject(step.error);
+    else w.resolve(step.answer);
+    return true;
+  }
+
+  get blocked(): boolean {
+    return this.waiting !== null;
+  }
+}
+
+function answer<T>(index: number, data: T): Step<T> {
+  return { answer: { index, data, lastContactMs: 0, knownLeader: true } };
+}
+
+class FakeConsul implements ConsulApi {
+  readonly clock = { now: 1_000_000 };
+  readonly kv = new BlockingEndpoint<KvPair[]>(this.clock);
+  readonly catalog = new BlockingEndpoint<AgentService[]>(this.clock);
+  readonly kvArgs: { prefix: string; dc: string | null }[] = [];
+  agentServices: AgentService[] = [];
+  servicesCalls = 0;
+  selfError: Error | null = null;
+
+  async self(): Promise<AgentIdentity> {
+    if (this.selfError !== null) throw this.selfError;
+    return { nodeName: 'Web-01.example.org', datacenter: 'dc1' };
+  }
+  async services(): Promise<AgentService[]> {
+    this.servicesCalls++;
+    return this.agentServices;
+  }
+  async kvTree(): Promise<KvPair[]> {
+    throw new Error('WatchedInputs must not poll the KV tree');
+  }
+  async register(_s: ServiceRegistration): Promise<void> {
+    throw new Error('not used');
+  }
+  async deregister(_id: string): Promise<void> {
+    throw new Error('not used');
+  }
+  kvTreeBlocking(prefix: string, dc: string | null, q: BlockingQuery): Promise<BlockingAnswer<KvPair[]>> {
+    this.kvArgs.push({ prefix, dc });
+    return this.kv.query(q);
+  }
+  nodeServicesBlocking(_node: string, q: BlockingQuery): Promise<BlockingAnswer<AgentService[]>> {
+    return this.catalog.query(q);
+  }
+}
+
+/** Lets the watch loops run (they only wait on promises here) until `pred` holds. */
+async function until(pred: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    if (pred()) return;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+const A: KvPair = { key: 'befw/$ipset$/rules_deny/198.51.100.1', value: '-1' };
+const B: KvPair = { key: 'befw/$service$/web_tcp_80/198.51.100.2', value: '-1' };
+const WEB: AgentService = { id: 'web', name: 'web', port: 80, tags: [] };
+const API: AgentService = { id: 'api', name: 'api', port: 443, tags: [] };
+
+describe('WatchedInputs', () => {
+  let dir = '';
+  let inputs: WatchedInputs | null = null;
+  let logged = recordingLog();
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'befw-watched-'));
+    await mkdir(join(dir, 'services'));
+    await mkdir(join(dir, 'ipsets'));
+  });
+
+  afterEach(async () => {
+    await inputs?.stop();
+    inputs = null;
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  function startInputs(consul: FakeConsul): { pokes: { reason: ChangeReason; kvQueries: number }[]; errors: string[] } {
+    const pokes: { reason: ChangeReason; kvQueries: number }[] = [];
+    const errors: string[] = [];
+    const config = parseConfig(`dc=dc1\nservices=${dir}/services\nipsets=${dir}/ipsets`, '/test/befw.conf');
+    const options: WatchOptions = {
+      waitMs: 60_000,
+      maxStaleMs: 5000,
+      burst: 1000,
+      ratePerSec: 1000,
+      backoffBaseMs: 250,
+      backoffMaxMs: 5000,
+      random: () => 0.5,
+      sleep: async (ms) => {
+        consul.clock.now += ms;
+      },
+      now: () => consul.clock.now,
+    };
+    logged = recordingLog();
+    inputs = new WatchedInputs(consul, config, logged.log, (reason) => pokes.push({ reason, kvQueries: consul.kv.asked.length }), options, {
+      onError: (watch) => errors.push(watch),
+    });
+    inputs.start();
+    return { pokes, errors };
+  }
+
+  it('pokes "kv" for a KV answer whose index moved, and not for one that did not', async () => {
+    const consul = new FakeConsul();
+    consul.kv.steps.push(answer(5, [A]), answer(5, [A]), answer(9, [A, B]));
+    const { pokes } = startInputs(consul);
+    await until(() => consul.kv.blocked && consul.kv.asked.length === 4, 'the fourth KV query');
+
+    assert.deepEqual(
+      consul.kv.asked.map((q) => q.index),
+      [0, 5, 5, 9],
+    );
+    assert.deepEqual(consul.kvArgs[0], { prefix: 'befw/', dc: 'dc1' }, 'one recursive query on befw/ in the configured dc');
+    assert.deepEqual(
+      pokes.filter((p) => p.reason === 'kv').map((p) => p.kvQueries),
+      [1, 3],
+      'poked after the first and the third answer only',
+    );
+    assert.equal(inputs?.kvSize, 2);
+    assert.equal(inputs?.consulHealth.reachable, true);
+  });
+
+  it('marks Consul unreachable on an error, asks again without blocking, and keeps the last good answer', async () => {
+    const consul = new FakeConsul();
+    consul.kv.steps.push(answer(5, [A, B]), { error: new Error('connect ECONNREFUSED 127.0.0.1:8500') });
+    const { errors } = startInputs(consul);
+    await until(() => consul.kv.blocked && consul.kv.asked.length === 3, 'the query after the error');
+    await until(() => consul.catalog.blocked, 'the services watch');
+
+    assert.deepEqual(
+      consul.kv.asked.map((q) => q.index),
+      [0, 5, 0],
+      'the query after an error does not block on the old index',
+    );
+    const health = inputs?.consulHealth;
+    assert.equal(health?.reachable, false);
+    assert.match(health?.lastError ?? '', /ECONNREFUSED/);
+    assert.deepEqual(errors, ['kv']);
+    assert.equal(logged.named('watch-error').length, 1);
+
+    const snap = await inputs?.snapshot();
+    assert.deepEqual(snap?.kv, [A, B], 'the last good KV answer, never an empty list');
+
+    // Consul comes back.
+    assert.ok(consul.kv.deliver(answer(5, [A, B])));
+    await until(() => inputs?.consulHealth.reachable === true, 'reachable again');
+    assert.equal(inputs?.consulHealth.lastError, null);
+    assert.equal(logged.named('consul-reachable').length, 2, 'first contact, then recovery');
+  });
+
+  it('gives a snapshot of the last answers: KV, the node identity, the agent services and the local files', async () => {
+    const consul = new FakeConsul();
+    consul.agentServices = [WEB];
+    const { pokes } = startInputs(consul);
+    await assert.rejects(inputs?.snapshot() ?? Promise.resolve(), InputsNotReadyError, 'no KV answer yet');
+
+    await until(() => consul.kv.blocked, 'the first KV query');
+    assert.ok(consul.kv.deliver(answer(7, [A])));
+    await until(() => consul.kv.asked.length === 2 && consul.kv.blocked, 'the KV answer');
+    await until(() => consul.catalog.blocked, 'the services watch');
+    assert.ok(consul.catalog.deliver(answer(3, [WEB])));
+    await until(() => pokes.some((p) => p.reason === 'services'), 'the services poke');
+
+    const snap = await inputs?.snapshot();
+    assert.deepEqual(snap?.node, { name: 'web-01', dc: 'dc1' }, 'short, lower-case node name');
+    assert.deepEqual(snap?.kv, [A]);
+    assert.deepEqual(snap?.agentServices, [WEB]);
+    assert.deepEqual(snap?.fileServices, []);
+    assert.deepEqual(snap?.ipsetFiles, []);
+    await inputs?.snapshot();
+    assert.equal(consul.servicesCalls, 1, 'the agent is asked once, not at every snapshot');
+
+    // The catalog index moves for a write elsewhere: same list, no poke, no re-read.
+    const servicePokes = (): number => pokes.filter((p) => p.reason === 'services').length;
+    const before = servicePokes();
+    await until(() => consul.catalog.blocked, 'the catalog query');
+    assert.ok(consul.catalog.deliver(answer(4, [WEB])));
+    await until(() => consul.catalog.blocked && consul.catalog.asked.length === 3, 'the next catalog query');
+    assert.equal(servicePokes(), before);
+    await inputs?.snapshot();
+    assert.equal(consul.servicesCalls, 1);
+
+    // The node's services changed: poked, and the agent's list is read again.
+    consul.agentServices = [WEB, API];
+    assert.ok(consul.catalog.deliver(answer(6, [WEB, API])));
+    await until(() => servicePokes() === before + 1, 'the services change');
+    assert.deepEqual((await inputs?.snapshot())?.agentServices, [WEB, API]);
+    assert.equal(consul.servicesCalls, 2);
+  });
+
+  it('reread() asks KV again from index 0, reports the answer even if unchanged, and re-reads the agent', async () => {
+    const consul = new FakeConsul();
+    consul.kv.steps.push(answer(5, [A]));
+    const { pokes } = startInputs(consul);
+    await until(() => consul.kv.blocked && consul.kv.asked.length === 2, 'the blocking KV query');
+    await until(() => consul.catalog.blocked, 'the services watch');
+    assert.ok(consul.catalog.deliver(answer(3, [])));
+    await until(() => pokes.some((p) => p.reason === 'services'), 'the services poke');
+    await inputs?.snapshot();
+    const calls = consul.servicesCalls;
+    const kvPokes = (): number => pokes.filter((p) => p.reason === 'kv').length;
+    assert.equal(kvPokes(), 1);
+
+    consul.kv.steps.push(answer(5, [A]));
+    inputs?.reread();
+    await until(() => kvPokes() === 2 && consul.kv.blocked && consul.kv.asked.length === 4, 'the re-read KV answer');
+    assert.deepEqual(
+      consul.kv.asked.map((q) => q.index),
+      [0, 5, 0, 5],
+      'the blocking query was cut short and asked again from 0',
+    );
+    await inputs?.snapshot();
+    assert.equal(consul.servicesCalls, calls + 1, 'services are read again for the second read');
+  });
+
+  it('a services change that lands while a snapshot is being taken does not fail the snapshot', async () => {
+    const consul = new FakeConsul();
+    consul.kv.steps.push(answer(5, [A]));
+    let release: (list: AgentService[]) => void = () => undefined;
+    consul.services = () => {
+      consul.servicesCalls++;
+      return new Promise((resolve) => (release = resolve));
+    };
+    const { pokes } = startInputs(consul);
+    await until(() => consul.kv.blocked && consul.catalog.blocked, 'both watches');
+    const taking = inputs?.snapshot();
+    await until(() => consul.servicesCalls === 1, 'the agent services read');
+    release([WEB]);
+    assert.ok(consul.catalog.deliver(answer(3, [WEB])));
+    const snap = await taking;
+    assert.deepEqual(snap?.agentServices, [WEB]);
+    assert.ok(
+      pokes.some((p) => p.reason === 'services'),
+      'the change is still announced for the next pass',
+    );
+  });
+
+  it('retries the agent identity and reports it as an error until it answers', async () => {
+    const consul = new FakeConsul();
+    consul.selfError = new Error('connect ECONNREFUSED 127.0.0.1:8500');
+    consul.kv.steps.push(answer(5, [A]));
+    const { errors } = startInputs(consul);
+    await until(() => consul.kv.blocked, 'the KV answer');
+    assert.deepEqual(errors, ['agent/self']);
+    await assert.rejects(inputs?.snapshot() ?? Promise.resolve(), /agent identity/);
+    assert.equal(consul.catalog.asked.length, 0, 'no services watch without an identity');
+  });
+});
