@@ -6,6 +6,7 @@ import { type Family, type Net, kernelMembers, parseNet, printable } from './add
 import { AliasResolver, minExpiry } from './aliases.js';
 import { hash53 } from './hash.js';
 import { type Grant, type KvParseCache, isLive, parseKv } from './kvLayout.js';
+import { MemberGuard, PEERS_SET, PROTECT_SET } from './memberGuard.js';
 import { type ServiceDef, collectServices, portText } from './services.js';
 import { assignKernelNames, v6Name } from './setNames.js';
 import type {
@@ -104,6 +105,9 @@ export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: numb
 
   const acc = new Map<string, SetAcc>();
   for (const name of [...serviceSets.keys(), ...staticSets.keys()]) acc.set(name, new SetAcc(views));
+  const membersOf = (logical: string): Net[] =>
+    [...(acc.get(logical)?.members.entries() ?? [])].map(([cidr, m]) => ({ family: m.family, cidr, prefix: m.prefix }));
+  const guard = new MemberGuard(snapshot, options, staticSets, diagnostics, membersOf);
 
   // KV is a map: sort it so that diagnostics, and which key an unknown alias is reported
   // against, do not depend on the order a caller listed the pairs in.
@@ -122,12 +126,13 @@ export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: numb
     if (g.kind === '$service$' && !serviceSets.has(g.target)) continue;
     if (g.kind === '$ipset$' && !staticSets.has(g.target)) continue;
     if (!isLive(g.expiry, nowMs)) continue;
+    const subject = printable(g.key, 200);
     if (g.addr === 'net') {
-      target.add(g, g.expiry, g.scope);
+      guard.add(target, g.target, g, g.expiry, g.scope, subject);
       continue;
     }
-    for (const e of aliases.expand(g.alias, printable(g.key, 200))) {
-      target.add(e.net, minExpiry(g.expiry, e.expiry), `${g.scope} ${e.path.join(' > ')}`);
+    for (const e of aliases.expand(g.alias, subject)) {
+      guard.add(target, g.target, e.net, minExpiry(g.expiry, e.expiry), `${g.scope} ${e.path.join(' > ')}`, subject);
     }
   }
   diagnostics.push(...aliases.diagnostics);
@@ -156,12 +161,13 @@ export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: numb
         });
         return;
       }
-      target.add(net.value, null, `file ${f.file}`);
+      guard.add(target, f.set, net.value, null, `file ${f.file}`, `${printable(f.file)}:${i + 1}`);
     });
   }
 
   const allow = acc.get(RULES_ALLOW);
   for (const net of options.managementNets) allow?.add(net, null, 'config');
+  for (const name of [...staticSets.keys()].sort()) guard.reportShadowed(name, membersOf(name));
 
   const names = assignKernelNames([...acc.keys()]);
   const kernel = (logical: string): string => names.get(logical) ?? logical;
@@ -178,7 +184,9 @@ export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: numb
       const m = a.members.get(cidr) as MemberAcc;
       const expiresAt = m.expiry === null ? null : m.expiry * 1000;
       if (expiresAt !== null && (nextExpiry === null || expiresAt < nextExpiry)) nextExpiry = expiresAt;
-      if (m.via !== null) members.push({ cidr, family: m.family, expiresAt, via: m.via.sort() });
+      const shadow = guard.shadowedBy(logical, { family: m.family, cidr, prefix: m.prefix });
+      if (m.via !== null)
+        members.push({ cidr, family: m.family, expiresAt, via: m.via.sort(), ...(shadow === null ? {} : { shadowedBy: shadow }) });
       const out = m.family === 4 ? v4 : v6;
       if (m.prefix === 0) {
         out.push(...kernelMembers({ family: m.family, cidr, prefix: 0 }));
@@ -196,9 +204,17 @@ export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: numb
     sets.push({ name: v6Name(k), family: 'inet6', members: m6, maxelem: maxelemFor(m6.length) });
     if (views) setViews.push({ logical, kernel: k, kind: serviceSets.has(logical) ? 'service' : 'static', members });
   }
+  for (const p of guard.protectedSets()) {
+    sets.push(...p.sets);
+    if (views) setViews.push(p.view);
+  }
   sets.sort(byString((s) => s.name));
 
-  const rules: ChainRule[] = [];
+  // Protected paths first, ahead of every deny: loopback, management and protect=, Consul's peers.
+  const rules: ChainRule[] = [{ kind: 'loopback' }, { kind: 'static', set: PROTECT_SET, target: 'ACCEPT' }];
+  const peers = guard.peers;
+  if (peers.tcpPorts.length > 0) rules.push({ kind: 'peers', set: PEERS_SET, proto: 'tcp', ports: peers.tcpPorts });
+  if (peers.udpPorts.length > 0) rules.push({ kind: 'peers', set: PEERS_SET, proto: 'udp', ports: peers.udpPorts });
   const ordered = [...staticSets.values()].sort((a, b) => a.priority - b.priority || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const s of ordered) {
     if (s.target === 'NOOP') continue;

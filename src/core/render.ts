@@ -15,6 +15,14 @@ export function chainRuleLines(rules: readonly ChainRule[], family: IpFamily, te
   const setName = (base: string): string => (family === 4 ? base : v6Name(base));
   const out: string[] = [];
   for (const r of rules) {
+    if (r.kind === 'loopback') {
+      out.push(`-A ${CHAIN} -i lo -j ACCEPT`);
+      continue;
+    }
+    if (r.kind === 'peers') {
+      out.push(`-A ${CHAIN} -p ${r.proto} -m set --match-set ${setName(r.set)} src -m multiport --ports ${r.ports.join(',')} -j ACCEPT`);
+      continue;
+    }
     if (r.kind === 'static') {
       out.push(`-A ${CHAIN} -m set --match-set ${setName(r.set)} src -j ${r.target}`);
       continue;

@@ -3,6 +3,7 @@
  * plan looks like coming out. Nothing here knows about Consul's client, files or processes.
  */
 import type { Family, Net } from './address.js';
+import type { ConsulPeers } from './protect.js';
 
 export type Scope = 'world' | 'dc' | 'node';
 export type Proto = 'tcp' | 'udp';
@@ -72,6 +73,8 @@ export interface Snapshot {
   readonly ipsetFiles: readonly IpsetFile[];
   /** Problems found while reading inputs (bad service files, unreadable ipset files). */
   readonly inputDiagnostics: readonly Diagnostic[];
+  /** Consul's peers as the local agent reports them; absent in a state.bin from before protection. */
+  readonly consulPeers?: ConsulPeers;
 }
 
 export interface StaticSetConfig {
@@ -85,6 +88,8 @@ export interface CompileOptions {
   readonly customSets: readonly StaticSetConfig[];
   /** Management networks (`set.rules_allow=`): permanent members of rules_allow. */
   readonly managementNets: readonly Net[];
+  /** `protect=`: networks no deny may touch (besides loopback, management and Consul peers). */
+  readonly protect?: readonly Net[];
 }
 
 /** One kernel ipset as the plan wants it. */
@@ -97,6 +102,10 @@ export interface PlanSet {
 }
 
 export type ChainRule =
+  /** Protected path: everything on the loopback interface. */
+  | { readonly kind: 'loopback' }
+  /** Protected path: Consul's own traffic with its peers, on Consul's ports only. */
+  | { readonly kind: 'peers'; readonly set: string; readonly proto: Proto; readonly ports: readonly number[] }
   | { readonly kind: 'static'; readonly set: string; readonly target: Exclude<Target, 'NOOP'> }
   | {
       readonly kind: 'service';
@@ -116,6 +125,8 @@ export interface EffectiveMember {
   readonly expiresAt: number | null;
   /** Human-readable origins: `world`, `dc`, `node`, `alias $x$`, `file f.ipset`, `config`. */
   readonly via: readonly string[];
+  /** A deny member with no effect: the allow network (rules_allow, management) that comes first. */
+  readonly shadowedBy?: string;
 }
 
 export interface SetView {
@@ -123,7 +134,7 @@ export interface SetView {
   readonly logical: string;
   /** Kernel name of the IPv4 set; the IPv6 twin is `${kernel}_v6`. */
   readonly kernel: string;
-  readonly kind: 'service' | 'static';
+  readonly kind: 'service' | 'static' | 'protected';
   readonly members: readonly EffectiveMember[];
 }
 

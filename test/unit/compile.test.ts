@@ -31,6 +31,9 @@ function members(plan: Plan, name: string): readonly string[] {
   return s.members;
 }
 
+/** The protected paths every chain starts with (no Consul peers in these snapshots). */
+const PROTECTED_RULES = [{ kind: 'loopback' }, { kind: 'static', set: 'befw~protect', target: 'ACCEPT' }] as const;
+
 function view(plan: Plan, logical: string) {
   const v = plan.setViews.find((x) => x.logical === logical);
   assert.ok(v, `no set view ${logical}`);
@@ -53,6 +56,7 @@ describe('compile: rules', () => {
       NOW,
     );
     assert.deepEqual(plan.rules, [
+      ...PROTECTED_RULES,
       { kind: 'static', set: 'rules_allow', target: 'ACCEPT' },
       { kind: 'static', set: 'rules_deny', target: 'REJECT' },
       { kind: 'static', set: 'blocklist', target: 'DROP' },
@@ -68,6 +72,10 @@ describe('compile: rules', () => {
     assert.deepEqual(
       plan.sets.map((s) => [s.name, s.family]),
       [
+        ['befw~consul', 'inet'],
+        ['befw~consul_v6', 'inet6'],
+        ['befw~protect', 'inet'],
+        ['befw~protect_v6', 'inet6'],
         ['blocklist', 'inet'],
         ['blocklist_v6', 'inet6'],
         ['dns_udp_53', 'inet'],
@@ -99,12 +107,13 @@ describe('compile: rules', () => {
   test('no services: only the built-in static rules', () => {
     const plan = compile(snap({}, { agentServices: [] }), NO_OPTIONS, NOW);
     assert.deepEqual(plan.rules, [
+      ...PROTECTED_RULES,
       { kind: 'static', set: 'rules_allow', target: 'ACCEPT' },
       { kind: 'static', set: 'rules_deny', target: 'REJECT' },
     ]);
     assert.deepEqual(
       plan.sets.map((s) => s.name),
-      ['rules_allow', 'rules_allow_v6', 'rules_deny', 'rules_deny_v6'],
+      ['befw~consul', 'befw~consul_v6', 'befw~protect', 'befw~protect_v6', 'rules_allow', 'rules_allow_v6', 'rules_deny', 'rules_deny_v6'],
     );
     assert.equal(plan.nextExpiry, null);
   });
@@ -179,7 +188,12 @@ describe('compile: members', () => {
     );
     assert.deepEqual(members(plan, 'rules_allow'), ['10.0.0.0/8']);
     assert.deepEqual(members(plan, 'rules_allow_v6'), ['2001:db8:ffff::/48']);
-    assert.deepEqual(members(plan, 'rules_deny'), ['10.0.0.0/8']);
+    // A deny of a management network is clipped: nothing in Consul cuts the management networks.
+    assert.deepEqual(members(plan, 'rules_deny'), []);
+    assert.deepEqual(
+      plan.diagnostics.map((d) => [d.code, d.subject]),
+      [['protected-clipped', 'befw/$ipset$/rules_deny/10.0.0.0/8']],
+    );
     const allow = view(plan, 'rules_allow');
     assert.deepEqual(
       allow.members.map((m) => [m.cidr, m.expiresAt, m.via]),
@@ -188,8 +202,9 @@ describe('compile: members', () => {
         ['2001:db8:ffff::/48', null, ['config']],
       ],
     );
-    // rules_allow comes first, so management stays reachable.
-    assert.deepEqual(plan.rules[0], { kind: 'static', set: 'rules_allow', target: 'ACCEPT' });
+    // The protected paths come first (management networks in befw~protect), then rules_allow.
+    assert.deepEqual(plan.rules.slice(0, 3), [...PROTECTED_RULES, { kind: 'static', set: 'rules_allow', target: 'ACCEPT' }]);
+    assert.deepEqual(members(plan, 'befw~protect'), ['10.0.0.0/8']);
     // And with an empty snapshot too.
     const empty = compile(snap({}, { agentServices: [] }), options, NOW);
     assert.deepEqual(members(empty, 'rules_allow'), ['10.0.0.0/8']);
@@ -250,15 +265,52 @@ describe('compile: members', () => {
 
   test('/0 is split into halves in the kernel set', () => {
     const plan = compile(
-      snap({ 'befw/$ipset$/rules_deny/0.0.0.0/0': '-1', 'befw/$ipset$/rules_deny/::/0': '-1', 'befw/$ipset$/rules_deny/0.0.0.0/1': '-1' }),
+      snap({
+        'befw/$ipset$/rules_allow/0.0.0.0/0': '-1',
+        'befw/$ipset$/rules_allow/::/0': '-1',
+        'befw/$ipset$/rules_allow/0.0.0.0/1': '-1',
+      }),
       NO_OPTIONS,
       NOW,
     );
-    assert.deepEqual(members(plan, 'rules_deny'), ['0.0.0.0/1', '128.0.0.0/1']);
-    assert.deepEqual(members(plan, 'rules_deny_v6'), ['8000::/1', '::/1'].sort());
+    assert.deepEqual(members(plan, 'rules_allow'), ['0.0.0.0/1', '128.0.0.0/1']);
+    assert.deepEqual(members(plan, 'rules_allow_v6'), ['8000::/1', '::/1'].sort());
     assert.deepEqual(
-      view(plan, 'rules_deny').members.map((m) => m.cidr),
+      view(plan, 'rules_allow').members.map((m) => m.cidr),
       ['0.0.0.0/0', '0.0.0.0/1', '::/0'],
+    );
+  });
+
+  test('a deny of /0 keeps denying the world except the protected paths', () => {
+    const plan = compile(
+      snap({ 'befw/$ipset$/rules_deny/0.0.0.0/0': '-1', 'befw/$ipset$/rules_deny/::/0': '-1' }),
+      { customSets: [], managementNets: [net('10.0.0.0/8')] },
+      NOW,
+    );
+    // 0.0.0.0/0 without 10.0.0.0/8 and 127.0.0.0/8; ::/0 without ::1.
+    assert.deepEqual(members(plan, 'rules_deny'), [
+      '0.0.0.0/5',
+      '11.0.0.0/8',
+      '112.0.0.0/5',
+      '12.0.0.0/6',
+      '120.0.0.0/6',
+      '124.0.0.0/7',
+      '126.0.0.0/8',
+      '128.0.0.0/1',
+      '16.0.0.0/4',
+      '32.0.0.0/3',
+      '64.0.0.0/3',
+      '8.0.0.0/7',
+      '96.0.0.0/4',
+    ]);
+    assert.equal(members(plan, 'rules_deny_v6').length, 128);
+    assert.ok(!members(plan, 'rules_deny_v6').includes('::1/128'));
+    assert.deepEqual(
+      plan.diagnostics.map((d) => [d.code, d.subject]),
+      [
+        ['protected-clipped', 'befw/$ipset$/rules_deny/0.0.0.0/0'],
+        ['protected-clipped', 'befw/$ipset$/rules_deny/::/0'],
+      ],
     );
   });
 
@@ -483,7 +535,7 @@ describe('compile: input diagnostics and services', () => {
       NOW,
     );
     assert.deepEqual(members(plan, 'api_tcp_9000'), ['192.0.2.1/32']);
-    assert.deepEqual(plan.rules.slice(2), [
+    assert.deepEqual(plan.rules.slice(4), [
       { kind: 'service', service: 'api_tcp_9000', set: 'api_tcp_9000', proto: 'tcp', port: '9000', mode: 'enforcing' },
     ]);
     assert.deepEqual(plan.services[0]!.origins, ['file:/etc/befw.service.d/api.json']);

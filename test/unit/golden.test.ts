@@ -104,7 +104,7 @@ describe('golden: full, spot checks that do not depend on the stored files', () 
     assert.deepEqual(members(long.kernel), ['192.0.2.70/32']);
     assert.deepEqual(
       plan.rules.filter((r) => r.kind === 'static').map((r) => r.set),
-      ['rules_allow', 'rules_deny', 'blocklist', 'partners'],
+      ['befw~protect', 'rules_allow', 'rules_deny', 'blocklist', 'partners'],
     );
     assert.deepEqual(
       plan.rules

@@ -445,9 +445,11 @@ describe('property: parseKv', () => {
 // ---------------------------------------------------------------------------------------------
 // Compiler
 
-const SET = '[a-z0-9._-]{1,31}';
+const SET = '[a-z0-9._~-]{1,31}';
 const PORT = '[1-9][0-9]{0,4}(?::[1-9][0-9]{0,4})?';
 const RULE_SHAPES = [
+  /^-A BEFW -i lo -j ACCEPT$/,
+  new RegExp(`^-A BEFW -p (?:tcp|udp) -m set --match-set (${SET}) src -m multiport --ports [0-9,]+ -j ACCEPT$`),
   new RegExp(`^-A BEFW -m set --match-set (${SET}) src -j (?:ACCEPT|REJECT|DROP)$`),
   new RegExp(`^-A BEFW -p (?:tcp|udp) --dport (${PORT}) -m set --match-set (${SET}) src -j ACCEPT$`),
   new RegExp(`^-A BEFW -p (?:tcp|udp) --dport (${PORT}) -j DROP$`),
@@ -462,7 +464,7 @@ describe('property: compile', () => {
         assert.equal(names.size, plan.sets.length, 'duplicate kernel set names');
         for (const s of plan.sets) {
           assert.ok(s.name.length <= 31, `set name ${s.name} is too long`);
-          assert.match(s.name, /^[a-z0-9._-]+$/);
+          assert.match(s.name, /^[a-z0-9._~-]+$/);
           assert.equal(s.family === 'inet6', s.name.endsWith('_v6'));
           if (s.family === 'inet') assert.ok(names.has(`${s.name}_v6`), `${s.name} has no IPv6 twin`);
           assert.deepEqual([...s.members], [...new Set(s.members)].sort(), `${s.name} members are not sorted and unique`);

@@ -1,10 +1,19 @@
 /**
  * Local inputs: service files (`<services dir>/*.json`, BEFW's format) and member files
- * (`<ipsets dir>/<set>.ipset`). Reading is here; a bad file becomes a diagnostic and is skipped,
- * never a crash, and never read as "no services" when the directory itself cannot be read.
+ * (`<ipsets dir>/<set>.ipset`). Files are hostile input like any other:
+ *   - only regular files are read (a FIFO, a device or a symlink to one is refused: opened
+ *     non-blocking, checked with fstat), and only up to a cap, so nothing can stall the agent or
+ *     grow it without bound; a read that takes too long is abandoned;
+ *   - a file is taken once it is settled: unchanged since the previous look, or last written
+ *     more than `settleMs` ago (a file moved into place is); a file being written is looked at
+ *     again shortly, and its last good version stays in force meanwhile;
+ *   - a file that cannot be read or does not parse keeps its last good version in force and is
+ *     reported; it is never treated as gone while it exists;
+ *   - each file fails alone: no file can block the others, or KV-driven changes.
  */
-import { readFile, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { constants } from 'node:fs';
+import { type FileHandle, open, readdir } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { lazyValidator } from '../../config/lazyValidator.js';
 import { printable } from '../../core/address.js';
 import { parsePortSpec } from '../../core/services.js';
@@ -20,7 +29,9 @@ export class LocalInputError extends Error {
   }
 }
 
-const MAX_FILE_BYTES = 16 * 1024 * 1024;
+/** Caps: a service file is a few hundred bytes; a member file of 100,000 networks about 2 MB. */
+export const MAX_SERVICE_FILE_BYTES = 1024 * 1024;
+export const MAX_IPSET_FILE_BYTES = 16 * 1024 * 1024;
 
 const SERVICE_SCHEMA = {
   type: 'object',
@@ -60,20 +71,153 @@ interface RawService {
 
 const serviceValidator = lazyValidator<RawService>(SERVICE_SCHEMA);
 
-/** Directory listing where a missing directory is an empty one but any other failure is an error. */
-async function listDir(dir: string): Promise<string[]> {
-  try {
-    return (await readdir(dir)).sort();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw new LocalInputError(dir, err);
+/** Limits for reading one directory's files. */
+export interface FileLimits {
+  readonly maxBytes: number;
+  /** A file last written longer ago than this is taken at once. 0: take every file as it is. */
+  readonly settleMs: number;
+  /** A read that takes longer is abandoned (its last good version stays). */
+  readonly readTimeoutMs: number;
+}
+
+export const SETTLE_MS = 1000;
+const READ_TIMEOUT_MS = 2000;
+
+type ReadResult =
+  | { readonly kind: 'ok'; readonly text: string; readonly stamp: string }
+  | { readonly kind: 'unsettled'; readonly stamp: string }
+  | { readonly kind: 'refused'; readonly reason: string };
+
+function fileKind(st: {
+  isFIFO(): boolean;
+  isCharacterDevice(): boolean;
+  isBlockDevice(): boolean;
+  isSocket(): boolean;
+  isDirectory(): boolean;
+}): string {
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  if (st.isSocket()) return 'a socket';
+  if (st.isDirectory()) return 'a directory';
+  return 'not a regular file';
+}
+
+async function readCapped(fh: FileHandle, maxBytes: number): Promise<Buffer | null> {
+  const buf = Buffer.alloc(Math.min(maxBytes + 1, 64 * 1024));
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for (;;) {
+    const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+    if (bytesRead === 0) return Buffer.concat(chunks, total);
+    total += bytesRead;
+    if (total > maxBytes) return null;
+    chunks.push(Buffer.from(buf.subarray(0, bytesRead)));
   }
 }
 
-async function readSmall(path: string): Promise<string> {
-  const buf = await readFile(path);
-  if (buf.length > MAX_FILE_BYTES) throw new Error(`larger than ${MAX_FILE_BYTES} bytes`);
-  return buf.toString('utf8');
+/** One careful read: regular file only, capped, and whether it was settled. */
+async function readOne(path: string, limits: FileLimits, previous: string | undefined, now: number): Promise<ReadResult> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch (err) {
+    return { kind: 'refused', reason: `cannot open: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` };
+  }
+  try {
+    const before = await fh.stat({ bigint: true });
+    if (!before.isFile()) return { kind: 'refused', reason: `${fileKind(before)}; only regular files are read` };
+    if (before.size > BigInt(limits.maxBytes)) return { kind: 'refused', reason: `larger than the cap of ${limits.maxBytes} bytes` };
+    const data = await readCapped(fh, limits.maxBytes);
+    if (data === null) return { kind: 'refused', reason: `larger than the cap of ${limits.maxBytes} bytes` };
+    const after = await fh.stat({ bigint: true });
+    const stamp = `${after.ino}:${after.size}:${after.mtimeNs}`;
+    const changed = after.size !== before.size || after.mtimeNs !== before.mtimeNs || BigInt(data.length) !== after.size;
+    const settled = !changed && (limits.settleMs === 0 || stamp === previous || now - Number(after.mtimeMs) >= limits.settleMs);
+    return settled ? { kind: 'ok', text: data.toString('utf8'), stamp } : { kind: 'unsettled', stamp };
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
+}
+
+function withTimeout(p: Promise<ReadResult>, ms: number): Promise<ReadResult> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<ReadResult>((resolve) => {
+    timer = setTimeout(() => resolve({ kind: 'refused', reason: `read stalled for more than ${ms} ms` }), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** What one directory read gives: the files in force, problems, and whether to look again soon. */
+export interface DirRead<T> {
+  readonly items: T[];
+  readonly diagnostics: Diagnostic[];
+  /** Some file was still being written: read again after this many ms. */
+  readonly retryInMs: number | null;
+}
+
+/**
+ * One directory of local inputs with the last good version of each file. `parse` turns a file's
+ * text into its value or a diagnostic message.
+ */
+export class LocalDir<T> {
+  private readonly good = new Map<string, T>();
+  private readonly stamps = new Map<string, string>();
+
+  constructor(
+    private readonly dir: string,
+    private readonly suffix: string,
+    private readonly limits: FileLimits,
+    private readonly parse: (text: string, path: string) => { value: T } | { error: string },
+    private readonly code: string,
+  ) {}
+
+  async read(now: number): Promise<DirRead<T>> {
+    const diagnostics: Diagnostic[] = [];
+    let names: string[];
+    try {
+      names = (await readdir(this.dir)).filter((n) => n.endsWith(this.suffix)).sort();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') names = [];
+      else {
+        const e = new LocalInputError(this.dir, err);
+        diagnostics.push({
+          severity: 'error',
+          code: 'unreadable-dir',
+          subject: printable(this.dir),
+          message: `${e.message}; last good files kept`,
+        });
+        return { items: [...this.good.values()], diagnostics, retryInMs: null };
+      }
+    }
+    const paths = names.map((n) => join(this.dir, n));
+    for (const p of [...this.good.keys()]) if (!paths.includes(p)) this.forget(p);
+    const items: T[] = [];
+    let retry = false;
+    for (const path of paths) {
+      const r = await withTimeout(readOne(path, this.limits, this.stamps.get(path), now), this.limits.readTimeoutMs);
+      if (r.kind !== 'refused') this.stamps.set(path, r.stamp);
+      if (r.kind === 'unsettled') retry = true;
+      if (r.kind === 'refused') this.report(diagnostics, path, r.reason);
+      if (r.kind === 'ok') {
+        const parsed = this.parse(r.text, path);
+        if ('value' in parsed) this.good.set(path, parsed.value);
+        else this.report(diagnostics, path, parsed.error);
+      }
+      const v = this.good.get(path);
+      if (v !== undefined) items.push(v);
+    }
+    return { items, diagnostics, retryInMs: retry ? this.limits.settleMs : null };
+  }
+
+  private forget(path: string): void {
+    this.good.delete(path);
+    this.stamps.delete(path);
+  }
+
+  private report(out: Diagnostic[], path: string, reason: string): void {
+    const kept = this.good.has(path) ? 'last good version kept' : 'not enforced';
+    out.push({ severity: 'error', code: this.code, subject: printable(path), message: `${reason}; ${kept}` });
+  }
 }
 
 export function parseServiceFile(text: string, file: string): { service?: FileService; diagnostics: Diagnostic[] } {
@@ -108,37 +252,39 @@ export function parseServiceFile(text: string, file: string): { service?: FileSe
   };
 }
 
-export async function readServiceFiles(dir: string): Promise<{ services: FileService[]; diagnostics: Diagnostic[] }> {
-  const services: FileService[] = [];
-  const diagnostics: Diagnostic[] = [];
-  for (const name of await listDir(dir)) {
-    if (!name.endsWith('.json')) continue;
-    const path = join(dir, name);
-    let text: string;
-    try {
-      text = await readSmall(path);
-    } catch (err) {
-      // Skipping it would drop the service's rules: abandon this read and keep what is enforced.
-      throw new LocalInputError(path, err);
-    }
-    const r = parseServiceFile(text, path);
-    diagnostics.push(...r.diagnostics);
-    if (r.service !== undefined) services.push(r.service);
-  }
-  return { services, diagnostics };
+function serviceOf(text: string, path: string): { value: FileService } | { error: string } {
+  const r = parseServiceFile(text, path);
+  return r.service !== undefined
+    ? { value: r.service }
+    : { error: r.diagnostics[0]?.message.replace(/; service not enforced$/, '') ?? 'invalid' };
 }
 
-export async function readIpsetFiles(dir: string): Promise<IpsetFile[]> {
-  const files: IpsetFile[] = [];
-  for (const name of await listDir(dir)) {
-    if (!name.endsWith('.ipset')) continue;
-    const path = join(dir, name);
-    try {
-      files.push({ file: path, set: name.slice(0, -'.ipset'.length), text: await readSmall(path) });
-    } catch (err) {
-      // An unreadable member file would narrow access silently: make the whole read fail instead.
-      throw new LocalInputError(path, err);
-    }
-  }
-  return files;
+/** The service files of a directory, read carefully (see the module comment). */
+export function serviceDir(dir: string, settleMs = SETTLE_MS): LocalDir<FileService> {
+  return new LocalDir(
+    dir,
+    '.json',
+    { maxBytes: MAX_SERVICE_FILE_BYTES, settleMs, readTimeoutMs: READ_TIMEOUT_MS },
+    serviceOf,
+    'bad-service-file',
+  );
+}
+
+/** The member files of a directory: `<set>.ipset`, one address or network per line. */
+export function ipsetDir(dir: string, settleMs = SETTLE_MS): LocalDir<IpsetFile> {
+  const parse = (text: string, path: string): { value: IpsetFile } => ({
+    value: { file: path, set: basename(path).slice(0, -'.ipset'.length), text },
+  });
+  return new LocalDir(dir, '.ipset', { maxBytes: MAX_IPSET_FILE_BYTES, settleMs, readTimeoutMs: READ_TIMEOUT_MS }, parse, 'bad-ipset-file');
+}
+
+/** One-shot reads for `befw plan`, `show` and `doctor`: every file taken as it is now. */
+export async function readServiceFiles(dir: string): Promise<{ services: FileService[]; diagnostics: Diagnostic[] }> {
+  const r = await serviceDir(dir, 0).read(Date.now());
+  return { services: r.items, diagnostics: r.diagnostics };
+}
+
+export async function readIpsetFiles(dir: string): Promise<{ files: IpsetFile[]; diagnostics: Diagnostic[] }> {
+  const r = await ipsetDir(dir, 0).read(Date.now());
+  return { files: r.items, diagnostics: r.diagnostics };
 }

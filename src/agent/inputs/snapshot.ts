@@ -31,7 +31,7 @@ export async function readSnapshot(consul: ConsulApi, config: Config, node?: Nod
     agentServices,
     fileServices: files.services,
     kv,
-    ipsetFiles,
-    inputDiagnostics: files.diagnostics,
+    ipsetFiles: ipsetFiles.files,
+    inputDiagnostics: [...files.diagnostics, ...ipsetFiles.diagnostics],
   };
 }

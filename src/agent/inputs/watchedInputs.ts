@@ -17,7 +17,7 @@ import { type FSWatcher, watch } from 'node:fs';
 import type { Config } from '../../config/config.js';
 import { BlockingWatch, DEFAULT_WATCH_OPTIONS, type WatchOptions } from '../../consul/blockingWatch.js';
 import type { ConsulApi } from '../../consul/client.js';
-import { readIpsetFiles, readServiceFiles } from './localFiles.js';
+import { type LocalDir, ipsetDir, serviceDir } from './localFiles.js';
 import { KV_ROOT } from '../../core/kvLayout.js';
 import type { AgentService, Diagnostic, FileService, IpsetFile, KvPair, NodeIdentity, Snapshot } from '../../core/types.js';
 import type { Logger } from '../../log/logger.js';
@@ -68,6 +68,11 @@ export class WatchedInputs {
   /** Bumped when the services are marked stale: a read that started before is not kept. */
   private servicesGeneration = 0;
   private files: LocalFiles | null = null;
+  private readonly serviceFiles: LocalDir<FileService>;
+  private readonly ipsetFiles: LocalDir<IpsetFile>;
+  /** Bumped by every change seen on disk: a read that started before it is not the latest. */
+  private filesGeneration = 0;
+  private settleTimer: NodeJS.Timeout | null = null;
   private node: NodeIdentity | null = null;
   private watches: BlockingWatch<unknown>[] = [];
   private kvWatch: BlockingWatch<KvPair[]> | null = null;
@@ -95,7 +100,10 @@ export class WatchedInputs {
     private readonly onChange: (reason: ChangeReason) => void,
     private readonly watchOptions: WatchOptions = DEFAULT_WATCH_OPTIONS,
     private readonly hooks: WatchHooks = {},
-  ) {}
+  ) {
+    this.serviceFiles = serviceDir(config.servicesDir);
+    this.ipsetFiles = ipsetDir(config.ipsetsDir);
+  }
 
   /** Keys in the last KV answer. */
   get kvSize(): number {
@@ -141,6 +149,7 @@ export class WatchedInputs {
     if (this.identityTimer !== null) clearTimeout(this.identityTimer);
     for (const w of this.fsWatchers) w.close();
     for (const t of this.dirTimers) clearTimeout(t);
+    if (this.settleTimer !== null) clearTimeout(this.settleTimer);
     await Promise.all(this.watches.map((w) => w.stop()));
   }
 
@@ -204,10 +213,25 @@ export class WatchedInputs {
     return services;
   }
 
+  /**
+   * Reads both directories. Never throws: each file fails alone and keeps its last good
+   * version. A change seen while reading makes the result provisional (the next snapshot reads
+   * again), and a file still being written is looked at again once it has settled.
+   */
   private async refreshFiles(): Promise<LocalFiles> {
-    const [svc, ipsets] = await Promise.all([readServiceFiles(this.config.servicesDir), readIpsetFiles(this.config.ipsetsDir)]);
-    this.files = { services: svc.services, diagnostics: svc.diagnostics, ipsets };
-    return this.files;
+    const generation = this.filesGeneration;
+    const now = Date.now();
+    const [svc, ipsets] = await Promise.all([this.serviceFiles.read(now), this.ipsetFiles.read(now)]);
+    const files = { services: svc.items, diagnostics: [...svc.diagnostics, ...ipsets.diagnostics], ipsets: ipsets.items };
+    if (generation === this.filesGeneration) this.files = files;
+    const retry = svc.retryInMs ?? ipsets.retryInMs;
+    if (retry !== null && this.settleTimer === null && !this.stopped) {
+      this.settleTimer = setTimeout(() => {
+        this.settleTimer = null;
+        this.filesChanged();
+      }, retry);
+    }
+    return files;
   }
 
   private async startServicesWatch(): Promise<void> {
@@ -287,6 +311,7 @@ export class WatchedInputs {
   }
 
   private filesChanged(): void {
+    this.filesGeneration++;
     this.files = null;
     this.onChange('files');
   }
