@@ -51,7 +51,7 @@ export interface ReconcilerDeps {
 }
 
 export function compileOptions(config: Config): CompileOptions {
-  return { customSets: config.customSets, managementNets: config.managementNets };
+  return { customSets: config.customSets, managementNets: config.managementNets, protect: config.protect };
 }
 
 export function guardOptions(config: Config): GuardOptions {

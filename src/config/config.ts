@@ -32,6 +32,8 @@ export interface Config {
   readonly firewallTemplate: string | null;
   readonly customSets: readonly StaticSetConfig[];
   readonly managementNets: readonly Net[];
+  /** `protect=`: networks no deny or ban may touch, accepted ahead of every deny. */
+  readonly protect: readonly Net[];
   readonly statePath: string;
   /** Seconds between full resyncs (re-read everything, rebuild every set); jittered by 10%. */
   readonly resyncInterval: number;
@@ -45,6 +47,8 @@ export interface Config {
   /** Blast-radius guard: percent of a set's members, and the smallest set it applies to. */
   readonly guardShare: number;
   readonly guardMin: number;
+  /** Seconds a loosening change must stay the same before it is applied (0: at once). */
+  readonly guardHold: number;
   /** Integrity check periods in seconds: headers and chain, and full set contents. */
   readonly integrityInterval: number;
   readonly integrityFullInterval: number;
@@ -106,6 +110,8 @@ const SCHEMA = {
     iptables_backend: { type: 'string', enum: ['auto', 'nft', 'legacy'] },
     guard_share: { type: 'string', pattern: '^([1-9]|[1-9][0-9]|100)$' },
     guard_min: { type: 'string', pattern: '^[1-9][0-9]{0,6}$' },
+    guard_hold: { type: 'string', pattern: '^(0|[1-9][0-9]{0,5})$' },
+    protect: { type: 'string', pattern: '^[0-9A-Fa-f.:/; ]*$' },
     integrity_interval: SECONDS,
     integrity_full_interval: SECONDS,
     [`set.${RULES_ALLOW}`]: { type: 'string', pattern: '^[0-9A-Fa-f.:/; ]*$' },
@@ -124,6 +130,8 @@ const HINTS: Record<string, string> = {
   max_stale: 'expected whole seconds, 1 or more',
   guard_share: 'expected a percentage from 1 to 100',
   guard_min: 'expected a whole number of members, 1 or more',
+  guard_hold: 'expected whole seconds, 0 or more (0 applies loosening changes at once)',
+  protect: 'expected networks separated by ";"',
   integrity_interval: 'expected whole seconds, 1 or more',
   integrity_full_interval: 'expected whole seconds, 1 or more',
   consul_timeout_sec: 'expected whole seconds, 1 or more',
@@ -172,21 +180,23 @@ export function parseConfig(text: string, file: string): Config {
   const raw: RawConfig = fields;
 
   const at = (key: string): number | null => lineOf.get(key) ?? null;
+  const netList = (key: string, value: string): Net[] =>
+    value
+      .split(';')
+      .map((s) => s.trim())
+      .filter((s) => s !== '')
+      .map((s) => {
+        const net = parseNet(s);
+        if (!net.ok) throw new ConfigError(file, at(key), key, `"${printable(s)}": ${net.error}`);
+        return { family: net.value.family, cidr: net.value.cidr, prefix: net.value.prefix };
+      });
   const customSets: StaticSetConfig[] = [];
   let managementNets: Net[] = [];
   for (const [key, value] of Object.entries(raw)) {
     if (!key.startsWith('set.')) continue;
     const name = key.slice(4);
     if (name === RULES_ALLOW) {
-      managementNets = value
-        .split(';')
-        .map((s) => s.trim())
-        .filter((s) => s !== '')
-        .map((s) => {
-          const net = parseNet(s);
-          if (!net.ok) throw new ConfigError(file, at(key), key, `"${printable(s)}": ${net.error}`);
-          return { family: net.value.family, cidr: net.value.cidr, prefix: net.value.prefix };
-        });
+      managementNets = netList(key, value);
       continue;
     }
     if (BUILTIN_SETS.some((b) => b.name === name))
@@ -235,6 +245,7 @@ export function parseConfig(text: string, file: string): Config {
     firewallTemplate: raw.firewall ?? null,
     customSets,
     managementNets,
+    protect: raw.protect === undefined ? [] : netList('protect', raw.protect),
     statePath: raw.state ?? '/var/lib/befw/state.bin',
     resyncInterval: Number(raw.resync_interval ?? '300'),
     consulWait: Number(raw.consul_wait ?? '300'),
@@ -244,6 +255,7 @@ export function parseConfig(text: string, file: string): Config {
     iptablesBackend: raw.iptables_backend ?? 'auto',
     guardShare: Number(raw.guard_share ?? '50'),
     guardMin: Number(raw.guard_min ?? '10'),
+    guardHold: Number(raw.guard_hold ?? '60'),
     integrityInterval: Number(raw.integrity_interval ?? '3'),
     integrityFullInterval: Number(raw.integrity_full_interval ?? '300'),
   };
