@@ -19,11 +19,14 @@ import { IPSET, RESTORE_ARGS } from '../dataplane/iptables/ipset.js';
 import { type Backend, detectBackend, toolsFor } from '../dataplane/iptables/iptables.js';
 import { type Logger, createLogger } from '../log/logger.js';
 import { createFileStateStore } from '../state/stateStore.js';
+import type { GuardAnswer } from './controlProtocol.js';
 import { AgentLoop, type LoopTiming } from './agentLoop.js';
 import { WatchedInputs } from './inputs/watchedInputs.js';
 import type { Metrics } from './metrics.js';
 import { OutcomeRecorder } from './outcomeRecorder.js';
 import { Reconciler } from './reconciler.js';
+import { SUSPECT_FACTOR } from './guard.js';
+import { ProtectPublisher } from './protectPublisher.js';
 import { ServiceRegistrar } from './serviceRegistrar.js';
 import { type AgentStatus, agentStatus } from './status.js';
 
@@ -35,6 +38,10 @@ export interface AgentHandle {
   check(): Promise<Drift[]>;
   /** Full rebuild of every set and the chain, now. */
   rebuild(): void;
+  /** `befw guard release`: the change the guard holds goes in now; a manual hold ends. */
+  guardRelease(): GuardAnswer;
+  /** `befw guard hold`: every removal waits until released, or for `ms`. */
+  guardHold(ms: number | null): GuardAnswer;
 }
 
 export interface PreparedAgent {
@@ -101,6 +108,7 @@ interface Ingredients {
 interface AgentParts extends Ingredients {
   readonly inputs: WatchedInputs;
   readonly registrar: ServiceRegistrar;
+  readonly publisher: ProtectPublisher;
   readonly reconciler: Reconciler;
   readonly recorder: OutcomeRecorder;
   readonly loop: AgentLoop;
@@ -137,6 +145,7 @@ function assemble(i: Ingredients): AgentParts {
     { ...recorder.watchHooks(), onNodeServicesChange: () => registrar.recheck() },
   );
   const registrar = new ServiceRegistrar({ consul, files: () => inputs.fileServices(), log });
+  const publisher = new ProtectPublisher(consul, config, () => inputs.identity, log);
   const reconciler = new Reconciler({
     source: () => inputs.snapshot(),
     requestReread: () => inputs.reread(),
@@ -146,6 +155,8 @@ function assemble(i: Ingredients): AgentParts {
     templates: i.templates,
     log,
     now: () => Date.now(),
+    // An index that went backwards makes the inputs suspect for as long as a suspect hold lasts.
+    inputsSuspect: () => inputs.suspect(config.guardHold * 1000 * SUSPECT_FACTOR),
   });
   const loop = new AgentLoop({
     reconciler,
@@ -154,9 +165,12 @@ function assemble(i: Ingredients): AgentParts {
     recorder,
     log,
     timing: loopTiming(config),
-    onResync: () => registrar.recheck(),
+    onResync: () => {
+      registrar.recheck();
+      publisher.recheck();
+    },
   });
-  return { ...i, inputs, registrar, reconciler, recorder, loop };
+  return { ...i, inputs, registrar, publisher, reconciler, recorder, loop };
 }
 
 function tokenSource(config: Config, token: string | null): string {
@@ -185,7 +199,13 @@ async function startParts(p: AgentParts): Promise<AgentHandle> {
     throw err;
   }
   p.registrar.recheck();
+  p.publisher.recheck();
   return handleOf(p, startedAt);
+}
+
+/** No successful reconcile for three resync periods (at least 15 minutes) is a problem. */
+function staleAfterMs(config: Config): number {
+  return Math.max(15 * 60_000, 3 * config.resyncInterval * 1000);
 }
 
 function handleOf(p: AgentParts, startedAt: number): AgentHandle {
@@ -193,12 +213,22 @@ function handleOf(p: AgentParts, startedAt: number): AgentHandle {
   const done = new Promise<void>((resolve) => (resolveDone = resolve));
   return {
     done,
-    status: () => agentStatus({ ...p, startedAt }),
+    status: () => agentStatus({ ...p, startedAt, staleAfterMs: staleAfterMs(p.config), now: Date.now() }),
     check: () => p.loop.check(),
     rebuild: () => p.loop.poke('rebuild'),
+    guardRelease() {
+      const released = p.reconciler.guard.release();
+      p.loop.poke('release');
+      return { ok: true, guard: p.reconciler.guardStatus, released };
+    },
+    guardHold(ms) {
+      p.reconciler.guard.holdAll(ms);
+      return { ok: true, guard: p.reconciler.guardStatus };
+    },
     async stop() {
       await p.loop.stop();
       await p.registrar.stop();
+      await p.publisher.stop();
       p.runner.close();
       p.log.info({ event: 'stopped' }, 'befw agent stopped; firewall left as it is');
       resolveDone();

@@ -32,7 +32,7 @@ const STUCK_AFTER_MS = 5 * 60_000;
 const RETRY_BASE_MS = 1000;
 const RETRY_MAX_MS = 60_000;
 
-export type LoopReason = ChangeReason | 'expiry' | 'resync' | 'rebuild' | 'retry';
+export type LoopReason = ChangeReason | 'expiry' | 'resync' | 'rebuild' | 'retry' | 'release';
 
 /** The inputs as the loop drives them (WatchedInputs in the agent). */
 export interface LoopInputs {

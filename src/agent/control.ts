@@ -62,7 +62,7 @@ function serve(sock: Socket, handlers: ControlHandlers): void {
     if (nl < 0) return;
     const req = parseRequest(buf.slice(0, nl));
     if ('error' in req) return answer(req);
-    dispatch(handlers, req.cmd).then(answer, (err: unknown) => answer(failure(err instanceof Error ? err.message : String(err))));
+    dispatch(handlers, req).then(answer, (err: unknown) => answer(failure(err instanceof Error ? err.message : String(err))));
   });
 }
 
@@ -87,8 +87,9 @@ export async function askAgent<C extends ControlCommand>(
   path: string,
   cmd: C,
   timeoutMs = 30_000,
+  extra: { seconds?: number } = {},
 ): Promise<ControlAnswers[C] | ControlFailure> {
-  const answer = await exchange(path, encodeRequest(cmd), timeoutMs);
+  const answer = await exchange(path, encodeRequest({ cmd, ...extra }), timeoutMs);
   if (isAnswerTo(cmd, answer) || isControlFailure(answer)) return answer;
   throw new ControlError(path, `unexpected answer from the agent to ${cmd}: ${JSON.stringify(answer).slice(0, 200)}`);
 }

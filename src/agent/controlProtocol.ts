@@ -9,13 +9,19 @@
  */
 import { assertNever } from '../core/assertNever.js';
 import type { Drift } from '../dataplane/iptables/driver.js';
+import type { GuardStatus, Hold } from './guard.js';
 import type { AgentStatus } from './status.js';
 
-export const CONTROL_COMMANDS = ['status', 'reload', 'check'] as const;
+export const CONTROL_COMMANDS = ['status', 'reload', 'check', 'guard-release', 'guard-hold'] as const;
 export type ControlCommand = (typeof CONTROL_COMMANDS)[number];
+
+/** Longest `befw guard hold --for`: 30 days. */
+export const MAX_HOLD_SECONDS = 30 * 86_400;
 
 export interface ControlRequest {
   readonly cmd: ControlCommand;
+  /** guard-hold: for how long; absent: until released. */
+  readonly seconds?: number;
 }
 
 export interface LastReload {
@@ -45,6 +51,13 @@ export interface CheckAnswer {
   readonly drifts: readonly Drift[];
 }
 
+export interface GuardAnswer {
+  readonly ok: true;
+  readonly guard: GuardStatus;
+  /** guard-release: the change that was waiting and now goes in, if any. */
+  readonly released?: Hold | null;
+}
+
 export interface ControlFailure {
   readonly ok: false;
   readonly error: string;
@@ -54,42 +67,54 @@ export interface ControlAnswers {
   readonly status: StatusAnswer;
   readonly reload: ReloadAnswer;
   readonly check: CheckAnswer;
+  readonly 'guard-release': GuardAnswer;
+  readonly 'guard-hold': GuardAnswer;
 }
 
 export type ControlAnswer = ControlAnswers[ControlCommand];
 
 /** The agent's side: one function per command. */
-export type ControlHandlers = { readonly [C in ControlCommand]: () => Promise<ControlAnswers[C]> };
+export type ControlHandlers = { readonly [C in ControlCommand]: (req: ControlRequest) => Promise<ControlAnswers[C]> };
 
 export function isControlCommand(x: unknown): x is ControlCommand {
   return typeof x === 'string' && (CONTROL_COMMANDS as readonly string[]).includes(x);
 }
 
-export function encodeRequest(cmd: ControlCommand): string {
-  return `${JSON.stringify({ cmd } satisfies ControlRequest)}\n`;
+export function encodeRequest(req: ControlRequest): string {
+  return `${JSON.stringify(req satisfies ControlRequest)}\n`;
 }
 
 /** A request line as the agent received it. */
 export function parseRequest(line: string): ControlRequest | ControlFailure {
-  let cmd: unknown;
+  let json: unknown;
   try {
-    const json: unknown = JSON.parse(line);
-    cmd = isObject(json) ? json.cmd : undefined;
+    json = JSON.parse(line);
   } catch {
-    cmd = undefined;
+    json = undefined;
   }
-  if (isControlCommand(cmd)) return { cmd };
-  return { ok: false, error: `unknown command; expected one of ${CONTROL_COMMANDS.join(', ')}` };
+  const cmd = isObject(json) ? json.cmd : undefined;
+  if (!isControlCommand(cmd)) return { ok: false, error: `unknown command; expected one of ${CONTROL_COMMANDS.join(', ')}` };
+  const seconds = isObject(json) ? json.seconds : undefined;
+  if (seconds === undefined) return { cmd };
+  if (cmd !== 'guard-hold' || typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < 1 || seconds > MAX_HOLD_SECONDS) {
+    return { ok: false, error: `seconds: only guard-hold takes it, a whole number from 1 to ${MAX_HOLD_SECONDS}` };
+  }
+  return { cmd, seconds };
 }
 
-export function dispatch(handlers: ControlHandlers, cmd: ControlCommand): Promise<ControlAnswer> {
+export function dispatch(handlers: ControlHandlers, req: ControlRequest): Promise<ControlAnswer> {
+  const cmd = req.cmd;
   switch (cmd) {
     case 'status':
-      return handlers.status();
+      return handlers.status(req);
     case 'reload':
-      return handlers.reload();
+      return handlers.reload(req);
     case 'check':
-      return handlers.check();
+      return handlers.check(req);
+    case 'guard-release':
+      return handlers['guard-release'](req);
+    case 'guard-hold':
+      return handlers['guard-hold'](req);
     default:
       return assertNever(cmd, 'control command');
   }
@@ -127,6 +152,10 @@ function isCheckAnswer(x: Record<string, unknown>): boolean {
   return typeof x.ok === 'boolean' && Array.isArray(x.drifts);
 }
 
+function isGuardAnswer(x: Record<string, unknown>): boolean {
+  return x.ok === true && isObject(x.guard);
+}
+
 /** Whether `x` has the shape of the answer to `cmd`. */
 export function isAnswerTo<C extends ControlCommand>(cmd: C, x: unknown): x is ControlAnswers[C] {
   if (!isObject(x)) return false;
@@ -138,6 +167,9 @@ export function isAnswerTo<C extends ControlCommand>(cmd: C, x: unknown): x is C
       return isReloadAnswer(x);
     case 'check':
       return isCheckAnswer(x);
+    case 'guard-release':
+    case 'guard-hold':
+      return isGuardAnswer(x);
     default:
       return assertNever(c, 'control command');
   }

@@ -17,11 +17,41 @@ export interface Metrics {
   readonly diagnostics: Gauge;
   readonly guardHeld: Counter;
   readonly rollbacks: Counter;
+  /** Reads the gauges that follow the agent's status at each scrape. */
+  bindStatus(read: () => StatusFigures): void;
+}
+
+/** The figures the status-following gauges show. */
+export interface StatusFigures {
+  readonly guardHolding: boolean;
+  readonly protectedClipped: number;
+  readonly stateSaveFailing: boolean;
+  readonly problems: number;
 }
 
 export function createMetrics(): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'befw_process_' });
+  let read: (() => StatusFigures) | null = null;
+  const follow = (name: string, help: string, pick: (f: StatusFigures) => number): Gauge =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        if (read !== null) this.set(pick(read()));
+      },
+    });
+  follow('befw_guard_holding', '1 while the guard holds a change that loosens the firewall.', (f) => (f.guardHolding ? 1 : 0));
+  follow('befw_protected_clipped', 'Entries kept out of a deny because they would cut a protected path.', (f) => f.protectedClipped);
+  follow('befw_state_save_failing', '1 while state.bin cannot be saved (a restart would enforce older state).', (f) =>
+    f.stateSaveFailing ? 1 : 0,
+  );
+  follow(
+    'befw_problems',
+    'Problems /healthz reports (stuck or stale reconcile, unreadable files, failing state.bin saves).',
+    (f) => f.problems,
+  );
   const buckets = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
   return {
     registry,
@@ -78,5 +108,8 @@ export function createMetrics(): Metrics {
       help: 'Rollbacks to the last good plan after a failed apply.',
       registers: [registry],
     }),
+    bindStatus(r) {
+      read = r;
+    },
   };
 }

@@ -67,7 +67,8 @@ export class OutcomeRecorder implements OutcomeSink {
   }
 
   record(outcome: Outcome, reasons: ReadonlySet<string>): void {
-    if (outcome.kind === 'applied' || outcome.kind === 'unchanged') this.isReady = true;
+    // A held change still has its held-back plan enforced: the node is as ready as ever.
+    if (outcome.kind === 'applied' || outcome.kind === 'unchanged' || outcome.kind === 'held') this.isReady = true;
     if (this.metrics !== null) this.count(this.metrics, outcome, reasons);
   }
 
@@ -86,7 +87,7 @@ export class OutcomeRecorder implements OutcomeSink {
         m.lastGoodSync.set(this.clock.wall() / 1000);
         return;
       case 'held':
-        m.guardHeld.inc();
+        if (outcome.fresh) m.guardHeld.inc();
         return;
       case 'apply-failed':
         if (outcome.rolledBack) m.rollbacks.inc();

@@ -4,8 +4,9 @@
  * The failure branches are explicit outcomes, not exception handlers:
  *   - the inputs cannot be read: the last good snapshot is recompiled with the current time, so
  *     expiries still leave the kernel during an outage, and nothing is flushed;
- *   - the new plan would remove too much because of what a read returned: it is held until a
- *     second read confirms it (see core/blastRadius.ts);
+ *   - the new plan loosens the firewall or removes much at once: the guard (guard.ts) holds
+ *     those removals until the inputs have held steady for guard_hold seconds, and the plan
+ *     with them put back is enforced meanwhile (additions pass at once);
  *   - the apply fails half-way: the last good plan is re-applied in full (rollback), the failure
  *     is reported with its step and stderr, and the new plan is retried later;
  *   - the kernel drifted from what was applied (integrity check): the last good plan is
@@ -19,13 +20,14 @@ import { performance } from 'node:perf_hooks';
 import type { Config } from '../config/config.js';
 import type { Templates } from '../config/load.js';
 import type { ApplyReport, Dataplane, Drift } from '../dataplane/iptables/driver.js';
-import { type GuardOptions, type SuspiciousRemoval, suspiciousRemovals } from '../core/blastRadius.js';
+import { type GuardOptions } from '../core/blastRadius.js';
 import { RULES_ALLOW, compile } from '../core/compile.js';
 import { KvParseCache } from '../core/kvLayout.js';
 import { v6Name } from '../core/setNames.js';
 import type { CompileOptions, Plan, Snapshot } from '../core/types.js';
 import type { StateStore } from '../state/stateStore.js';
 import type { Logger } from '../log/logger.js';
+import { Guard, type GuardStatus, type Hold } from './guard.js';
 import { memoryFigures } from './memory.js';
 
 export type Source = 'consul' | 'saved' | 'minimal';
@@ -33,7 +35,8 @@ export type Source = 'consul' | 'saved' | 'minimal';
 export type Outcome =
   | { readonly kind: 'applied'; readonly plan: Plan; readonly report: ApplyReport; readonly source: Source }
   | { readonly kind: 'unchanged'; readonly plan: Plan; readonly source: Source }
-  | { readonly kind: 'held'; readonly plan: Plan; readonly removals: readonly SuspiciousRemoval[] }
+  /** The guard holds `plan`'s loosening; `enforced` (the plan with it put back) is in the kernel. */
+  | { readonly kind: 'held'; readonly plan: Plan; readonly enforced: Plan; readonly hold: Hold; readonly fresh: boolean }
   | { readonly kind: 'read-failed'; readonly error: Error; readonly fallback: Outcome | null }
   | { readonly kind: 'apply-failed'; readonly error: Error; readonly plan: Plan; readonly rolledBack: boolean };
 
@@ -48,7 +51,12 @@ export interface ReconcilerDeps {
   readonly templates: Templates;
   readonly log: Logger;
   readonly now: () => number;
+  /** Why the inputs look suspect right now (an index that went backwards), or null. */
+  readonly inputsSuspect?: () => string | null;
 }
+
+/** A tree that lost more than half of at least this many keys in one read is suspect. */
+const SHRINK_MIN_KEYS = 10;
 
 export function compileOptions(config: Config): CompileOptions {
   return { customSets: config.customSets, managementNets: config.managementNets, protect: config.protect };
@@ -67,6 +75,14 @@ export interface ReconcilerStats {
   held: number;
   lastApplyAt: number | null;
   lastResult: string | null;
+  /** Last pass that put (or confirmed) a plan from the inputs in the kernel. */
+  lastSuccessAt: number | null;
+}
+
+/** Whether state.bin follows the kernel; a failing save means a restart would enforce older state. */
+export interface StateSaveHealth {
+  readonly failingSince: number | null;
+  readonly lastError: string | null;
 }
 
 export class Reconciler {
@@ -75,8 +91,9 @@ export class Reconciler {
   private baseInstalled = false;
   /** An apply failed since the last success: retry even if the plan looks unchanged. */
   private failedSince = false;
-  /** The inputs of a plan held by the guard; a different read confirms or clears it. */
-  private held: { kv: Snapshot['kv']; services: Snapshot['agentServices'] } | null = null;
+  /** The plan in the kernel: lastGood's, or the guard's held-back plan while a change waits. */
+  private inForce: Plan | null = null;
+  readonly guard: Guard;
   private readonly parseCache = new KvParseCache();
   readonly stats: ReconcilerStats = {
     applies: 0,
@@ -86,17 +103,37 @@ export class Reconciler {
     held: 0,
     lastApplyAt: null,
     lastResult: null,
+    lastSuccessAt: null,
   };
+  private saveHealth: StateSaveHealth = { failingSince: null, lastError: null };
 
-  constructor(private readonly deps: ReconcilerDeps) {}
-
-  /** Earliest expiry in the enforced plan (Unix ms), for the expiry timer. */
-  get nextExpiry(): number | null {
-    return this.lastGood?.plan.nextExpiry ?? null;
+  constructor(private readonly deps: ReconcilerDeps) {
+    this.guard = new Guard({
+      options: () => guardOptions(deps.config),
+      holdMs: () => deps.config.guardHold * 1000,
+      log: deps.log,
+      now: deps.now,
+    });
   }
 
+  /** When the plan changes by itself (Unix ms): the earliest expiry, or the end of a hold. */
+  get nextExpiry(): number | null {
+    const times = [this.inForce?.nextExpiry ?? this.lastGood?.plan.nextExpiry ?? null, this.guard.wakeAt];
+    const set = times.filter((t): t is number => t !== null);
+    return set.length === 0 ? null : Math.min(...set);
+  }
+
+  /** The plan in the kernel. */
   get lastPlan(): Plan | null {
-    return this.lastGood?.plan ?? null;
+    return this.inForce ?? this.lastGood?.plan ?? null;
+  }
+
+  get guardStatus(): GuardStatus {
+    return this.guard.status;
+  }
+
+  get stateSave(): StateSaveHealth {
+    return this.saveHealth;
   }
 
   /** Where the enforced plan came from: consul, saved (state.bin), minimal (safety net). */
@@ -185,7 +222,13 @@ export class Reconciler {
     this.stats.repairs++;
     this.deps.log.warn({ event: 'drift', drifts, repairs: this.stats.repairs }, 'kernel drifted from the applied plan; repairing');
     this.deps.dataplane.forget();
-    return this.enforce(last.snapshot, last.source, true);
+    // What was in the kernel goes back, held-back plan included: a repair changes nothing else.
+    const plan = this.inForce ?? last.plan;
+    const r = await this.applyPlan(plan, true, 0, last.source);
+    if (r.kind === 'failed') return r.outcome;
+    return r.kind === 'applied'
+      ? { kind: 'applied', plan, report: r.report, source: last.source }
+      : { kind: 'unchanged', plan, source: last.source };
   }
 
   private compile(snapshot: Snapshot): Plan {
@@ -194,50 +237,62 @@ export class Reconciler {
     return compile(snapshot, compileOptions(this.deps.config), this.deps.now(), { views: false, cache: this.parseCache });
   }
 
-  /** Removals the guard would hold, comparing against what the previous inputs give now. */
-  private guard(plan: Plan): SuspiciousRemoval[] {
-    const last = this.lastGood;
-    if (last === null || last.source === 'minimal') return [];
-    const cheap = suspiciousRemovals(last.plan, plan, guardOptions(this.deps.config));
-    if (cheap.length === 0) return [];
-    // Discount expiries: recompile the previous inputs at the current time (no cache: the cache
-    // follows the newest listing).
-    const baseline = compile(last.snapshot, compileOptions(this.deps.config), this.deps.now(), { views: false });
-    return suspiciousRemovals(baseline, plan, guardOptions(this.deps.config));
+  /** The previous inputs compiled for now: expiries since then never count as removals. */
+  private baseline(snapshot: Snapshot): Plan {
+    // No cache: the cache follows the newest listing.
+    return compile(snapshot, compileOptions(this.deps.config), this.deps.now(), { views: false });
   }
 
-  private async enforce(snapshot: Snapshot, source: Source, full = false): Promise<Outcome> {
-    const { log, templates } = this.deps;
+  private suspect(snapshot: Snapshot, last: Snapshot): string | null {
+    const note = this.deps.inputsSuspect?.() ?? null;
+    if (note !== null) return note;
+    const was = last.kv.length;
+    if (was >= SHRINK_MIN_KEYS && snapshot.kv.length * 2 < was) return `the KV tree shrank from ${was} to ${snapshot.kv.length} keys`;
+    return null;
+  }
+
+  private async enforce(read: Snapshot, source: Source, full = false): Promise<Outcome> {
+    const last = this.lastGood;
+    // Consul's peers stay protected across a restart until the local agent answers again.
+    const peers = last?.snapshot.consulPeers;
+    const snapshot = read.consulPeers === undefined && peers !== undefined ? { ...read, consulPeers: peers } : read;
     const t0 = performance.now();
     const plan = this.compile(snapshot);
     const compileMs = performance.now() - t0;
-
-    if (source === 'consul') {
-      const removals = this.guard(plan);
-      const sameRead = this.held !== null && this.held.kv === snapshot.kv && this.held.services === snapshot.agentServices;
-      if (removals.length > 0 && (this.held === null || sameRead)) {
-        if (this.held === null) {
-          this.held = { kv: snapshot.kv, services: snapshot.agentServices };
+    if (source === 'consul' && last !== null && last.source !== 'minimal') {
+      const inForce = this.inForce ?? last.plan;
+      const d = this.guard.decide(inForce, () => this.baseline(last.snapshot), plan, this.suspect(snapshot, last.snapshot));
+      if (d.kind === 'hold') {
+        if (d.fresh) {
           this.stats.held++;
-          log.warn(
-            { event: 'guard-held', removals, fingerprint: plan.fingerprint },
-            'plan removes too much at once; held until a second read confirms it',
-          );
           this.deps.requestReread();
         }
-        return { kind: 'held', plan, removals };
+        const r = await this.applyPlan(d.enforce, full, compileMs, source);
+        if (r.kind === 'failed') return r.outcome;
+        this.stats.lastSuccessAt = this.deps.now();
+        return { kind: 'held', plan, enforced: d.enforce, hold: d.hold, fresh: d.fresh };
       }
-      if (removals.length > 0) log.warn({ event: 'guard-confirmed', removals }, 'a second read confirms the removals; applying');
-      else if (this.held !== null) log.info({ event: 'guard-cleared' }, 'the next read no longer removes that much; held plan dropped');
-      this.held = null;
     }
+    const r = await this.applyPlan(plan, full, compileMs, source);
+    if (r.kind === 'failed') return r.outcome;
+    this.lastGood = { snapshot, plan, source };
+    if (source === 'consul') this.stats.lastSuccessAt = this.deps.now();
+    if (r.kind === 'unchanged') return { kind: 'unchanged', plan, source };
+    if (source !== 'minimal') await this.save(snapshot, plan);
+    return { kind: 'applied', plan, report: r.report, source };
+  }
 
+  /** Puts `plan` in the kernel unless it is there already; a failure rolls back. */
+  private async applyPlan(
+    plan: Plan,
+    full: boolean,
+    compileMs: number,
+    source: Source,
+  ): Promise<{ kind: 'unchanged' } | { kind: 'applied'; report: ApplyReport } | { kind: 'failed'; outcome: Outcome }> {
+    const { log, templates } = this.deps;
     const installBase = templates.base !== null && !this.baseInstalled;
-    const unchanged = this.lastGood !== null && this.lastGood.plan.fingerprint === plan.fingerprint && !this.failedSince;
-    if (!installBase && !full && unchanged) {
-      this.lastGood = { snapshot, plan, source };
-      return { kind: 'unchanged', plan, source };
-    }
+    const unchanged = this.inForce !== null && this.inForce.fingerprint === plan.fingerprint && !this.failedSince;
+    if (!installBase && !full && unchanged) return { kind: 'unchanged' };
     let report: ApplyReport;
     try {
       report = await this.deps.dataplane.apply({
@@ -254,16 +309,21 @@ export class Reconciler {
       log.error({ event: 'apply-failed', fingerprint: plan.fingerprint, err: error.message }, 'apply failed');
       this.failedSince = true;
       const rolledBack = await this.rollback();
-      return { kind: 'apply-failed', error, plan, rolledBack };
+      return { kind: 'failed', outcome: { kind: 'apply-failed', error, plan, rolledBack } };
     }
     if (installBase) this.baseInstalled = true;
     this.failedSince = false;
     this.owned = new Set([...plan.sets.map((s) => s.name), ...report.notDestroyed.map((f) => f.name)]);
-    this.lastGood = { snapshot, plan, source };
+    this.inForce = plan;
     this.stats.applies++;
     this.stats.lastApplyAt = this.deps.now();
     this.stats.lastResult = 'applied';
-    log.info(
+    this.logApplied(plan, report, compileMs, source);
+    return { kind: 'applied', report };
+  }
+
+  private logApplied(plan: Plan, report: ApplyReport, compileMs: number, source: Source): void {
+    this.deps.log.info(
       {
         event: 'applied',
         source,
@@ -287,9 +347,9 @@ export class Reconciler {
       },
       'plan applied',
     );
-    for (const d of plan.diagnostics) log.warn({ event: 'diagnostic', severity: d.severity, code: d.code, subject: d.subject }, d.message);
-    if (source !== 'minimal') await this.save(snapshot, plan);
-    return { kind: 'applied', plan, report, source };
+    for (const d of plan.diagnostics) {
+      this.deps.log.warn({ event: 'diagnostic', severity: d.severity, code: d.code, subject: d.subject }, d.message);
+    }
   }
 
   /** After a failed apply: the last good plan, recompiled for now, applied in full. */
@@ -303,6 +363,7 @@ export class Reconciler {
       await dataplane.apply({ plan, owned: [...this.owned], template: templates.service, base: null, full: true });
       this.stats.rollbacks++;
       this.lastGood = { ...last, plan };
+      this.inForce = plan;
       log.warn({ event: 'rolled-back', fingerprint: plan.fingerprint }, 'previous good state restored');
       return true;
     } catch (err) {
@@ -314,9 +375,14 @@ export class Reconciler {
   private async save(snapshot: Snapshot, plan: Plan): Promise<void> {
     try {
       await this.deps.store.save({ savedAt: this.deps.now(), snapshot, owned: [...this.owned], fingerprint: plan.fingerprint });
+      if (this.saveHealth.failingSince !== null) this.deps.log.info({ event: 'state-saved-again' }, 'state.bin is saved again');
+      this.saveHealth = { failingSince: null, lastError: null };
     } catch (err) {
-      // The kernel is right; only the restart path is weaker. Loud, but not a reason to stop.
-      this.deps.log.error({ event: 'state-save-failed', err: (err as Error).message }, 'cannot save state');
+      // The kernel is right; only the restart path is weaker (a restart during a Consul outage
+      // would enforce older state). Loud and visible in status and health, not a reason to stop.
+      const error = (err as Error).message;
+      this.saveHealth = { failingSince: this.saveHealth.failingSince ?? this.deps.now(), lastError: error };
+      this.deps.log.error({ event: 'state-save-failed', err: error }, 'cannot save state');
     }
   }
 }

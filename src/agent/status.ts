@@ -5,8 +5,14 @@
  */
 import type { Diagnostic } from '../core/types.js';
 import type { Backend } from '../dataplane/iptables/iptables.js';
+import type { GuardStatus } from './guard.js';
 import type { ConsulHealth } from './inputs/watchedInputs.js';
-import type { Reconciler, ReconcilerStats } from './reconciler.js';
+import type { Reconciler, ReconcilerStats, StateSaveHealth } from './reconciler.js';
+
+/** Diagnostic codes that mean a local file or directory could not be taken as it is. */
+const FILE_PROBLEMS = new Set(['bad-service-file', 'bad-ipset-file', 'unreadable-dir']);
+/** Diagnostic codes that count as a protected path kept out of a deny. */
+export const PROTECTED_CODES = new Set(['protected-clipped', 'refused-address']);
 
 export interface AgentStatus {
   readonly startedAt: number;
@@ -20,17 +26,42 @@ export interface AgentStatus {
   readonly diagnostics: readonly Diagnostic[];
   /** Ready: the first apply is done (from Consul, state.bin or the safety net). */
   readonly ready: boolean;
-  /** Not stuck: no reconcile has been running for minutes. */
+  /** Not stuck: no reconcile has been running for minutes (the systemd watchdog follows this). */
   readonly healthy: boolean;
+  readonly guard: GuardStatus;
+  readonly stateSave: StateSaveHealth;
+  /** Entries kept out because they would cut a protected path. */
+  readonly protectedClipped: number;
+  /** What is wrong, one line each; empty when all is well (/healthz answers 503 otherwise). */
+  readonly problems: readonly string[];
 }
 
 export interface StatusParts {
   readonly startedAt: number;
   readonly backend: Backend;
   readonly inputs: { readonly consulHealth: ConsulHealth };
-  readonly reconciler: Pick<Reconciler, 'stats' | 'lastSource' | 'lastPlan'>;
+  readonly reconciler: Pick<Reconciler, 'stats' | 'lastSource' | 'lastPlan' | 'guardStatus' | 'stateSave'>;
   readonly recorder: { readonly ready: boolean };
   readonly loop: { readonly healthy: boolean };
+  /** No successful pass for this long (ms) while triggers keep coming is a problem. */
+  readonly staleAfterMs: number;
+  readonly now: number;
+}
+
+function problems(p: StatusParts, diagnostics: readonly Diagnostic[]): string[] {
+  const out: string[] = [];
+  if (!p.loop.healthy) out.push('a reconcile has been running for minutes');
+  const save = p.reconciler.stateSave;
+  if (save.failingSince !== null) {
+    out.push(`state.bin cannot be saved since ${new Date(save.failingSince).toISOString()}: ${save.lastError ?? 'unknown error'}`);
+  }
+  const last = p.reconciler.stats.lastSuccessAt;
+  if (p.inputs.consulHealth.reachable && last !== null && p.now - last > p.staleAfterMs) {
+    out.push(`no successful reconcile for ${Math.round((p.now - last) / 1000)} s`);
+  }
+  const files = diagnostics.filter((d) => FILE_PROBLEMS.has(d.code));
+  if (files.length > 0) out.push(`${files.length} local file problem(s): ${files[0]?.subject ?? ''}${files.length > 1 ? ', ...' : ''}`);
+  return out;
 }
 
 export function agentStatus(p: StatusParts): AgentStatus {
@@ -47,5 +78,9 @@ export function agentStatus(p: StatusParts): AgentStatus {
     diagnostics: plan?.diagnostics ?? [],
     ready: p.recorder.ready,
     healthy: p.loop.healthy,
+    guard: p.reconciler.guardStatus,
+    stateSave: p.reconciler.stateSave,
+    protectedClipped: (plan?.diagnostics ?? []).filter((d) => PROTECTED_CODES.has(d.code)).length,
+    problems: problems(p, plan?.diagnostics ?? []),
   };
 }

@@ -17,13 +17,27 @@ import { type Logger, createLogger } from '../log/logger.js';
 import { type AgentHandle, prepareAgent } from './agent.js';
 import { AgentSlot } from './agentSlot.js';
 import { startControlServer } from './control.js';
+import { takeNodeLock } from './nodeLock.js';
 import type { ControlHandlers } from './controlProtocol.js';
 import { startHttpEndpoint } from './httpEndpoint.js';
 import { type Metrics, createMetrics } from './metrics.js';
 import { type Notifier, createNotifier } from './sdNotify.js';
 
+/** After SIGTERM the process is gone within this long, whatever is still in flight. */
+export const STOP_DEADLINE_MS = 1500;
+
 export async function runAgent(configPath: string): Promise<void> {
   const config = await loadConfig(configPath);
+  // Before anything touches the kernel: a second agent on this node stops here.
+  const lock = await takeNodeLock();
+  try {
+    await runLocked(configPath, config);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function runLocked(configPath: string, config: Config): Promise<void> {
   const log = createLogger(config.logLevel);
   const metrics = config.metrics === null ? null : createMetrics();
   const notifier = createNotifier(process.env, log);
@@ -56,6 +70,12 @@ export async function runAgent(configPath: string): Promise<void> {
 
   if (err === undefined) log.info({ event: 'signal', signal: why }, 'stopping; the firewall stays as it is');
   notifier.notify('STOPPING=1');
+  // A request still in flight (a Consul read, an apply) must not keep the process alive: the
+  // kernel is consistent at every step, so leaving mid-way is safe.
+  setTimeout(() => {
+    log.warn({ event: 'stop-deadline', ms: STOP_DEADLINE_MS }, 'stop took too long; exiting now');
+    process.exit(err === undefined ? 0 : 1);
+  }, STOP_DEADLINE_MS).unref();
   process.off('SIGHUP', onHup);
   if (watchdog !== null) clearInterval(watchdog);
   await slot.stop();
@@ -83,24 +103,39 @@ function controlHandlers(slot: AgentSlot, configPath: string): ControlHandlers {
       const drifts = await slot.agent.check();
       return { ok: drifts.length === 0, drifts };
     },
+    'guard-release': () => Promise.resolve(slot.agent.guardRelease()),
+    'guard-hold': (req) => Promise.resolve(slot.agent.guardHold(req.seconds === undefined ? null : req.seconds * 1000)),
   };
 }
 
 async function startHealthEndpoint(config: Config, metrics: Metrics | null, slot: AgentSlot, log: Logger): Promise<HttpServer | null> {
   if (config.metrics === null || metrics === null) return null;
+  metrics.bindStatus(() => {
+    const s = slot.agent.status();
+    return {
+      guardHolding: s.guard.holding !== null,
+      protectedClipped: s.protectedClipped,
+      stateSaveFailing: s.stateSave.failingSince !== null,
+      problems: s.problems.length,
+    };
+  });
   const http = await startHttpEndpoint(config.metrics.host, config.metrics.port, metrics, {
     healthy: () => {
       const s = slot.agent.status();
-      return { ok: s.healthy, detail: s.healthy ? 'ok' : 'a reconcile has been running for minutes' };
+      return { ok: s.problems.length === 0, detail: s.problems.length === 0 ? 'ok' : s.problems.join('; ') };
     },
     ready: () => {
       const s = slot.agent.status();
       const enforced = s.lastSource === 'saved' || s.lastSource === 'minimal' || s.consul.reachable;
       const ok = s.ready && (s.consul.reachable || enforced);
+      const held =
+        s.guard.holding === null
+          ? ''
+          : `; the guard holds a change until ${s.guard.holding.until === null ? 'released' : new Date(s.guard.holding.until).toISOString()}`;
       return {
         ok,
         detail: ok
-          ? `ready (${s.lastSource ?? 'kernel kept'})`
+          ? `ready (${s.lastSource ?? 'kernel kept'})${held}`
           : s.ready
             ? 'Consul unreachable and nothing enforced yet'
             : 'first apply not done',

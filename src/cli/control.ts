@@ -4,11 +4,20 @@
  */
 import type { Command } from 'commander';
 import { askAgent } from '../agent/control.js';
-import { type ControlFailure, type StatusAnswer, isControlFailure } from '../agent/controlProtocol.js';
+import { type ControlFailure, type GuardAnswer, MAX_HOLD_SECONDS, type StatusAnswer, isControlFailure } from '../agent/controlProtocol.js';
+import type { GuardStatus } from '../agent/guard.js';
 import { readFile } from 'node:fs/promises';
 import { ConfigError, DEFAULT_CONFIG_PATH, DEFAULT_SOCKET_PATH } from '../config/config.js';
 import type { Drift } from '../dataplane/iptables/driver.js';
+import { UsageError, quoted } from './access/errors.js';
+import { parseDuration } from './duration.js';
 import { formatDuration } from './format.js';
+
+function holdSeconds(text: string): number {
+  const seconds = parseDuration(text, '--for');
+  if (seconds > MAX_HOLD_SECONDS) throw new UsageError(quoted('--for', text), 'at most 30d; without --for the hold lasts until released');
+  return seconds;
+}
 
 interface Opts {
   config: string;
@@ -39,7 +48,10 @@ export function formatStatus(s: StatusAnswer, now = Date.now()): string {
   out.push(
     `Next expiry: ${s.nextExpiry === null ? 'none' : `${new Date(s.nextExpiry).toISOString()} (in ${formatDuration(s.nextExpiry - now)})`}`,
   );
-  out.push(`Health:      ${s.healthy ? 'ok' : 'STUCK (a reconcile has run for minutes)'}, ${s.ready ? 'ready' : 'not ready'}`);
+  out.push(`Health:      ${s.problems.length === 0 ? 'ok' : 'PROBLEMS'}, ${s.ready ? 'ready' : 'not ready'}`);
+  for (const p of s.problems) out.push(`             - ${p}`);
+  out.push(...formatGuard(s.guard, now).map((l, i) => `${i === 0 ? 'Guard:      ' : '            '} ${l}`));
+  if (s.protectedClipped > 0) out.push(`Protected:   ${s.protectedClipped} entr(y/ies) kept out of a deny (see below)`);
   if (s.lastReload !== null)
     out.push(`Last reload: ${ago(s.lastReload.at, now)}, ${s.lastReload.ok ? 'ok' : `rejected: ${s.lastReload.error ?? ''}`}`);
   out.push('', `Sets (${s.sets.length}):`);
@@ -49,6 +61,29 @@ export function formatStatus(s: StatusAnswer, now = Date.now()): string {
     for (const d of s.diagnostics) out.push(`  ${d.severity.padEnd(7)} ${d.code.padEnd(14)} ${d.subject}: ${d.message}`);
   }
   return out.join('\n');
+}
+
+export function formatGuard(g: GuardStatus, now = Date.now()): string[] {
+  const out: string[] = [];
+  if (g.manual !== null) {
+    out.push(
+      `HOLDING every removal (befw guard hold) ${g.manual.until === null ? 'until released' : `until ${new Date(g.manual.until).toISOString()}`}`,
+    );
+  }
+  const h = g.holding;
+  if (h === null) {
+    if (out.length === 0) out.push('nothing held');
+    return out;
+  }
+  const until =
+    h.until === null ? 'until released' : `until ${new Date(h.until).toISOString()} (in ${formatDuration(Math.max(0, h.until - now))})`;
+  out.push(
+    `HOLDING a change since ${new Date(h.since).toISOString()} ${until}${h.suspect === null ? '' : `; longer because ${h.suspect}`}`,
+  );
+  for (const r of h.reasons.slice(0, 10)) out.push(`  ${r}`);
+  if (h.reasons.length > 10) out.push(`  ... and ${h.reasons.length - 10} more`);
+  out.push('  befw guard release applies it now');
+  return out;
 }
 
 function formatDrifts(drifts: readonly Drift[]): string {
@@ -104,6 +139,41 @@ export function registerControlCommands(program: Command): void {
         `${opts.json ? JSON.stringify(answer) : answer.ok ? 'reloaded' : `reload rejected: ${answer.error ?? 'unknown error'}`}\n`,
       );
       if (!answer.ok) process.exitCode = 1;
+    });
+
+  const guard = program.command('guard').description('the guard that holds loosening changes: show, release or hold');
+  const printGuard = (answer: GuardAnswer | ControlFailure, opts: Opts, what: string): void => {
+    if (isControlFailure(answer)) return printFailure(what, answer, opts);
+    process.stdout.write(`${opts.json ? JSON.stringify(answer, null, 2) : formatGuard(answer.guard).join('\n')}\n`);
+  };
+  cfg(guard.command('status'))
+    .description('what the guard holds, why, since and until when')
+    .option('--json', 'print the answer as JSON')
+    .action(async (opts: Opts) => {
+      const answer = await askAgent(await socketOf(opts), 'status');
+      if (isControlFailure(answer)) return printFailure('guard status', answer, opts);
+      process.stdout.write(`${opts.json ? JSON.stringify(answer.guard, null, 2) : formatGuard(answer.guard).join('\n')}\n`);
+    });
+  cfg(guard.command('release'))
+    .description('apply the change the guard holds now, and end a `guard hold`')
+    .option('--json', 'print the answer as JSON')
+    .action(async (opts: Opts) => {
+      const answer = await askAgent(await socketOf(opts), 'guard-release');
+      if (!isControlFailure(answer) && !opts.json) {
+        process.stdout.write(
+          answer.released === null || answer.released === undefined ? 'nothing was held\n' : 'released: the held change goes in now\n',
+        );
+      }
+      printGuard(answer, opts, 'guard release');
+    });
+  cfg(guard.command('hold'))
+    .description('hold every removal (however small) until `befw guard release`, or for --for; additions still pass')
+    .option('--for <duration>', 'hold for this long only (e.g. 30m, 2h, 1d)')
+    .option('--json', 'print the answer as JSON')
+    .action(async (opts: Opts & { for?: string }) => {
+      const seconds = opts.for === undefined ? undefined : holdSeconds(opts.for);
+      const answer = await askAgent(await socketOf(opts), 'guard-hold', 30_000, seconds === undefined ? {} : { seconds });
+      printGuard(answer, opts, 'guard hold');
     });
 
   cfg(program.command('check'))

@@ -50,6 +50,8 @@ export function buildProgram(): Command {
     )
     .action(async (opts: ReadOpts) => {
       await runAgent(opts.config);
+      // Idle keep-alive sockets (Consul's HTTP agent) must not keep a stopped agent alive.
+      process.exit(0);
     });
 
   configOption(program.command('plan'))

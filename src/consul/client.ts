@@ -6,7 +6,9 @@
  */
 import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
+import type { ConsulPeers } from '../core/protect.js';
 import type { AgentService, KvPair } from '../core/types.js';
+import { isServer, parsePeers } from './peers.js';
 import type { BlockingAnswer, BlockingQuery } from './blockingWatch.js';
 import { ConsulError, agentServices, connectConsul, consulCall, kvEntries, readAgentIdentity } from './connection.js';
 
@@ -28,6 +30,11 @@ export interface ConsulApi {
   services(): Promise<AgentService[]>;
   /** Every key under `prefix`; an absent prefix is an empty list, any failure an error. */
   kvTree(prefix: string, dc: string | null): Promise<KvPair[]>;
+  /** Consul's own peers (LAN members, servers; WAN members on a server) and their ports. */
+  peers(): Promise<ConsulPeers>;
+  /** Reads one key's value (null: absent). */
+  kvGet(key: string, dc: string | null): Promise<string | null>;
+  kvPut(key: string, value: string, dc: string | null): Promise<void>;
   register(service: ServiceRegistration): Promise<void>;
   deregister(id: string): Promise<void>;
   /** Blocking read of a KV prefix (recursive). */
@@ -128,6 +135,23 @@ export function createConsulApi(opts: ConsulApiOptions): ConsulApi {
         } as never),
       )) as unknown as [{ headers: IncomingHttpHeaders }, { Services?: unknown } | undefined];
       return { ...answerMeta(res[0].headers), data: agentServices(res[1]?.Services) };
+    },
+
+    async peers() {
+      const self = await call('agent/self', () => client.agent.self({ timeout } as never));
+      const lan = await call('agent/members', () => client.agent.members({ timeout } as never));
+      const wan = isServer(self) ? await call('agent/members?wan', () => client.agent.members({ wan: true, timeout } as never)) : [];
+      return parsePeers([lan, wan], self);
+    },
+
+    async kvGet(key, dc) {
+      const res = await call(`kv ${key}`, () => client.kv.get({ key, timeout, ...(dc === null ? {} : { dc }) } as never));
+      return kvEntries(res)[0]?.value ?? null;
+    },
+
+    async kvPut(key, value, dc) {
+      const ok = await call(`kv put ${key}`, () => client.kv.set({ key, value, timeout, ...(dc === null ? {} : { dc }) } as never));
+      if (ok !== true) throw new ConsulError(`kv put ${key}`, null, 'Consul did not accept the write');
     },
 
     async register(s) {

@@ -194,3 +194,18 @@ export function protectedNetworks(managementNets: readonly Net[], protect: reado
   }
   return out;
 }
+
+/**
+ * Where each node publishes its own protected networks (management networks and `protect=`) so
+ * that the reactor refuses to ban them too: `befw-protect/<dc>/<node>` = `{"v":1,"nets":[...]}`.
+ * BEFW agents read only `befw/`, so the key is invisible to them.
+ */
+export const PROTECT_KV_ROOT = 'befw-protect/';
+
+export function protectKvKey(dc: string, node: string): string {
+  return `${PROTECT_KV_ROOT}${dc}/${node}`;
+}
+
+export function encodeProtected(nets: readonly Net[]): string {
+  return JSON.stringify({ v: 1, nets: [...new Set(nets.map((n) => n.cidr))].sort() });
+}

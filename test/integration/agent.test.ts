@@ -48,6 +48,8 @@ describe('agent in a namespace against a real Consul', () => {
         `state=${sb.dir}/state/state.bin`,
         'set.rules_allow=203.0.113.0/28',
         `token_file=${sb.dir}/token`,
+        // A service file removed opens its port: a loosening, held this long (short for the suite).
+        'guard_hold=1',
         'log_level=debug',
       ].join('\n'),
     );

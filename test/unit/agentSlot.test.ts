@@ -34,15 +34,21 @@ function fakeHandle(name: string, trace: string[]): AgentHandle {
         backend: 'nft',
         inputs: { consulHealth: { reachable: true, lastAnswerAt: null, lastError: null, lastContactMs: null } },
         reconciler: {
-          stats: { applies: 0, applyFailures: 0, rollbacks: 0, repairs: 0, held: 0, lastApplyAt: null, lastResult: null },
+          stats: { applies: 0, applyFailures: 0, rollbacks: 0, repairs: 0, held: 0, lastApplyAt: null, lastResult: null, lastSuccessAt: null },
           lastSource: null,
           lastPlan: null,
+          guardStatus: { holding: null, manual: null },
+          stateSave: { failingSince: null, lastError: null },
         },
         recorder: { ready: true },
         loop: { healthy: true },
+        staleAfterMs: 900_000,
+        now: 0,
       }),
     check: async () => [],
     rebuild: () => undefined,
+    guardRelease: () => ({ ok: true, guard: { holding: null, manual: null }, released: null }),
+    guardHold: () => ({ ok: true, guard: { holding: null, manual: { until: null } } }),
     stop: async () => {
       trace.push(`stop ${name}`);
     },

@@ -15,9 +15,9 @@ import {
 
 describe('control protocol', () => {
   it('a request line round-trips, and anything else is refused with the list of commands', () => {
-    assert.deepEqual(parseRequest(encodeRequest('reload').trimEnd()), { cmd: 'reload' });
+    assert.deepEqual(parseRequest(encodeRequest({ cmd: 'reload' }).trimEnd()), { cmd: 'reload' });
     for (const line of ['', 'nope', '{"cmd":"rm -rf"}', '{"cmd":["status"]}', '["status"]', 'null', '{"cmd":"toString"}']) {
-      assert.deepEqual(parseRequest(line), { ok: false, error: 'unknown command; expected one of status, reload, check' }, line);
+      assert.deepEqual(parseRequest(line), { ok: false, error: 'unknown command; expected one of status, reload, check, guard-release, guard-hold' }, line);
     }
   });
 
@@ -26,9 +26,19 @@ describe('control protocol', () => {
       status: () => Promise.reject(new Error('not this one')),
       reload: async () => ({ ok: true, config: '/etc/befw.conf' }),
       check: async () => ({ ok: true, drifts: [] }),
+      'guard-release': () => Promise.reject(new Error('not this one')),
+      'guard-hold': async (req) => ({ ok: true, guard: { holding: null, manual: { until: req.seconds ?? null } } }),
     };
-    assert.deepEqual(await dispatch(handlers, 'reload'), { ok: true, config: '/etc/befw.conf' });
-    assert.deepEqual(await dispatch(handlers, 'check'), { ok: true, drifts: [] });
+    assert.deepEqual(await dispatch(handlers, { cmd: 'reload' }), { ok: true, config: '/etc/befw.conf' });
+    assert.deepEqual(await dispatch(handlers, { cmd: 'check' }), { ok: true, drifts: [] });
+    assert.deepEqual(await dispatch(handlers, { cmd: 'guard-hold', seconds: 60 }), { ok: true, guard: { holding: null, manual: { until: 60 } } });
+  });
+
+  it('only guard-hold takes seconds, and only a sane number of them', () => {
+    assert.deepEqual(parseRequest('{"cmd":"guard-hold","seconds":3600}'), { cmd: 'guard-hold', seconds: 3600 });
+    for (const line of ['{"cmd":"guard-hold","seconds":0}', '{"cmd":"guard-hold","seconds":1.5}', '{"cmd":"guard-hold","seconds":"9"}', '{"cmd":"status","seconds":5}']) {
+      assert.equal(isControlFailure(parseRequest(line)), true, line);
+    }
   });
 
   it('tells an answer of the right shape from a failure and from anything else', () => {

@@ -263,34 +263,51 @@ describe('Reconciler: applied and unchanged', () => {
 });
 
 describe('Reconciler: blast-radius guard', () => {
-  it('holds a plan that empties a set until a second read confirms it', async () => {
+  it('holds a plan that empties a set until the inputs have said the same for guard_hold seconds', async () => {
     const r = rig();
     r.reads.push(snap(denyKv(20)));
     expectKind(await r.reconciler.reconcile('kv'), 'applied');
 
-    const emptied = snap([]);
+    // The same number of keys, all for another node's set: the tree did not shrink.
+    const elsewhere = Array.from({ length: 20 }, (_, i) => ({ key: `befw/$service$/db_tcp_5432/203.0.113.${i + 1}`, value: '-1' }));
+    const emptied = snap(elsewhere);
     r.reads.push(emptied);
     const held = expectKind(await r.reconciler.reconcile('kv'), 'held');
-    assert.deepEqual(held.removals, [{ set: 'rules_deny', before: 20, removed: 20 }]);
+    assert.deepEqual(held.hold.reasons, ['rules_deny: 20 of 20 members removed']);
+    assert.equal(held.hold.suspect, null);
+    assert.equal(held.hold.until, T0 + 60_000, 'guard_hold defaults to 60 s');
     assert.equal(r.rereads.count, 1, 'a second, independent read is requested');
-    assert.equal(r.dataplane.applies.length, 1, 'nothing applied while held');
-    assert.equal(r.store.saved.length, 1);
+    assert.equal(r.dataplane.applies.length, 1, 'the held-back plan is the one in force: nothing new to apply');
+    assert.equal(r.store.saved.length, 1, 'a held plan is never saved as state');
     assert.deepEqual(members(r.reconciler.lastPlan, 'rules_deny'), ips(20), 'the enforced plan is still the old one');
     assert.equal(r.reconciler.stats.held, 1);
     assert.equal(r.logged.named('guard-held').length, 1);
+    assert.equal(r.reconciler.nextExpiry, T0 + 60_000, 'the loop wakes when the hold ends');
 
-    // The same answer again (no new read yet) stays held and asks for nothing more.
+    // The same answer again before the hold ends stays held and asks for nothing more.
+    r.clock.now += 30_000;
     r.reads.push(emptied);
     expectKind(await r.reconciler.reconcile('kv'), 'held');
     assert.equal(r.rereads.count, 1);
     assert.equal(r.reconciler.stats.held, 1);
 
-    // A fresh read saying the same confirms it.
-    r.reads.push(snap([]));
-    const applied = expectKind(await r.reconciler.reconcile('reread'), 'applied');
+    // Still the same once the hold is over: applied.
+    r.clock.now += 30_000;
+    r.reads.push(snap(elsewhere));
+    const applied = expectKind(await r.reconciler.reconcile('expiry'), 'applied');
     assert.deepEqual(members(applied.plan, 'rules_deny'), []);
     assert.equal(r.dataplane.applies.length, 2);
     assert.equal(r.logged.named('guard-confirmed').length, 1);
+    assert.equal(r.store.saved.length, 2);
+  });
+
+  it('lets additions through while a removal waits', async () => {
+    const r = rig();
+    r.reads.push(snap(denyKv(20)), snap([{ key: 'befw/$ipset$/rules_deny/203.0.113.99', value: '-1' }]));
+    await r.reconciler.reconcile('kv');
+    const held = expectKind(await r.reconciler.reconcile('kv'), 'held');
+    assert.deepEqual(members(held.enforced, 'rules_deny'), [...ips(20), '203.0.113.99/32'].sort());
+    assert.equal(r.dataplane.applies.length, 2, 'the addition went in at once');
   });
 
   it('drops the held plan when the next read no longer removes that much, and guards afresh later', async () => {
@@ -306,6 +323,18 @@ describe('Reconciler: blast-radius guard', () => {
     expectKind(await r.reconciler.reconcile('kv'), 'held');
     assert.equal(r.rereads.count, 2);
     assert.equal(r.reconciler.stats.held, 2);
+  });
+
+  it('holds five times longer when the tree shrank by most of its keys, and an operator can release it', async () => {
+    const r = rig();
+    r.reads.push(snap(denyKv(20)), snap([]));
+    await r.reconciler.reconcile('kv');
+    const held = expectKind(await r.reconciler.reconcile('kv'), 'held');
+    assert.equal(held.hold.until, T0 + 300_000);
+    assert.match(held.hold.suspect ?? '', /shrank from 20 to 0 keys/);
+    r.reconciler.guard.release();
+    r.reads.push(snap([]));
+    expectKind(await r.reconciler.reconcile('release'), 'applied');
   });
 
   it('lets a removal below the share through at once', async () => {
@@ -517,7 +546,7 @@ describe('Reconciler.repair', () => {
       { what: 'jump', family: 4, detail: 'INPUT does not jump to BEFW' },
     ];
     const o = expectKind(await r.reconciler.repair(drifts), 'applied');
-    assert.deepEqual(r.trace, ['forget', 'apply full', 'save']);
+    assert.deepEqual(r.trace, ['forget', 'apply full'], 'the plan in force goes back as it was; the state on disk is unchanged');
     assert.equal(o.plan.fingerprint, first.plan.fingerprint);
     assert.equal(o.source, 'consul', 'the repaired plan keeps its origin');
     assert.equal(r.reconciler.stats.repairs, 1);

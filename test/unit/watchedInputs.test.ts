@@ -13,6 +13,7 @@ import { type ChangeReason, InputsNotReadyError, WatchedInputs } from '../../src
 import { parseConfig } from '../../src/config/config.js';
 import type { BlockingAnswer, BlockingQuery, WatchOptions } from '../../src/consul/blockingWatch.js';
 import type { AgentIdentity, ConsulApi, ServiceRegistration } from '../../src/consul/client.js';
+import type { ConsulPeers } from '../../src/core/protect.js';
 import type { AgentService, KvPair } from '../../src/core/types.js';
 import { recordingLog } from '../helpers/recordingLog.js';
 
@@ -85,6 +86,21 @@ class FakeConsul implements ConsulApi {
   async kvTree(): Promise<KvPair[]> {
     throw new Error('WatchedInputs must not poll the KV tree');
   }
+  peersAnswers: (ConsulPeers | Error)[] = [];
+  peersCalls = 0;
+  async peers(): Promise<ConsulPeers> {
+    this.peersCalls++;
+    const next = this.peersAnswers.length > 1 ? this.peersAnswers.shift() : this.peersAnswers[0];
+    if (next === undefined) return { addrs: [], tcpPorts: [], udpPorts: [] };
+    if (next instanceof Error) throw next;
+    return next;
+  }
+  async kvGet(): Promise<string | null> {
+    throw new Error('not used');
+  }
+  async kvPut(): Promise<void> {
+    throw new Error('not used');
+  }
   async register(_s: ServiceRegistration): Promise<void> {
     throw new Error('not used');
   }
@@ -149,12 +165,38 @@ describe('WatchedInputs', () => {
       now: () => consul.clock.now,
     };
     logged = recordingLog();
-    inputs = new WatchedInputs(consul, config, logged.log, (reason) => pokes.push({ reason, kvQueries: consul.kv.asked.length }), options, {
-      onError: (watch) => errors.push(watch),
-    });
+    inputs = new WatchedInputs(
+      consul,
+      config,
+      logged.log,
+      (reason) => pokes.push({ reason, kvQueries: consul.kv.asked.length }),
+      options,
+      { onError: (watch) => errors.push(watch) },
+      5,
+    );
     inputs.start();
     return { pokes, errors };
   }
+
+  it('reads Consul peers into the snapshot, pokes "peers" on a change, and keeps them through a failed read', async () => {
+    const consul = new FakeConsul();
+    consul.kv.steps.push(answer(5, [A]));
+    const first = { addrs: ['203.0.113.250'], tcpPorts: [8300, 8301], udpPorts: [8301] };
+    const second = { addrs: ['203.0.113.250', '203.0.113.251'], tcpPorts: [8300, 8301], udpPorts: [8301] };
+    consul.peersAnswers = [first, first, new Error('connect ECONNREFUSED'), second];
+    const { pokes, errors } = startInputs(consul);
+    await until(() => consul.kv.blocked && consul.catalog.blocked, 'both watches');
+    await until(() => consul.peersCalls >= 1, 'the first members read');
+    assert.deepEqual((await inputs?.snapshot())?.consulPeers, first);
+    assert.ok(!pokes.some((p) => p.reason === 'peers'), 'the first answer is no change');
+    for (let i = 0; i < 400 && !pokes.some((p) => p.reason === 'peers'); i++) await new Promise((r) => setTimeout(r, 5));
+    assert.ok(errors.includes('agent/members'), 'the failed read is counted');
+    assert.ok(
+      pokes.some((p) => p.reason === 'peers'),
+      'a new server is a change',
+    );
+    assert.deepEqual((await inputs?.snapshot())?.consulPeers, second);
+  });
 
   it('pokes "kv" for a KV answer whose index moved, and not for one that did not', async () => {
     const consul = new FakeConsul();

@@ -17,6 +17,7 @@ import { type FSWatcher, watch } from 'node:fs';
 import type { Config } from '../../config/config.js';
 import { BlockingWatch, DEFAULT_WATCH_OPTIONS, type WatchOptions } from '../../consul/blockingWatch.js';
 import type { ConsulApi } from '../../consul/client.js';
+import type { ConsulPeers } from '../../core/protect.js';
 import { type LocalDir, ipsetDir, serviceDir } from './localFiles.js';
 import { KV_ROOT } from '../../core/kvLayout.js';
 import type { AgentService, Diagnostic, FileService, IpsetFile, KvPair, NodeIdentity, Snapshot } from '../../core/types.js';
@@ -31,7 +32,7 @@ export class InputsNotReadyError extends Error {
   }
 }
 
-export type ChangeReason = 'kv' | 'services' | 'files';
+export type ChangeReason = 'kv' | 'services' | 'files' | 'peers';
 
 /** For observers beside the loop: metrics, and the service registrar. */
 export interface WatchHooks {
@@ -50,6 +51,8 @@ export interface ConsulHealth {
 }
 
 const IDENTITY_RETRY_MS = 2000;
+/** Consul's members are read from the local agent (no server load): a new server is protected within this. */
+export const PEERS_INTERVAL_MS = 10_000;
 const DIR_RETRY_MS = 2000;
 
 interface LocalFiles {
@@ -74,6 +77,11 @@ export class WatchedInputs {
   private filesGeneration = 0;
   private settleTimer: NodeJS.Timeout | null = null;
   private node: NodeIdentity | null = null;
+  private peers: ConsulPeers | null = null;
+  private lastIndexReset: number | null = null;
+  private peersSeen = '';
+  private peersTimer: NodeJS.Timeout | null = null;
+  private peersFailing = false;
   private watches: BlockingWatch<unknown>[] = [];
   private kvWatch: BlockingWatch<KvPair[]> | null = null;
   /** The node's services as the catalog last listed them, to tell real changes from index moves. */
@@ -100,6 +108,7 @@ export class WatchedInputs {
     private readonly onChange: (reason: ChangeReason) => void,
     private readonly watchOptions: WatchOptions = DEFAULT_WATCH_OPTIONS,
     private readonly hooks: WatchHooks = {},
+    private readonly peersIntervalMs = PEERS_INTERVAL_MS,
   ) {
     this.serviceFiles = serviceDir(config.servicesDir);
     this.ipsetFiles = ipsetDir(config.ipsetsDir);
@@ -108,6 +117,18 @@ export class WatchedInputs {
   /** Keys in the last KV answer. */
   get kvSize(): number {
     return this.kv?.length ?? 0;
+  }
+
+  /** The node's name and datacenter, once the local agent has said them. */
+  get identity(): NodeIdentity | null {
+    return this.node;
+  }
+
+  /** Why the KV answers look suspect: the index went backwards within `windowMs`, or null. */
+  suspect(windowMs: number): string | null {
+    const at = this.lastIndexReset;
+    if (at === null || Date.now() - at > windowMs) return null;
+    return `the Consul KV index went backwards ${Math.round((Date.now() - at) / 1000)} s ago`;
   }
 
   get consulHealth(): ConsulHealth {
@@ -131,8 +152,10 @@ export class WatchedInputs {
           this.onChange('kv');
         },
         onError: (err, meta) => this.failed('kv', err, meta),
-        onIndexReset: (meta) =>
-          this.log.info({ event: 'index-reset', watch: 'kv', ...meta }, 'Consul index went backwards or below 1; restarting from it'),
+        onIndexReset: (meta) => {
+          this.lastIndexReset = Date.now();
+          this.log.info({ event: 'index-reset', watch: 'kv', ...meta }, 'Consul index went backwards or below 1; restarting from it');
+        },
       },
       this.watchOptions,
     );
@@ -142,6 +165,7 @@ export class WatchedInputs {
     void this.startServicesWatch();
     this.watchDir(this.config.servicesDir);
     this.watchDir(this.config.ipsetsDir);
+    void this.pollPeers();
   }
 
   async stop(): Promise<void> {
@@ -150,6 +174,7 @@ export class WatchedInputs {
     for (const w of this.fsWatchers) w.close();
     for (const t of this.dirTimers) clearTimeout(t);
     if (this.settleTimer !== null) clearTimeout(this.settleTimer);
+    if (this.peersTimer !== null) clearTimeout(this.peersTimer);
     await Promise.all(this.watches.map((w) => w.stop()));
   }
 
@@ -168,6 +193,8 @@ export class WatchedInputs {
       fileServices: files.services,
       kv,
       ipsetFiles: files.ipsets,
+      // Unknown until the local agent first answers: the reconciler keeps the last known peers.
+      ...(this.peers === null ? {} : { consulPeers: this.peers }),
       inputDiagnostics: files.diagnostics,
     };
   }
@@ -232,6 +259,37 @@ export class WatchedInputs {
       }, retry);
     }
     return files;
+  }
+
+  /** Consul's peers, every PEERS_INTERVAL_MS; a change is a change of the protected paths. */
+  private async pollPeers(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      const peers = await this.consul.peers();
+      const seen = JSON.stringify(peers);
+      if (this.peersFailing) this.log.info({ event: 'peers-read' }, 'Consul members readable again');
+      this.peersFailing = false;
+      if (seen !== this.peersSeen) {
+        const first = this.peers === null;
+        this.peersSeen = seen;
+        this.peers = peers;
+        this.log.info(
+          { event: 'consul-peers', peers: peers.addrs.length, tcp: peers.tcpPorts, udp: peers.udpPorts },
+          'Consul peers protected',
+        );
+        if (!first) this.onChange('peers');
+      }
+    } catch (err) {
+      if (!this.peersFailing) {
+        this.log.warn(
+          { event: 'peers-read-failed', err: (err as Error).message },
+          'cannot read Consul members; keeping the last known peers protected',
+        );
+      }
+      this.peersFailing = true;
+      this.hooks.onError?.('agent/members');
+    }
+    if (!this.stopped) this.peersTimer = setTimeout(() => void this.pollPeers(), this.peersIntervalMs);
   }
 
   private async startServicesWatch(): Promise<void> {
