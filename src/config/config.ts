@@ -58,6 +58,13 @@ export interface Config {
   readonly metrics: { readonly host: string; readonly port: number } | null;
   /** iptables backend: follow the host (`iptables --version`) or force one. */
   readonly iptablesBackend: IptablesBackend;
+  /**
+   * The CLI's sanity limit for world-scope entries: an IPv4 network with a shorter prefix than
+   * this (wider), or an IPv6 network shorter than `cliWorldPrefix6`, needs `--yes` (a /0 needs it
+   * at every scope).
+   */
+  readonly cliWorldPrefix: number;
+  readonly cliWorldPrefix6: number;
 }
 
 /** The file's keys and values as written (every value still text), typed from SCHEMA below. */
@@ -114,6 +121,8 @@ const SCHEMA = {
     protect: { type: 'string', pattern: '^[0-9A-Fa-f.:/; ]*$' },
     integrity_interval: SECONDS,
     integrity_full_interval: SECONDS,
+    cli_world_prefix: { type: 'string', pattern: '^([0-9]|[12][0-9]|3[0-2])$' },
+    cli_world_prefix6: { type: 'string', pattern: '^([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8])$' },
     [`set.${RULES_ALLOW}`]: { type: 'string', pattern: '^[0-9A-Fa-f.:/; ]*$' },
   },
   patternProperties: {
@@ -135,6 +144,8 @@ const HINTS: Record<string, string> = {
   integrity_interval: 'expected whole seconds, 1 or more',
   integrity_full_interval: 'expected whole seconds, 1 or more',
   consul_timeout_sec: 'expected whole seconds, 1 or more',
+  cli_world_prefix: 'expected an IPv4 prefix length from 0 to 32 (world-scope networks wider than it need --yes)',
+  cli_world_prefix6: 'expected an IPv6 prefix length from 0 to 128 (world-scope networks wider than it need --yes)',
   token: 'expected a Consul ACL token (letters, digits, ".", "_", "-")',
   metrics: 'expected a loopback address and port, e.g. 127.0.0.1:9187 or [::1]:9187 (metrics are never exposed beyond the host)',
 };
@@ -258,5 +269,7 @@ export function parseConfig(text: string, file: string): Config {
     guardHold: Number(raw.guard_hold ?? '60'),
     integrityInterval: Number(raw.integrity_interval ?? '3'),
     integrityFullInterval: Number(raw.integrity_full_interval ?? '300'),
+    cliWorldPrefix: Number(raw.cli_world_prefix ?? '16'),
+    cliWorldPrefix6: Number(raw.cli_world_prefix6 ?? '48'),
   };
 }

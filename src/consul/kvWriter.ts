@@ -1,7 +1,8 @@
 /**
  * The operator side of Consul: what the `befw` access commands and `befw doctor` need beyond the
  * agent's read-only client (client.ts). KV listing with ModifyIndex, check-and-set writes and
- * deletes, agent service registration, and the permission probes of `befw doctor`.
+ * deletes, agent service registration, the catalog reads that check a grant before it is
+ * written, and the permission probes of `befw doctor`.
  *
  * Same rules as client.ts: the local agent only, the token in the X-Consul-Token header (never in
  * a URL, an argument or a message), and every failure a ConsulError naming the operation. A 403
@@ -57,7 +58,41 @@ export interface PermissionProbes {
   catalogNodeVisible(node: string): Promise<boolean>;
 }
 
-export interface OperatorConsul extends KvWriter, ServiceWriter, PermissionProbes {
+/** A node as the catalog lists it. */
+export interface CatalogNode {
+  readonly name: string;
+  readonly address: string;
+}
+
+/** One instance of a service in the catalog: the node it runs on, its port and its tags. */
+export interface CatalogInstance {
+  readonly node: string;
+  readonly port: number;
+  readonly tags: readonly string[];
+}
+
+/** A LAN member of the local agent's cluster (`/v1/agent/members`). */
+export interface ConsulMember {
+  readonly name: string;
+  readonly addr: string;
+}
+
+/**
+ * What the access commands check a grant against before writing it: the datacenters, nodes and
+ * services the catalog knows, and the local agent's members (the Consul peers nodes protect).
+ * Catalog reads are stale reads (any server answers). A token without node or service read sees
+ * a filtered (possibly empty) answer, not an error: Consul filters lists by ACL.
+ */
+export interface CatalogReader {
+  datacenters(): Promise<string[]>;
+  catalogNodes(dc: string): Promise<CatalogNode[]>;
+  /** Service names in `dc` with their tags (the union over the instances). */
+  catalogServices(dc: string): Promise<Map<string, string[]>>;
+  catalogService(name: string, dc: string): Promise<CatalogInstance[]>;
+  members(): Promise<ConsulMember[]>;
+}
+
+export interface OperatorConsul extends KvWriter, ServiceWriter, PermissionProbes, CatalogReader {
   close(): void;
 }
 
@@ -207,6 +242,59 @@ export function createOperatorConsul(opts: OperatorConsulOptions): OperatorConsu
         .services({ node, timeout } as never)
         .catch(hint403(`catalog node ${node}`, 'node read'));
       return res !== null && res !== undefined;
+    },
+
+    async datacenters() {
+      const res: unknown = await client.catalog.datacenters({ timeout } as never).catch(hint403('catalog/datacenters', 'catalog access'));
+      return Array.isArray(res) ? res.filter((d): d is string => typeof d === 'string') : [];
+    },
+
+    async catalogNodes(inDc) {
+      const res: unknown = await client.catalog.node
+        .list({ dc: inDc, stale: true, timeout } as never)
+        .catch(hint403(`catalog/nodes?dc=${inDc}`, 'node read'));
+      if (!Array.isArray(res)) return [];
+      return res.flatMap((n: { Node?: unknown; Address?: unknown }) =>
+        typeof n?.Node === 'string' ? [{ name: n.Node, address: typeof n.Address === 'string' ? n.Address : '' }] : [],
+      );
+    },
+
+    async catalogServices(inDc) {
+      const res: unknown = await client.catalog.service
+        .list({ dc: inDc, stale: true, timeout } as never)
+        .catch(hint403(`catalog/services?dc=${inDc}`, 'service read'));
+      const out = new Map<string, string[]>();
+      if (typeof res !== 'object' || res === null) return out;
+      for (const [name, tags] of Object.entries(res as Record<string, unknown>)) {
+        out.set(name, Array.isArray(tags) ? tags.filter((t): t is string => typeof t === 'string') : []);
+      }
+      return out;
+    },
+
+    async catalogService(name, inDc) {
+      const res: unknown = await client.catalog.service
+        .nodes({ service: name, dc: inDc, stale: true, timeout } as never)
+        .catch(hint403(`catalog/service/${name}?dc=${inDc}`, `service read on "${name}"`));
+      if (!Array.isArray(res)) return [];
+      return res.flatMap((i: { Node?: unknown; ServicePort?: unknown; ServiceTags?: unknown }) =>
+        typeof i?.Node === 'string'
+          ? [
+              {
+                node: i.Node,
+                port: typeof i.ServicePort === 'number' ? i.ServicePort : 0,
+                tags: Array.isArray(i.ServiceTags) ? i.ServiceTags.filter((t): t is string => typeof t === 'string') : [],
+              },
+            ]
+          : [],
+      );
+    },
+
+    async members() {
+      const res: unknown = await client.agent.members({ timeout } as never).catch(hint403('agent/members', 'node read'));
+      if (!Array.isArray(res)) return [];
+      return res.flatMap((m: { Name?: unknown; Addr?: unknown }) =>
+        typeof m?.Name === 'string' && typeof m.Addr === 'string' ? [{ name: m.Name, addr: m.Addr }] : [],
+      );
     },
 
     close() {

@@ -29,6 +29,15 @@ describe('befw operator commands against a real Consul', () => {
       [`services=${sb.dir}/services`, `ipsets=${sb.dir}/ipsets`, `state=${sb.dir}/state.bin`].join('\n'),
     );
     cli = await Cli.start(sb, conf);
+    // Another node of the fleet, in the catalog only: it runs web (8080/tcp) and dns (53/udp),
+    // so grants to their sets pass the CLI's catalog check before node1 registers its own.
+    for (const svc of [
+      { ID: 'web', Service: 'web', Port: 8080, Tags: ['befw'] },
+      { ID: 'dns', Service: 'dns', Port: 53, Tags: ['befw', 'udp'] },
+    ]) {
+      const r = await sb.consul('PUT', '/v1/catalog/register', JSON.stringify({ Node: 'web-01', Address: '192.0.2.11', Service: svc }));
+      assert.equal(r.status, 200, r.body);
+    }
     // In-process access for the race cases: the same module the CLI uses, over the sandbox's socket.
     consul = createOperatorConsul({
       host: 'consul',
@@ -386,5 +395,121 @@ describe('befw operator commands against a real Consul', () => {
       offline,
     );
     await cli.fails(['client', 'add', WEB, '198.51.100.7', '--ttl', '1h'], /ECONNREFUSED/, {}, offline);
+  });
+  it('refuses loopback, link-local, unspecified and multicast addresses, and writes nothing', async () => {
+    const before = await kvRaw(sb);
+    await cli.fails(
+      ['deny', '127.0.0.1', '--ttl', '1h'],
+      /^befw: error: address "127\.0\.0\.1": is loopback: no node would ever enforce it/,
+    );
+    await cli.fails(['deny', '127.0.0.0/8', '--forever', '--dc', 'dc1'], /address "127\.0\.0\.0\/8": is loopback/);
+    await cli.fails(['deny', '::1', '--ttl', '1h'], /address "::1": is loopback/);
+    await cli.fails(['client', 'add', WEB, '169.254.0.9', '--ttl', '1h'], /is link-local/);
+    await cli.fails(['allow', '224.0.0.1', '--ttl', '1h'], /is multicast/);
+    await cli.fails(['alias', 'add', 'ops', '0.0.0.0', '--forever'], /is the unspecified address/);
+    assert.equal(await kvRaw(sb), before, 'the KV store is untouched');
+  });
+
+  it('a grant to a set, datacenter or node the catalog does not know is refused with a suggestion; --force writes it', async () => {
+    const before = await kvRaw(sb);
+    await cli.fails(
+      ['client', 'add', 'wbe_tcp_8080', '198.51.100.7', '--ttl', '1h'],
+      /^befw: error: no service has set wbe_tcp_8080 \(catalog of dc1\); did you mean web_tcp_8080\? nothing written \(--force writes it anyway\)$/,
+    );
+    await cli.fails(
+      ['client', 'add', WEB, '198.51.100.7', '--ttl', '1h', '--dc', 'dc2'],
+      /no datacenter dc2 in the catalog \(known: dc1\); did you mean dc1\? nothing written/,
+    );
+    await cli.fails(
+      ['deny', '198.51.100.66', '--ttl', '1h', '--dc', 'dc1', '--node', 'web-1'],
+      /no node web-1 in the catalog of dc1; did you mean web-01\? nothing written/,
+    );
+    assert.equal(await kvRaw(sb), before, 'nothing written');
+
+    const forced = await cli.ok(['client', 'add', 'wbe_tcp_8080', '198.51.100.7', '--ttl', '1h', '--force']);
+    assert.match(forced, /^granted: 198\.51\.100\.7 may reach wbe_tcp_8080, world scope/);
+    assert.match(
+      forced,
+      /\n {2}warning: no service has set wbe_tcp_8080 \(catalog of dc1\); did you mean web_tcp_8080\? written anyway \(--force\)\n$/,
+    );
+    assert.ok((await kvTree(sb, S))[`${S}wbe_tcp_8080/198.51.100.7`] !== undefined, 'written');
+    await cli.ok(['client', 'rm', 'wbe_tcp_8080', '198.51.100.7']);
+  });
+
+  it('--dry-run makes every check, prints what it would do, and writes nothing', async () => {
+    const key = `${S}${WEB}/198.51.100.91`;
+    const before = await kvRaw(sb);
+    const add = await cli.ok(['client', 'add', WEB, '198.51.100.91', '--ttl', '1h', '--dry-run']);
+    assert.match(
+      add,
+      /^dry run, nothing written; without --dry-run:\ngranted: 198\.51\.100\.91 may reach web_tcp_8080, world scope, until /,
+    );
+    assert.match(add, /\n {2}would write befw\/\$service\$\/web_tcp_8080\/198\.51\.100\.91 = [0-9]+\n$/);
+    const json = JSON.parse(await cli.ok(['deny', '198.51.100.92', '--forever', '--dry-run', '--json'])) as {
+      dryRun: boolean;
+      written: { key: string; value: string }[];
+    };
+    assert.deepEqual([json.dryRun, json.written.map((w) => [w.key, w.value])], [true, [['befw/$ipset$/rules_deny/198.51.100.92', '-1']]]);
+    // Checks still refuse on a dry run.
+    await cli.fails(['client', 'add', 'wbe_tcp_8080', '198.51.100.91', '--ttl', '1h', '--dry-run'], /did you mean web_tcp_8080\?/);
+    assert.equal((await kvTree(sb, S))[key], undefined, 'the key was not written');
+
+    // Removal and service changes too.
+    assert.match(
+      await cli.ok(['client', 'rm', WEB, '198.51.100.7', '--dry-run']),
+      /^dry run, nothing written; without --dry-run:\nrevoked: 198\.51\.100\.7 no longer reaches web_tcp_8080 at world scope\n {2}would delete befw\/\$service\$\/web_tcp_8080\/198\.51\.100\.7 \(was "-1"\)\n$/,
+    );
+    await cli.ok(['alias', 'rm', 'oncall', '--all', '--dry-run']);
+    await cli.ok(['allow', '203.0.113.5', '--rm', '--dc', 'dc1', '--node', 'node1', '--dry-run']);
+    await cli.ok(['purge-expired', '--dry-run']);
+    const services = await sb.agentServices();
+    assert.match(
+      await cli.ok(['service', 'register', 'db', '5432', '--dry-run']),
+      /^dry run, nothing written; without --dry-run:\nregistered: service db/,
+    );
+    assert.match(await cli.ok(['service', 'deregister', 'Web', '--dry-run']), /\nderegistered: service Web \(id Web\)/);
+    assert.deepEqual(await sb.agentServices(), services, 'no service registered or deregistered');
+    assert.equal(await kvRaw(sb), before, 'the KV store is untouched');
+  });
+
+  it('/0, and networks wider than cli_world_prefix at world scope, need --yes', async () => {
+    const before = await kvRaw(sb);
+    await cli.fails(
+      ['deny', '0.0.0.0/0', '--ttl', '1h'],
+      /^befw: error: address "0\.0\.0\.0\/0": is every IPv4 address; add --yes if you mean it; nothing written$/,
+    );
+    await cli.fails(['allow', '::/0', '--ttl', '1h', '--dc', 'dc1'], /address "::\/0": is every IPv6 address; add --yes/);
+    await cli.fails(
+      ['client', 'add', WEB, '10.0.0.0/8', '--ttl', '1h'],
+      /address "10\.0\.0\.0\/8": is wider than \/16 at world scope \(cli_world_prefix\)/,
+    );
+    await cli.fails(['deny', '2001:db8::/32', '--ttl', '1h'], /is wider than \/48 at world scope \(cli_world_prefix6\)/);
+    assert.equal(await kvRaw(sb), before, 'nothing written');
+    // A datacenter scope is not world; --yes accepts (here as a dry run).
+    await cli.ok(['deny', '10.0.0.0/8', '--ttl', '1h', '--dc', 'dc1', '--dry-run']);
+    const all = await cli.ok(['deny', '0.0.0.0/0', '--ttl', '1h', '--yes', '--dry-run']);
+    assert.match(all, /\n {2}warning: 0\.0\.0\.0\/0 covers protected addresses: 127\.0\.0\.0\/8 \(loopback\)/);
+    assert.equal(await kvRaw(sb), before, 'nothing written');
+  });
+
+  it('allow and deny say how many nodes they reach and warn when the address is protected', async () => {
+    const guarded = sb.writeFile('guarded.conf', ['set.rules_allow=203.0.113.0/24', 'protect=198.51.100.10'].join('\n'));
+    const world = await cli.ok(['deny', '203.0.113.7', '--ttl', '1h', '--dry-run'], {}, guarded);
+    assert.match(world, /\n {2}reaches every node in dc1 \(2 nodes in the catalog\)\n/);
+    assert.match(
+      world,
+      /\n {2}warning: 203\.0\.113\.7 is protected: 203\.0\.113\.0\/24 \(management network, set\.rules_allow of this config\); nodes never deny it/,
+    );
+    const one = JSON.parse(
+      await cli.ok(['deny', '198.51.100.10', '--ttl', '1h', '--dc', 'dc1', '--node', 'node1', '--json'], {}, guarded),
+    ) as { reach: { datacenters: number; nodes: number }; warnings: string[] };
+    assert.deepEqual(one.reach, { datacenters: 1, nodes: 1 });
+    assert.match(one.warnings.join('\n'), /198\.51\.100\.10 is protected: 198\.51\.100\.10\/32 \(protect= of this config\)/);
+    assert.match(
+      await cli.ok(['allow', '198.51.100.93', '--ttl', '1h', '--dc', 'dc1'], {}, guarded),
+      /reaches every node in dc1 \(2 nodes in the catalog\)/,
+    );
+    await cli.ok(['deny', '198.51.100.10', '--rm', '--dc', 'dc1', '--node', 'node1']);
+    await cli.ok(['allow', '198.51.100.93', '--rm', '--dc', 'dc1']);
   });
 });

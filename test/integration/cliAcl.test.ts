@@ -47,7 +47,14 @@ describe('ACL tokens with the operator commands and doctor', () => {
     tokens.noread = await acl.token('agent read only', ['agent-read-only']);
     tokens.legacyAgent = await acl.legacyToken('legacy befw agent', doc('legacy/agent-node.hcl'));
     tokens.legacyEngineer = await acl.legacyToken('legacy befw engineer', doc('legacy/engineer.hcl'));
+    await acl.policy('befw-kv-only', 'key_prefix "befw/" { policy = "write" }');
+    tokens.kvOnly = await acl.token('befw kv only', ['befw-kv-only']);
     for (const [name, token] of Object.entries(tokens)) conf[name] = config(name, token);
+    // A node of the fleet that runs web (8080/tcp), in the catalog only: grants to web_tcp_8080
+    // pass the CLI's catalog check for every token that may read services.
+    const fixture = { Node: 'web-01', Address: '192.0.2.11', Service: { ID: 'web', Service: 'web', Port: 8080, Tags: ['befw'] } };
+    const reg = await acl.call('PUT', '/v1/catalog/register', JSON.stringify(fixture), acl.master);
+    assert.equal(reg.status, 200, reg.body);
     conf.master = config('master', acl.master);
     conf.none = config('none', null);
     cli = await Cli.start(sb, conf.none);
@@ -108,6 +115,26 @@ describe('ACL tokens with the operator commands and doctor', () => {
     await cli.ok(['allow', '203.0.113.6', '--ttl', '1h'], { CONSUL_HTTP_TOKEN: tokens.engineer! }, conf.none);
     const tree = await acl.kv('befw/$ipset$/');
     assert.ok(tree['befw/$ipset$/rules_allow/203.0.113.5'] !== undefined && tree['befw/$ipset$/rules_allow/203.0.113.6'] !== undefined);
+  });
+
+  it('a token that cannot read the catalog gets a refusal that says so, not a silent pass; --force writes', async () => {
+    const before = await acl.kv('befw/');
+    await cli.fails(
+      ['client', 'add', 'web_tcp_8080', '198.51.100.11', '--forever'],
+      /^befw: error: no service has set web_tcp_8080 \(catalog of dc1\); the catalog shows no befw service at all: does the token have service read\? nothing written \(--force writes it anyway\)$/,
+      {},
+      conf.kvOnly,
+    );
+    await cli.fails(
+      ['deny', '198.51.100.11', '--forever', '--dc', 'dc1', '--node', 'node1'],
+      /no node node1 in the catalog of dc1; the catalog shows no node at all there: does the token have node read\? nothing written/,
+      {},
+      conf.kvOnly,
+    );
+    assert.deepEqual(await acl.kv('befw/'), before, 'nothing written');
+    const forced = await cli.ok(['client', 'add', 'web_tcp_8080', '198.51.100.11', '--forever', '--force'], {}, conf.kvOnly);
+    assert.match(forced, /warning: no service has set web_tcp_8080 .*written anyway \(--force\)/);
+    assert.equal((await acl.kv('befw/'))['befw/$service$/web_tcp_8080/198.51.100.11'], '-1');
   });
 
   it('refuses a token_file others can read, before sending anything', async () => {

@@ -15,7 +15,7 @@ import {
   rmAllCommand,
   rmCommand,
 } from './commands.js';
-import { addCommonOptions, addExpiryOptions, addScopeOptions } from './context.js';
+import { addCommonOptions, addDryRunOption, addExpiryOptions, addGuardOptions, addScopeOptions } from './context.js';
 import { UsageError } from './errors.js';
 import { ALIAS_KIND, type Entry, classify, parseAddrArg, parseAliasName } from './layout.js';
 
@@ -76,7 +76,7 @@ export function registerAliasCommands(program: Command): void {
   const NAME_HELP = "alias name: ops or '$ops$'";
   const ADDR_HELP = "member: IPv4/IPv6 address, network (198.51.100.0/24) or another alias ('$name$')";
 
-  addScopeOptions(addExpiryOptions(addCommonOptions(alias.command('add'))))
+  addDryRunOption(addGuardOptions(addScopeOptions(addExpiryOptions(addCommonOptions(alias.command('add'))))))
     .description('add ADDR to alias NAME until the given expiry; a grant through an alias lasts while both entries are unexpired')
     .argument('<name>', NAME_HELP)
     .argument('<addr>', ADDR_HELP)
@@ -84,7 +84,7 @@ export function registerAliasCommands(program: Command): void {
       addCommand(ALIAS_KIND, parseAliasName(name), parseAddrArg(addr), opts, WORDS, noCycle),
     );
 
-  addScopeOptions(addCommonOptions(alias.command('rm')))
+  addDryRunOption(addScopeOptions(addCommonOptions(alias.command('rm'))))
     .description('remove member ADDR from alias NAME at one scope; without ADDR and with --all, every member at that scope')
     .argument('<name>', NAME_HELP)
     .argument('[addr]', ADDR_HELP)

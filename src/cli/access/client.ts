@@ -3,7 +3,7 @@
  */
 import type { Command } from 'commander';
 import { type AddOpts, type LsOpts, type RmOpts, type Wording, addCommand, lsCommand, rmCommand } from './commands.js';
-import { addCommonOptions, addExpiryOptions, addScopeOptions } from './context.js';
+import { addCommonOptions, addDryRunOption, addExpiryOptions, addGuardOptions, addScopeOptions } from './context.js';
 import { SERVICE_KIND, parseAddrArg, parseServiceArg } from './layout.js';
 
 const WORDS: Wording = {
@@ -17,15 +17,17 @@ const ADDR_HELP = "IPv4/IPv6 address, network (198.51.100.0/24) or alias ('$name
 export function registerClientCommands(program: Command): void {
   const client = program.command('client').description('grant and revoke access to a service (befw/$service$/…)');
 
-  addScopeOptions(addExpiryOptions(addCommonOptions(client.command('add'))))
-    .description('grant ADDR access to SERVICE until the given expiry (overwrites an existing entry at the same scope)')
+  addDryRunOption(addGuardOptions(addScopeOptions(addExpiryOptions(addCommonOptions(client.command('add'))))))
+    .description(
+      'grant ADDR access to SERVICE until the given expiry (overwrites an existing entry at the same scope); SERVICE, --dc and --node must be known to the catalog unless --force',
+    )
     .argument('<service>', SERVICE_HELP)
     .argument('<addr>', ADDR_HELP)
     .action((service: string, addr: string, opts: AddOpts) =>
       addCommand(SERVICE_KIND, parseServiceArg(service), parseAddrArg(addr), opts, WORDS),
     );
 
-  addScopeOptions(addCommonOptions(client.command('rm')))
+  addDryRunOption(addScopeOptions(addCommonOptions(client.command('rm'))))
     .description("revoke ADDR's entry for SERVICE at one scope (every key the agent reads as that address)")
     .argument('<service>', SERVICE_HELP)
     .argument('<addr>', ADDR_HELP)

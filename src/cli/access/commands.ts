@@ -2,10 +2,27 @@
  * The three operations every access command group offers (add, rm, ls), with their output.
  * The groups (client, alias, allow/deny) parse their arguments, say which kind and set they
  * work on and how to word the result. Every argument and option is checked before Consul is
- * contacted, so bad input never gets as far as a connection.
+ * contacted, so bad input never gets as far as a connection; then an add is checked against the
+ * catalog (checks.ts) before anything is written. `--dry-run` runs every check and read and
+ * prints what would be written or deleted, writing nothing.
+ *
+ * Each operation is a function of an AccessContext returning its output (text and JSON), so
+ * tests run it against a fake Consul; the command wrappers build the context and print.
  */
+import { RULES_ALLOW, RULES_DENY } from '../../core/compile.js';
 import { type Kind, KV_ROOT } from '../../core/kvLayout.js';
 import { type ExpiryOptions, rejectExpiry, resolveExpiry } from '../duration.js';
+import {
+  CatalogView,
+  type GuardOpts,
+  type Reach,
+  checkAddressArg,
+  checkAgainstCatalog,
+  checkWorldWidth,
+  protectedNets,
+  protectedWarnings,
+  reachOf,
+} from './checks.js';
 import { type AccessContext, type CommonOpts, print, printJson, withContext } from './context.js';
 import {
   type EntrySpec,
@@ -21,15 +38,29 @@ import {
   writeEntry,
 } from './entries.js';
 import { UsageError } from './errors.js';
-import { type AddrArg, type ScopeSel, addrText, classify, sameScope, scopeFromOptions, scopeText, targetPrefix } from './layout.js';
+import {
+  type AddrArg,
+  IPSET_KIND,
+  type ScopeSel,
+  addrText,
+  classify,
+  sameScope,
+  scopeFromOptions,
+  scopeText,
+  targetPrefix,
+} from './layout.js';
 
 export interface ScopeOpts {
   readonly dc?: string;
   readonly node?: string;
 }
 
-export type AddOpts = CommonOpts & ExpiryOptions & ScopeOpts;
-export type RmOpts = CommonOpts & ExpiryOptions & ScopeOpts;
+export interface DryRunOpts {
+  readonly dryRun?: boolean;
+}
+
+export type AddOpts = CommonOpts & ExpiryOptions & ScopeOpts & GuardOpts & DryRunOpts;
+export type RmOpts = CommonOpts & ExpiryOptions & ScopeOpts & DryRunOpts;
 export type LsOpts = CommonOpts & ScopeOpts;
 
 /** Wording of one command group's results. */
@@ -43,6 +74,72 @@ export interface Wording {
 /** Extra checks a group makes with Consul before writing (alias cycles). */
 export type PreWrite = (ctx: AccessContext, spec: EntrySpec) => Promise<void>;
 
+/** What a command prints: `text`, or `json` with --json. */
+export interface Output {
+  readonly text: string;
+  readonly json: unknown;
+}
+
+function emit(ctx: AccessContext, out: Output): void {
+  if (ctx.json) printJson(out.json);
+  else print(out.text);
+}
+
+export interface AddRequest {
+  readonly kind: Kind;
+  readonly target: string;
+  readonly addr: AddrArg;
+  readonly scope: ScopeSel;
+  readonly opts: AddOpts;
+  readonly words: Wording;
+  readonly preWrite?: PreWrite;
+}
+
+/**
+ * Checks and writes one entry: the world-scope width limit, the catalog (set, datacenter,
+ * node), the group's own check, then a check-and-set write (none on a dry run). An allow or
+ * deny also says how many nodes it reaches and warns when its address is protected.
+ */
+export async function runAdd(ctx: AccessContext, r: AddRequest): Promise<Output> {
+  const { kind, target, addr, scope, opts } = r;
+  const dryRun = opts.dryRun === true;
+  checkAddressArg(addr, opts.yes === true);
+  checkWorldWidth(addr, scope, ctx.config, opts.yes === true);
+  const expiry = resolveExpiry(opts, ctx.nowMs);
+  const view = new CatalogView(ctx.consul);
+  const { warnings } = await checkAgainstCatalog(view, kind, target, scope, ctx.config, opts.force === true);
+  const spec: EntrySpec = { kind, scope, target, addr };
+  if (r.preWrite !== undefined) await r.preWrite(ctx, spec);
+  const emergency = kind === IPSET_KIND && (target === RULES_ALLOW || target === RULES_DENY);
+  let reach: Reach | null = null;
+  const told: string[] = [];
+  if (emergency) {
+    const counted = await reachOf(view, scope);
+    reach = counted.reach;
+    const prot = await protectedNets(ctx.config, ctx.consul);
+    told.push(...protectedWarnings(target, addr, prot.nets));
+    for (const w of [counted.warning, prot.warning]) if (w !== null) told.push(w);
+  }
+  const w = await writeEntry(ctx, spec, expiry, dryRun);
+  const all = [...warnings, ...told];
+  const lines = [formatWritten(r.words.added(addrText(addr), target), scope, w, ctx.nowMs, dryRun)];
+  if (reach !== null) lines.push(`  ${reach.text}`);
+  for (const x of all) lines.push(`  ${x}`);
+  const expiresAt = w.expiresAt === null ? null : new Date(w.expiresAt).toISOString();
+  return {
+    text: lines.join('\n'),
+    json: {
+      dryRun,
+      written: [
+        { key: w.key, value: w.value, previous: w.previous, kind, target, scope: scopeJson(scope), address: addrText(addr), expiresAt },
+      ],
+      equivalents: w.equivalents,
+      ...(emergency ? { reach: reach === null ? null : { datacenters: reach.datacenters, nodes: reach.nodes } } : {}),
+      warnings: all,
+    },
+  };
+}
+
 export async function addCommand(
   kind: Kind,
   target: string,
@@ -52,53 +149,56 @@ export async function addCommand(
   preWrite?: PreWrite,
 ): Promise<void> {
   const scope = scopeFromOptions(opts);
+  checkAddressArg(addr, opts.yes === true);
   resolveExpiry(opts, Date.now()); // only to validate: the value is taken again with the context's clock
-  await withContext(opts, async (ctx) => {
-    const spec: EntrySpec = { kind, scope, target, addr };
-    if (preWrite !== undefined) await preWrite(ctx, spec);
-    const w = await writeEntry(ctx, spec, resolveExpiry(opts, ctx.nowMs));
-    const summary = words.added(addrText(addr), target);
-    if (!ctx.json) return print(formatWritten(summary, scope, w, ctx.nowMs));
-    const expiresAt = w.expiresAt === null ? null : new Date(w.expiresAt).toISOString();
-    printJson({
-      written: [
-        { key: w.key, value: w.value, previous: w.previous, kind, target, scope: scopeJson(scope), address: addrText(addr), expiresAt },
-      ],
-      equivalents: w.equivalents,
-    });
-  });
+  await withContext(opts, async (ctx) =>
+    emit(ctx, await runAdd(ctx, { kind, target, addr, scope, opts, words, ...(preWrite === undefined ? {} : { preWrite }) })),
+  );
+}
+
+/** Removes every key read as `addr` at one scope (none on a dry run). */
+export async function runRm(ctx: AccessContext, spec: EntrySpec, opts: DryRunOpts, words: Wording): Promise<Output> {
+  const dryRun = opts.dryRun === true;
+  const removed = await removeEntry(ctx, spec, dryRun);
+  return {
+    text: formatRemoved(`${words.removed(addrText(spec.addr), spec.target)} at ${scopeText(spec.scope)} scope`, removed, dryRun),
+    json: { dryRun, deleted: removed },
+  };
 }
 
 export async function rmCommand(kind: Kind, target: string, addr: AddrArg, opts: RmOpts, words: Wording): Promise<void> {
   rejectExpiry(opts, 'removal');
   const scope = scopeFromOptions(opts);
-  await withContext(opts, async (ctx) => {
-    const removed = await removeEntry(ctx, { kind, scope, target, addr });
-    if (ctx.json) printJson({ deleted: removed });
-    else print(formatRemoved(`${words.removed(addrText(addr), target)} at ${scopeText(scope)} scope`, removed));
-  });
+  await withContext(opts, async (ctx) => emit(ctx, await runRm(ctx, { kind, scope, target, addr }, opts, words)));
 }
 
-/** Removes every entry of `target` at one scope (a whole alias). */
+/** Removes every entry of `target` at one scope (a whole alias); none on a dry run. */
+export async function runRmAll(
+  ctx: AccessContext,
+  kind: Kind,
+  target: string,
+  scope: ScopeSel,
+  opts: DryRunOpts,
+  summary: string,
+): Promise<Output> {
+  const dryRun = opts.dryRun === true;
+  const prefix = targetPrefix(kind, scope, target);
+  const items = await ctx.consul.list(prefix);
+  const parsed = classify(items);
+  const keep = new Set(parsed.entries.filter((e) => e.target === target && e.kind === kind && sameScope(e.scope, scope)).map((e) => e.key));
+  // A key right under the target whose value is a typo belongs to it too (one segment, or
+  // two for a network); anything deeper is some other shape and is left alone.
+  for (const i of parsed.invalid) if (i.key.slice(prefix.length).split('/').length <= 2) keep.add(i.key);
+  const victims = items.filter((i) => keep.has(i.key));
+  if (victims.length === 0) throw new UsageError(target, `has no entries at ${scopeText(scope)} scope; nothing removed`);
+  const removed = await deleteAll(ctx, victims, dryRun);
+  return { text: formatRemoved(`${summary} at ${scopeText(scope)} scope`, removed, dryRun), json: { dryRun, deleted: removed } };
+}
+
 export async function rmAllCommand(kind: Kind, target: string, opts: RmOpts, summary: string): Promise<void> {
   rejectExpiry(opts, 'removal');
   const scope = scopeFromOptions(opts);
-  await withContext(opts, async (ctx) => {
-    const prefix = targetPrefix(kind, scope, target);
-    const items = await ctx.consul.list(prefix);
-    const parsed = classify(items);
-    const keep = new Set(
-      parsed.entries.filter((e) => e.target === target && e.kind === kind && sameScope(e.scope, scope)).map((e) => e.key),
-    );
-    // A key right under the target whose value is a typo belongs to it too (one segment, or
-    // two for a network); anything deeper is some other shape and is left alone.
-    for (const i of parsed.invalid) if (i.key.slice(prefix.length).split('/').length <= 2) keep.add(i.key);
-    const victims = items.filter((i) => keep.has(i.key));
-    if (victims.length === 0) throw new UsageError(target, `has no entries at ${scopeText(scope)} scope; nothing removed`);
-    const removed = await deleteAll(ctx, victims);
-    if (ctx.json) printJson({ deleted: removed });
-    else print(formatRemoved(`${summary} at ${scopeText(scope)} scope`, removed));
-  });
+  await withContext(opts, async (ctx) => emit(ctx, await runRmAll(ctx, kind, target, scope, opts, summary)));
 }
 
 /**

@@ -56,6 +56,17 @@ export function addExpiryOptions(cmd: Command): Command {
     .option('--forever', 'never expires (written as -1)');
 }
 
+/** `--yes` and `--force`: the two overrides of an add's safety checks (checks.ts). */
+export function addGuardOptions(cmd: Command): Command {
+  return cmd
+    .option('--yes', 'accept a /0, or a world-scope network wider than cli_world_prefix (IPv4) or cli_world_prefix6 (IPv6)')
+    .option('--force', 'write even when the catalog does not know the set, datacenter or node, or cannot be read');
+}
+
+export function addDryRunOption(cmd: Command, what = 'write or delete'): Command {
+  return cmd.option('--dry-run', `make every check and print what would be done; ${what} nothing`);
+}
+
 export function print(text: string): void {
   process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 }

@@ -49,7 +49,8 @@ function matches(spec: EntrySpec, e: Entry): boolean {
   return e.kind === spec.kind && e.target === spec.target && sameScope(e.scope, spec.scope) && sameAddr(e.addr, spec.addr);
 }
 
-export async function writeEntry(ctx: AccessContext, spec: EntrySpec, expiry: Expiry): Promise<Written> {
+/** Writes the entry (check-and-set on what was just read); with `dryRun`, reads and checks the same but writes nothing. */
+export async function writeEntry(ctx: AccessContext, spec: EntrySpec, expiry: Expiry, dryRun = false): Promise<Written> {
   const value = String(expiry.value);
   const key = checkedKey(spec.kind, spec.scope, spec.target, spec.addr, value);
   const items = await ctx.consul.list(targetPrefix(spec.kind, spec.scope, spec.target));
@@ -57,7 +58,7 @@ export async function writeEntry(ctx: AccessContext, spec: EntrySpec, expiry: Ex
   const equivalents = classify(items)
     .entries.filter((e) => e.key !== key && matches(spec, e))
     .map((e) => e.key);
-  const ok = await ctx.consul.putCas(key, value, current?.modifyIndex ?? 0);
+  const ok = dryRun || (await ctx.consul.putCas(key, value, current?.modifyIndex ?? 0));
   if (!ok) throw new AccessError(key, 'changed by someone else between reading and writing; nothing written, run the command again');
   return { key, value, previous: current?.value ?? null, expiresAt: expiry.expiresAt, equivalents };
 }
@@ -67,7 +68,7 @@ export interface Removed {
   readonly value: string | null;
 }
 
-export async function removeEntry(ctx: AccessContext, spec: EntrySpec): Promise<Removed[]> {
+export async function removeEntry(ctx: AccessContext, spec: EntrySpec, dryRun = false): Promise<Removed[]> {
   const exact = checkedKey(spec.kind, spec.scope, spec.target, spec.addr, '-1');
   const items = await ctx.consul.list(targetPrefix(spec.kind, spec.scope, spec.target));
   const keys = new Set(
@@ -84,11 +85,15 @@ export async function removeEntry(ctx: AccessContext, spec: EntrySpec): Promise<
       `no entry for it in ${spec.target} at ${scopeText(spec.scope)} scope; nothing removed (see the ls command)`,
     );
   }
-  return deleteAll(ctx, victims);
+  return deleteAll(ctx, victims, dryRun);
 }
 
-/** Deletes each entry if unchanged since read; an entry changed meanwhile is an error after the rest are done. */
-export async function deleteAll(ctx: AccessContext, victims: readonly KvEntry[]): Promise<Removed[]> {
+/**
+ * Deletes each entry if unchanged since read; an entry changed meanwhile is an error after the
+ * rest are done. With `dryRun`, deletes nothing and returns what would go.
+ */
+export async function deleteAll(ctx: AccessContext, victims: readonly KvEntry[], dryRun = false): Promise<Removed[]> {
+  if (dryRun) return victims.map((v) => ({ key: v.key, value: v.value }));
   const removed: Removed[] = [];
   const raced: string[] = [];
   for (const v of victims) {
@@ -117,16 +122,26 @@ export function expiryText(expiry: number | null, nowMs: number): string {
   return `EXPIRED ${iso(ms)} (${formatDuration(nowMs - ms + 1)} ago)`;
 }
 
-export function formatWritten(summary: string, scope: ScopeSel, w: Written, nowMs: number): string {
-  const lines = [`${summary}, ${scopeText(scope)} scope, ${expiryText(w.expiresAt === null ? null : w.expiresAt / 1000, nowMs)}`];
-  lines.push(`  ${w.key} = ${w.value}${w.previous === null ? '' : ` (was ${JSON.stringify(w.previous)})`}`);
+/** First line of every dry run's output. */
+export const DRY_RUN_HEADER = 'dry run, nothing written; without --dry-run:';
+
+export function formatWritten(summary: string, scope: ScopeSel, w: Written, nowMs: number, dryRun = false): string {
+  const lines = dryRun ? [DRY_RUN_HEADER] : [];
+  lines.push(`${summary}, ${scopeText(scope)} scope, ${expiryText(w.expiresAt === null ? null : w.expiresAt / 1000, nowMs)}`);
+  const was = w.previous === null ? '' : ` (was ${JSON.stringify(w.previous)})`;
+  lines.push(`  ${dryRun ? 'would write ' : ''}${w.key} = ${w.value}${was}`);
   for (const k of w.equivalents) lines.push(`  note: ${k} names the same address and stays as it is`);
   return lines.join('\n');
 }
 
-export function formatRemoved(summary: string, removed: readonly Removed[]): string {
+export function formatRemoved(summary: string, removed: readonly Removed[], dryRun = false): string {
   // A removed key may be one with a typo'd value or odd characters: quote it safely.
-  return [summary, ...removed.map((r) => `  deleted ${printable(r.key, 200)} (was ${JSON.stringify(r.value)})`)].join('\n');
+  const verb = dryRun ? 'would delete' : 'deleted';
+  return [
+    ...(dryRun ? [DRY_RUN_HEADER] : []),
+    summary,
+    ...removed.map((r) => `  ${verb} ${printable(r.key, 200)} (was ${JSON.stringify(r.value)})`),
+  ].join('\n');
 }
 
 export function scopeJson(s: ScopeSel): { level: string; dc: string | null; node: string | null } {

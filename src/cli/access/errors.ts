@@ -31,3 +31,15 @@ export class AccessError extends Error {
 export function quoted(subject: string, value: string): string {
   return `${subject} "${printable(value, 80)}"`;
 }
+
+/**
+ * A command refused because what it would write cannot be meant as given (a set, datacenter or
+ * node the catalog does not know, a catalog that could not be read to check): nothing was
+ * written. The message says what to check, and which option overrides the refusal.
+ */
+export class RefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RefusedError';
+  }
+}

@@ -57,7 +57,7 @@ function formatPurge(r: PurgeResult, nowMs: number): string {
 export function registerPurgeCommand(program: Command): void {
   addCommonOptions(program.command('purge-expired'))
     .description('delete expired entries from Consul (each only if unchanged since read); invalid keys are left alone')
-    .option('--dry-run', 'list what would be deleted, delete nothing')
+    .option('--dry-run', 'make every check and list what would be deleted; delete nothing')
     .action(async (opts: CommonOpts & { dryRun?: boolean }) => {
       await withContext(opts, async (ctx) => {
         const r = await purgeExpired(ctx.consul, ctx.nowMs, opts.dryRun === true);

@@ -17,9 +17,9 @@ import {
   serviceSetName,
 } from '../../core/services.js';
 import type { AgentService, PortRange, Proto } from '../../core/types.js';
-import { type CommonOpts, addCommonOptions, print, printJson, withContext } from './context.js';
+import { type CommonOpts, addCommonOptions, addDryRunOption, print, printJson, withContext } from './context.js';
 import { UsageError, quoted } from './errors.js';
-import { table } from './entries.js';
+import { DRY_RUN_HEADER, table } from './entries.js';
 
 const SERVICE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const PRIMARY = /^([0-9]{1,5})(?:\/(tcp|udp))?$/;
@@ -39,6 +39,11 @@ export interface RegisterOpts extends CommonOpts {
   readonly port?: string[];
   readonly enforcing?: boolean;
   readonly id?: string;
+  readonly dryRun?: boolean;
+}
+
+interface DeregisterOpts extends CommonOpts {
+  readonly dryRun?: boolean;
 }
 
 function checkName(text: string, subject: string): string {
@@ -145,7 +150,7 @@ export function serviceRows(services: readonly AgentService[]): ServiceRow[] {
 export function registerServiceCommands(program: Command): void {
   const service = program.command('service').description('register, deregister and list befw services on the local Consul agent');
 
-  addCommonOptions(service.command('register'))
+  addDryRunOption(addCommonOptions(service.command('register')), 'register')
     .description('register NAME on the local Consul agent with the befw tag; clients are then granted on its set NAME_PROTO_PORT')
     .argument('<name>', 'service name (letters, digits, ".", "_", "-")')
     .argument('<port>', 'primary port: PORT or PORT/PROTO (tcp by default), e.g. 8080 or 53/udp')
@@ -155,13 +160,15 @@ export function registerServiceCommands(program: Command): void {
     .action(async (name: string, port: string, opts: RegisterOpts) => {
       const reg = buildRegistration(name, port, opts);
       await withContext(opts, async (ctx) => {
+        const dryRun = opts.dryRun === true;
         const existing = (await ctx.consul.services()).find((s) => s.id === reg.id);
         if (existing !== undefined) refuseForeign(existing, 'replace');
-        await ctx.consul.register({ id: reg.id, name: reg.name, port: reg.port, tags: reg.tags });
-        if (ctx.json) printJson({ registered: { ...reg, replaced: existing !== undefined } });
+        if (!dryRun) await ctx.consul.register({ id: reg.id, name: reg.name, port: reg.port, tags: reg.tags });
+        if (ctx.json) printJson({ dryRun, registered: { ...reg, replaced: existing !== undefined } });
         else
           print(
             [
+              ...(dryRun ? [DRY_RUN_HEADER] : []),
               `${existing === undefined ? 'registered' : 're-registered'}: service ${reg.name} (id ${reg.id}) ports ${portsText(reg.ports)}, mode ${reg.mode}, set ${reg.set}`,
               `  tags ${reg.tags.join(', ')}`,
               `  grant clients with: befw client add ${reg.set} ADDR --ttl 2h`,
@@ -170,19 +177,23 @@ export function registerServiceCommands(program: Command): void {
       });
     });
 
-  addCommonOptions(service.command('deregister'))
+  addDryRunOption(addCommonOptions(service.command('deregister')), 'deregister')
     .description('remove a befw service registered with "befw service register" from the local Consul agent')
     .argument('<id>', 'service ID (the NAME, unless registered with --id)')
-    .action(async (id: string, opts: CommonOpts) => {
+    .action(async (id: string, opts: DeregisterOpts) => {
       checkName(id, 'service id');
       await withContext(opts, async (ctx) => {
         const existing = (await ctx.consul.services()).find((s) => s.id === id);
         if (existing === undefined)
           throw new UsageError(`service id "${id}"`, 'is not registered on the local Consul agent; nothing removed (see befw service ls)');
         refuseForeign(existing, 'deregister');
-        await ctx.consul.deregister(id);
-        if (ctx.json) printJson({ deregistered: { id, name: existing.name, tags: existing.tags } });
-        else print(`deregistered: service ${existing.name} (id ${id}); its KV entries stay until removed`);
+        const dryRun = opts.dryRun === true;
+        if (!dryRun) await ctx.consul.deregister(id);
+        if (ctx.json) printJson({ dryRun, deregistered: { id, name: existing.name, tags: existing.tags } });
+        else
+          print(
+            `${dryRun ? `${DRY_RUN_HEADER}\n` : ''}deregistered: service ${existing.name} (id ${id}); its KV entries stay until removed`,
+          );
       });
     });
 

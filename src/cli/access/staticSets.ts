@@ -8,18 +8,26 @@ import { RULES_ALLOW, RULES_DENY } from '../../core/compile.js';
 import { rejectExpiry } from '../duration.js';
 import { type AddOpts, type Wording, addCommand, lsCommand, rmCommand } from './commands.js';
 import { UsageError } from './errors.js';
-import { addCommonOptions, addExpiryOptions, addScopeOptions } from './context.js';
+import { addCommonOptions, addDryRunOption, addExpiryOptions, addGuardOptions, addScopeOptions } from './context.js';
 import { IPSET_KIND, parseAddrArg } from './layout.js';
 
 interface StaticOpts extends AddOpts {
   readonly rm?: boolean;
 }
 
+/** Options that mean nothing for `ls` or `--rm`, refused there rather than silently ignored. */
+function rejectOptions(opts: StaticOpts, names: readonly ('yes' | 'force' | 'dryRun')[], doing: string): void {
+  const flag = { yes: '--yes', force: '--force', dryRun: '--dry-run' } as const;
+  for (const n of names) if (opts[n] === true) throw new UsageError(flag[n], `has no meaning with ${doing}`);
+}
+
 function register(program: Command, name: 'allow' | 'deny', set: string, words: Wording, what: string): void {
-  addScopeOptions(addExpiryOptions(addCommonOptions(program.command(name))))
-    .description(`${what}; --rm removes the entry; "befw ${name} ls" lists the entries with scope and time left`)
+  addDryRunOption(addGuardOptions(addScopeOptions(addExpiryOptions(addCommonOptions(program.command(name))))))
+    .description(
+      `${what}; prints how many nodes it reaches and warns when ADDR is protected; --rm removes the entry; "befw ${name} ls" lists the entries with scope and time left`,
+    )
     .usage(
-      'ADDR (--ttl D | --until TIME | --forever) [--dc DC [--node NODE]] | ADDR --rm [--dc DC [--node NODE]] | ls [--dc DC [--node NODE]] [options]',
+      'ADDR (--ttl D | --until TIME | --forever) [--dc DC [--node NODE]] [--yes] [--force] [--dry-run] | ADDR --rm [--dc DC [--node NODE]] [--dry-run] | ls [--dc DC [--node NODE]] [options]',
     )
     .argument('<addr>', "IPv4/IPv6 address, network (198.51.100.0/24) or alias ('$name$', single-quoted); or ls to list")
     .option('--rm', `remove ADDR from ${set} at the given scope instead of adding it`)
@@ -29,10 +37,13 @@ function register(program: Command, name: 'allow' | 'deny', set: string, words: 
       if (addr === 'ls') {
         rejectExpiry(opts, 'ls');
         if (opts.rm === true) throw new UsageError('--rm', 'has no meaning with ls');
+        rejectOptions(opts, ['yes', 'force', 'dryRun'], 'ls');
         return lsCommand(IPSET_KIND, set, opts, 'SET', `No ${set} entries.`);
       }
       const parsed = parseAddrArg(addr);
-      return opts.rm === true ? rmCommand(IPSET_KIND, set, parsed, opts, words) : addCommand(IPSET_KIND, set, parsed, opts, words);
+      if (opts.rm !== true) return addCommand(IPSET_KIND, set, parsed, opts, words);
+      rejectOptions(opts, ['yes', 'force'], '--rm');
+      return rmCommand(IPSET_KIND, set, parsed, opts, words);
     });
 }
 
