@@ -126,7 +126,7 @@ export class Guard {
         'change loosens the firewall or removes much at once; it waits until the inputs hold steady',
       );
     }
-    const hold = this.hold as Hold;
+    const hold = this.hold;
     if (hold.until !== null && now >= hold.until) {
       this.deps.log.warn(
         { event: 'guard-confirmed', heldMs: now - hold.since, reasons: hold.reasons.slice(0, 20) },

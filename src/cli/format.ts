@@ -74,7 +74,15 @@ export function formatShow(plan: Plan, nowMs: number): string {
   }
   for (const v of plan.setViews.filter((x) => x.kind === 'static')) {
     out.push('', `static set ${v.logical}${v.kernel === v.logical ? '' : ` (kernel ${v.kernel})`}: ${v.members.length} member(s)`);
-    for (const m of v.members) out.push(`  ${m.cidr.padEnd(24)} ${expiryText(m, nowMs)}  via ${m.via.join(', ')}`);
+    for (const m of v.members) {
+      const none = m.shadowedBy === undefined ? '' : `  NO EFFECT: ${m.shadowedBy} accepts it first`;
+      out.push(`  ${m.cidr.padEnd(24)} ${expiryText(m, nowMs)}  via ${m.via.join(', ')}${none}`);
+    }
+  }
+  for (const v of plan.setViews.filter((x) => x.kind === 'protected')) {
+    const what = v.logical.endsWith('consul') ? 'Consul peers (on Consul ports only)' : 'management networks and protect=';
+    out.push('', `protected: ${what}, accepted ahead of every deny: ${v.members.length} member(s)`);
+    for (const m of v.members) out.push(`  ${m.cidr}`);
   }
   out.push(...diagnosticLines(plan.diagnostics));
   return out.join('\n');

@@ -138,7 +138,7 @@ export function createConsulApi(opts: ConsulApiOptions): ConsulApi {
     },
 
     async peers() {
-      const self = await call('agent/self', () => client.agent.self({ timeout } as never));
+      const self: unknown = await call('agent/self', () => client.agent.self({ timeout } as never));
       const lan = await call('agent/members', () => client.agent.members({ timeout } as never));
       const wan = isServer(self) ? await call('agent/members?wan', () => client.agent.members({ wan: true, timeout } as never)) : [];
       return parsePeers([lan, wan], self);

@@ -34,7 +34,16 @@ function fakeHandle(name: string, trace: string[]): AgentHandle {
         backend: 'nft',
         inputs: { consulHealth: { reachable: true, lastAnswerAt: null, lastError: null, lastContactMs: null } },
         reconciler: {
-          stats: { applies: 0, applyFailures: 0, rollbacks: 0, repairs: 0, held: 0, lastApplyAt: null, lastResult: null, lastSuccessAt: null },
+          stats: {
+            applies: 0,
+            applyFailures: 0,
+            rollbacks: 0,
+            repairs: 0,
+            held: 0,
+            lastApplyAt: null,
+            lastResult: null,
+            lastSuccessAt: null,
+          },
           lastSource: null,
           lastPlan: null,
           guardStatus: { holding: null, manual: null },

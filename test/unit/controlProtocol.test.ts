@@ -17,7 +17,11 @@ describe('control protocol', () => {
   it('a request line round-trips, and anything else is refused with the list of commands', () => {
     assert.deepEqual(parseRequest(encodeRequest({ cmd: 'reload' }).trimEnd()), { cmd: 'reload' });
     for (const line of ['', 'nope', '{"cmd":"rm -rf"}', '{"cmd":["status"]}', '["status"]', 'null', '{"cmd":"toString"}']) {
-      assert.deepEqual(parseRequest(line), { ok: false, error: 'unknown command; expected one of status, reload, check, guard-release, guard-hold' }, line);
+      assert.deepEqual(
+        parseRequest(line),
+        { ok: false, error: 'unknown command; expected one of status, reload, check, guard-release, guard-hold' },
+        line,
+      );
     }
   });
 
@@ -31,12 +35,20 @@ describe('control protocol', () => {
     };
     assert.deepEqual(await dispatch(handlers, { cmd: 'reload' }), { ok: true, config: '/etc/befw.conf' });
     assert.deepEqual(await dispatch(handlers, { cmd: 'check' }), { ok: true, drifts: [] });
-    assert.deepEqual(await dispatch(handlers, { cmd: 'guard-hold', seconds: 60 }), { ok: true, guard: { holding: null, manual: { until: 60 } } });
+    assert.deepEqual(await dispatch(handlers, { cmd: 'guard-hold', seconds: 60 }), {
+      ok: true,
+      guard: { holding: null, manual: { until: 60 } },
+    });
   });
 
   it('only guard-hold takes seconds, and only a sane number of them', () => {
     assert.deepEqual(parseRequest('{"cmd":"guard-hold","seconds":3600}'), { cmd: 'guard-hold', seconds: 3600 });
-    for (const line of ['{"cmd":"guard-hold","seconds":0}', '{"cmd":"guard-hold","seconds":1.5}', '{"cmd":"guard-hold","seconds":"9"}', '{"cmd":"status","seconds":5}']) {
+    for (const line of [
+      '{"cmd":"guard-hold","seconds":0}',
+      '{"cmd":"guard-hold","seconds":1.5}',
+      '{"cmd":"guard-hold","seconds":"9"}',
+      '{"cmd":"status","seconds":5}',
+    ]) {
       assert.equal(isControlFailure(parseRequest(line)), true, line);
     }
   });
