@@ -7,3 +7,11 @@
 service "web" {
   policy = "write"
 }
+
+# The node's protected networks (management networks and protect=), published for the syslog
+# reactor so it never bans them (`befw-protect/<dc>/<node>`). One exact key per node: a node must
+# not be able to protect addresses in another node's name. Without it the agent logs
+# protect-publish-failed once and goes on enforcing.
+key "befw-protect/dc1/web-01" {
+  policy = "write"
+}

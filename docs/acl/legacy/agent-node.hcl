@@ -25,3 +25,8 @@ service "" {
 service "web" {
   policy = "write"
 }
+
+# Per node: its protected networks, published for the syslog reactor (exact key per node).
+key "befw-protect/dc1/web-01" {
+  policy = "write"
+}
