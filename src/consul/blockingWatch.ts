@@ -8,8 +8,11 @@
  *     it came back early: Consul only does that when it abandons its state store (a snapshot
  *     restore), and the restored store's index can be below ours, so that a blocking query
  *     would sit out the whole wait; the loop re-reads from index 0 at once instead;
- *   - the loop is rate-limited by a token bucket, so there is no sleep before a query: a change
- *     is seen as soon as Consul answers, and only a loop that spins is slowed down;
+ *   - a loop that does not progress is rate-limited (a token bucket, taken before a query that
+ *     follows an answer whose index did not move, or an error); a stream of real changes has
+ *     its own, much larger bucket (default 50 a second), so up to that rate each change is asked
+ *     for as soon as the previous answer arrived, and a server that keeps moving the index
+ *     without end is still capped;
  *   - errors back off exponentially with full jitter, reset by the next good answer, at most 5 s
  *     apart, and the query after an error does not block (index 0), so a recovery is seen at once;
  *     the agent only ever talks to its local Consul agent, so a fast return after that agent
@@ -41,9 +44,12 @@ export interface WatchOptions {
   readonly waitMs: number;
   /** Largest acceptable X-Consul-LastContact for a stale answer. */
   readonly maxStaleMs: number;
-  /** Token bucket: burst size and refill per second. */
+  /** Token bucket for queries after an answer that did not progress: burst size and refill per second. */
   readonly burst: number;
   readonly ratePerSec: number;
+  /** Token bucket for queries after an answer that moved the index. */
+  readonly progressBurst?: number;
+  readonly progressRatePerSec?: number;
   readonly backoffBaseMs: number;
   readonly backoffMaxMs: number;
   readonly random: () => number;
@@ -56,6 +62,8 @@ export const DEFAULT_WATCH_OPTIONS: WatchOptions = {
   maxStaleMs: 5_000,
   burst: 10,
   ratePerSec: 10,
+  progressBurst: 100,
+  progressRatePerSec: 50,
   backoffBaseMs: 250,
   backoffMaxMs: 5_000,
   random: Math.random,
@@ -90,13 +98,20 @@ export function nextIndex(sent: number, got: number): number {
   return got < 1 ? 1 : got;
 }
 
+interface Bucket {
+  tokens: number;
+  at: number;
+  readonly burst: number;
+  readonly rate: number;
+}
+
 export class BlockingWatch<T> {
   private readonly abort = new AbortController();
   /** Aborts only the query in flight, for refresh(). */
   private inflight: AbortController | null = null;
   private refreshRequested = false;
-  private tokens: number;
-  private lastRefill: number;
+  private readonly idle: Bucket;
+  private readonly progress: Bucket;
   private running: Promise<void> | null = null;
   /** Answers received, for status. */
   answers = 0;
@@ -108,8 +123,9 @@ export class BlockingWatch<T> {
     private readonly events: WatchEvents<T>,
     private readonly opts: WatchOptions = DEFAULT_WATCH_OPTIONS,
   ) {
-    this.tokens = opts.burst;
-    this.lastRefill = opts.now();
+    this.idle = { tokens: opts.burst, at: opts.now(), burst: opts.burst, rate: opts.ratePerSec };
+    const pb = opts.progressBurst ?? 100;
+    this.progress = { tokens: pb, at: opts.now(), burst: pb, rate: opts.progressRatePerSec ?? 50 };
   }
 
   start(): void {
@@ -130,17 +146,27 @@ export class BlockingWatch<T> {
     this.inflight?.abort();
   }
 
-  private async takeToken(): Promise<void> {
+  /**
+   * One consistent, non-blocking read beside the parked query, which is left alone: Consul 1.8
+   * keeps serving a blocking query whose client went away, so aborting it to re-read would leave
+   * an abandoned query parked on the servers for the rest of its wait.
+   */
+  async readNow(): Promise<T> {
+    const answer = await this.fetch({ index: 0, waitMs: 0, stale: false, signal: this.abort.signal });
+    return answer.data;
+  }
+
+  private async takeToken(b: Bucket): Promise<void> {
     const { opts } = this;
     for (;;) {
       const now = opts.now();
-      this.tokens = Math.min(opts.burst, this.tokens + ((now - this.lastRefill) / 1000) * opts.ratePerSec);
-      this.lastRefill = now;
-      if (this.tokens >= 1) {
-        this.tokens -= 1;
+      b.tokens = Math.min(b.burst, b.tokens + ((now - b.at) / 1000) * b.rate);
+      b.at = now;
+      if (b.tokens >= 1) {
+        b.tokens -= 1;
         return;
       }
-      await opts.sleep(Math.ceil(((1 - this.tokens) / opts.ratePerSec) * 1000), this.abort.signal);
+      await opts.sleep(Math.ceil(((1 - b.tokens) / b.rate) * 1000), this.abort.signal);
       if (this.abort.signal.aborted) return;
     }
   }
@@ -151,8 +177,9 @@ export class BlockingWatch<T> {
     let index = 0;
     let attempt = 0;
     let first = true;
+    let progressed = true;
     while (!signal.aborted) {
-      await this.takeToken();
+      await this.takeToken(progressed ? this.progress : this.idle);
       if (signal.aborted) break;
       if (this.refreshRequested) {
         this.refreshRequested = false;
@@ -183,6 +210,7 @@ export class BlockingWatch<T> {
           this.refreshRequested = true;
         }
         const changed = first || answer.index !== index || next === 0;
+        progressed = changed;
         first = false;
         index = next;
         if (changed) events.onData(answer.data, { index: answer.index, stale, lastContactMs: answer.lastContactMs });
@@ -198,6 +226,7 @@ export class BlockingWatch<T> {
         const ceiling = Math.min(opts.backoffMaxMs, opts.backoffBaseMs * 2 ** Math.min(attempt, 20));
         const delay = Math.floor(opts.random() * ceiling);
         attempt++;
+        progressed = false;
         events.onError(err instanceof Error ? err : new Error(String(err)), { attempt, retryInMs: delay });
         await opts.sleep(delay, signal);
       } finally {

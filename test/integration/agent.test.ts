@@ -147,7 +147,8 @@ describe('agent in a namespace against a real Consul', () => {
     await sb.kvPut(`befw/$service$/${DC}/${WEB_SET}/${clientV4(8)}`, '-1');
     await sb.waitFor('open', clientV4(8), NODE_V4, WEB, SOON_MS);
     assert.notEqual(await sb.probe(clientV4(7), NODE_V4, WEB), 'open');
-    await sb.kvPut(`befw/$service$/${DC}/${NODE_NAME.toUpperCase()}/${WEB_SET}/${clientV4(7)}`, '-1');
+    // Node scope is watched under the node's lower-case short name (and as Consul spells it).
+    await sb.kvPut(`befw/$service$/${DC}/${NODE_NAME.toLowerCase()}/${WEB_SET}/${clientV4(7)}`, '-1');
     await sb.waitFor('open', clientV4(7), NODE_V4, WEB, SOON_MS);
   });
 

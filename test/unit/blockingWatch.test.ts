@@ -228,9 +228,19 @@ describe('BlockingWatch against scripted answers', () => {
     assert.deepEqual(run.resets[0], { sent: 8, got: 8, next: 0 });
   });
 
+  it('never delays a stream of real changes below the progress rate', async () => {
+    const script = Array.from({ length: 30 }, (_, i) => answer(i + 1, `v${i}`, {}, 0));
+    const run = await runScript(script, {});
+    assert.deepEqual(
+      run.sleeps.filter((s) => s > 0),
+      [],
+    );
+    assert.equal(run.clock, 0);
+  });
+
   it('rate-limits a loop that spins instead of sleeping before each query', async () => {
     const script = Array.from({ length: 30 }, (_, i) => answer(i + 1, `v${i}`, {}, 0));
-    const run = await runScript(script, { burst: 5, ratePerSec: 10 });
+    const run = await runScript(script, { burst: 5, ratePerSec: 10, progressBurst: 5, progressRatePerSec: 10 });
     // The first 5 queries go at once; the rest are spaced by the refill rate (100 ms).
     assert.equal(run.sleeps.filter((s) => s > 0).length >= 20, true, `sleeps: ${run.sleeps.join(',')}`);
     assert.ok(run.sleeps.every((s) => s <= 100));

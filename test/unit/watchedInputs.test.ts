@@ -150,7 +150,7 @@ describe('WatchedInputs', () => {
   function startInputs(consul: FakeConsul): { pokes: { reason: ChangeReason; kvQueries: number }[]; errors: string[] } {
     const pokes: { reason: ChangeReason; kvQueries: number }[] = [];
     const errors: string[] = [];
-    const config = parseConfig(`dc=dc1\nservices=${dir}/services\nipsets=${dir}/ipsets`, '/test/befw.conf');
+    const config = parseConfig(`dc=dc1\nkv_watch=tree\nservices=${dir}/services\nipsets=${dir}/ipsets`, '/test/befw.conf');
     const options: WatchOptions = {
       waitMs: 60_000,
       maxStaleMs: 5000,
@@ -286,7 +286,7 @@ describe('WatchedInputs', () => {
     assert.equal(consul.servicesCalls, 2);
   });
 
-  it('reread() asks KV again from index 0, reports the answer even if unchanged, and re-reads the agent', async () => {
+  it('reread() reads KV beside the parked query (never aborting it), announces only a change, and re-reads the agent', async () => {
     const consul = new FakeConsul();
     consul.kv.steps.push(answer(5, [A]));
     const { pokes } = startInputs(consul);
@@ -299,16 +299,20 @@ describe('WatchedInputs', () => {
     const kvPokes = (): number => pokes.filter((p) => p.reason === 'kv').length;
     assert.equal(kvPokes(), 1);
 
+    // The same data: asked once more, consistently and without blocking, and nothing announced.
     consul.kv.steps.push(answer(5, [A]));
     inputs?.reread();
-    await until(() => kvPokes() === 2 && consul.kv.blocked && consul.kv.asked.length === 4, 'the re-read KV answer');
-    assert.deepEqual(
-      consul.kv.asked.map((q) => q.index),
-      [0, 5, 0, 5],
-      'the blocking query was cut short and asked again from 0',
-    );
+    await until(() => consul.kv.asked.length === 3, 'the re-read');
+    assert.deepEqual(consul.kv.asked[2], { index: 0, stale: false }, 'a consistent, non-blocking read');
+    await new Promise((r) => setImmediate(r));
+    assert.equal(kvPokes(), 1, 'an unchanged re-read is no change');
+    // Different data: announced.
+    consul.kv.steps.push(answer(7, [A, B]));
+    inputs?.reread();
+    await until(() => kvPokes() === 2, 'the changed re-read');
+    assert.equal(consul.kv.asked.filter((q) => q.index === 5).length, 1, 'the parked query was never cut short');
     await inputs?.snapshot();
-    assert.equal(consul.servicesCalls, calls + 1, 'services are read again for the second read');
+    assert.equal(consul.servicesCalls, calls + 1, 'services are read again for the next pass');
   });
 
   it('a services change that lands while a snapshot is being taken does not fail the snapshot', async () => {

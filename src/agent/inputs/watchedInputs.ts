@@ -19,7 +19,10 @@ import { BlockingWatch, DEFAULT_WATCH_OPTIONS, type WatchOptions } from '../../c
 import type { ConsulApi } from '../../consul/client.js';
 import type { ConsulPeers } from '../../core/protect.js';
 import { type LocalDir, ipsetDir, serviceDir } from './localFiles.js';
-import { KV_ROOT } from '../../core/kvLayout.js';
+import { BUILTIN_SETS } from '../../core/compile.js';
+import { collectServices } from '../../core/services.js';
+import type { WatchedSet } from '../../core/watchScope.js';
+import { ScopedKv } from './scopedKv.js';
 import type { AgentService, Diagnostic, FileService, IpsetFile, KvPair, NodeIdentity, Snapshot } from '../../core/types.js';
 import type { Logger } from '../../log/logger.js';
 import { shortNodeName } from '../../core/kvLayout.js';
@@ -38,6 +41,8 @@ export type ChangeReason = 'kv' | 'services' | 'files' | 'peers';
 export interface WatchHooks {
   onError?(watch: string): void;
   onKvAnswer?(lastContactMs: number | null): void;
+  /** Every KV answer, and whether its data changed (an unchanged one only moved the index). */
+  onKvPrefixAnswer?(changed: boolean): void;
   /** The node's services changed in the catalog, `local` ones included. */
   onNodeServicesChange?(): void;
 }
@@ -51,6 +56,15 @@ export interface ConsulHealth {
 }
 
 const IDENTITY_RETRY_MS = 2000;
+/** How long a pass waits for newly watched prefixes to answer before it gives up (and keeps the last plan). */
+const KV_READY_MS = 5000;
+
+/** The sets whose KV entries concern this node: its services' and its static sets. */
+export function watchedSets(agent: readonly AgentService[], files: readonly FileService[], config: Config): WatchedSet[] {
+  const out: WatchedSet[] = collectServices(agent, files).services.map((s) => ({ kind: '$service$', name: s.set }));
+  for (const s of [...BUILTIN_SETS, ...config.customSets]) out.push({ kind: '$ipset$', name: s.name });
+  return out;
+}
 /** Consul's members are read from the local agent (no server load): a new server is protected within this. */
 export const PEERS_INTERVAL_MS = 10_000;
 const DIR_RETRY_MS = 2000;
@@ -70,6 +84,8 @@ export class WatchedInputs {
   private services: AgentService[] | null = null;
   /** Bumped when the services are marked stale: a read that started before is not kept. */
   private servicesGeneration = 0;
+  private servicesReading: { generation: number; promise: Promise<AgentService[]> } | null = null;
+  private filesReading: { generation: number; promise: Promise<LocalFiles> } | null = null;
   private files: LocalFiles | null = null;
   private readonly serviceFiles: LocalDir<FileService>;
   private readonly ipsetFiles: LocalDir<IpsetFile>;
@@ -77,13 +93,15 @@ export class WatchedInputs {
   private filesGeneration = 0;
   private settleTimer: NodeJS.Timeout | null = null;
   private node: NodeIdentity | null = null;
+  /** The node's short name as Consul reports it, when that differs from the lower-case one. */
+  private spellings: string[] = [];
   private peers: ConsulPeers | null = null;
   private lastIndexReset: number | null = null;
   private peersSeen = '';
   private peersTimer: NodeJS.Timeout | null = null;
   private peersFailing = false;
   private watches: BlockingWatch<unknown>[] = [];
-  private kvWatch: BlockingWatch<KvPair[]> | null = null;
+  private readonly scoped: ScopedKv;
   /** The node's services as the catalog last listed them, to tell real changes from index moves. */
   private catalogSeen = '';
   /** The same without `local` services: only a change here can change the plan. */
@@ -112,11 +130,41 @@ export class WatchedInputs {
   ) {
     this.serviceFiles = serviceDir(config.servicesDir);
     this.ipsetFiles = ipsetDir(config.ipsetsDir);
+    this.scoped = new ScopedKv({
+      mode: config.kvWatch,
+      fetch: (prefix, q) => this.consul.kvTreeBlocking(prefix, this.config.dc, q),
+      options: watchOptions,
+      onAnswer: ({ prefix, changed, lastContactMs }) => {
+        this.answered();
+        this.health.lastContactMs = lastContactMs;
+        if (lastContactMs !== null) this.hooks.onKvAnswer?.(lastContactMs);
+        this.hooks.onKvPrefixAnswer?.(changed);
+        if (changed) this.log.debug({ event: 'kv-changed', prefix, lastContactMs }, 'KV changed');
+      },
+      onChange: () => {
+        this.kv = null;
+        this.onChange('kv');
+      },
+      // One label for all KV watches: a label per prefix would grow with the node's sets.
+      onError: (_prefix, err, meta) => this.failed('kv', err, meta),
+      onIndexReset: (prefix, meta) => {
+        this.lastIndexReset = Date.now();
+        this.log.info(
+          { event: 'index-reset', watch: `kv ${prefix}`, ...meta },
+          'Consul index went backwards or below 1; restarting from it',
+        );
+      },
+    });
   }
 
-  /** Keys in the last KV answer. */
+  /** KV prefixes watched now. */
+  get kvPrefixes(): readonly string[] {
+    return this.scoped.prefixes;
+  }
+
+  /** Keys in the last KV answers. */
   get kvSize(): number {
-    return this.kv?.length ?? 0;
+    return this.scoped.pairs()?.length ?? 0;
   }
 
   /** The node's name and datacenter, once the local agent has said them. */
@@ -136,32 +184,8 @@ export class WatchedInputs {
   }
 
   start(): void {
-    const kvWatch = new BlockingWatch(
-      'kv',
-      (q) => this.consul.kvTreeBlocking(KV_ROOT, this.config.dc, q),
-      {
-        onData: (data, meta) => {
-          this.answered();
-          this.health.lastContactMs = meta.lastContactMs;
-          this.hooks.onKvAnswer?.(meta.lastContactMs);
-          this.kv = data;
-          this.log.debug(
-            { event: 'kv-changed', index: meta.index, keys: data.length, stale: meta.stale, lastContactMs: meta.lastContactMs },
-            'KV changed',
-          );
-          this.onChange('kv');
-        },
-        onError: (err, meta) => this.failed('kv', err, meta),
-        onIndexReset: (meta) => {
-          this.lastIndexReset = Date.now();
-          this.log.info({ event: 'index-reset', watch: 'kv', ...meta }, 'Consul index went backwards or below 1; restarting from it');
-        },
-      },
-      this.watchOptions,
-    );
-    this.watches.push(kvWatch);
-    this.kvWatch = kvWatch;
-    kvWatch.start();
+    // The whole tree needs no scope: it is watched from the start.
+    if (this.config.kvWatch === 'tree') this.scoped.setScope({ name: '', dc: '' }, []);
     void this.startServicesWatch();
     this.watchDir(this.config.servicesDir);
     this.watchDir(this.config.ipsetsDir);
@@ -170,6 +194,7 @@ export class WatchedInputs {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    await this.scoped.stop();
     if (this.identityTimer !== null) clearTimeout(this.identityTimer);
     for (const w of this.fsWatchers) w.close();
     for (const t of this.dirTimers) clearTimeout(t);
@@ -180,22 +205,27 @@ export class WatchedInputs {
 
   /** Everything the compiler needs, from the last answers; re-reads files marked as changed. */
   async snapshot(): Promise<Snapshot> {
-    if (this.kv === null) throw new InputsNotReadyError('the befw/ KV tree');
     if (this.node === null) throw new InputsNotReadyError('the agent identity');
     const node = this.node;
-    const kv = this.kv;
     // Use the values just read, not the fields again: a change that lands meanwhile resets a
     // field for the next pass (and announces itself), it must not fail this one.
     const [services, files] = await Promise.all([this.services ?? this.refreshServices(), this.files ?? this.refreshFiles()]);
+    // The sets decide what KV to watch: a new service's prefixes are watched, and answered,
+    // before this pass compiles.
+    this.scoped.setScope(node, watchedSets(services, files.services, this.config), this.spellings);
+    if (!(await this.scoped.whenReady(KV_READY_MS))) throw new InputsNotReadyError('the befw/ KV prefixes of this node');
+    const kv = this.kv ?? this.scoped.pairs();
+    if (kv === null) throw new InputsNotReadyError('the befw/ KV prefixes of this node');
+    this.kv = kv;
     return {
       node,
       agentServices: services,
       fileServices: files.services,
       kv,
       ipsetFiles: files.ipsets,
+      inputDiagnostics: files.diagnostics,
       // Unknown until the local agent first answers: the reconciler keeps the last known peers.
       ...(this.peers === null ? {} : { consulPeers: this.peers }),
-      inputDiagnostics: files.diagnostics,
     };
   }
 
@@ -211,10 +241,10 @@ export class WatchedInputs {
     this.files = null;
   }
 
-  /** A second, independent read of everything: KV from index 0, services and files again. */
+  /** A second, independent read of everything: each KV prefix beside its parked query, services and files again. */
   reread(): void {
     this.invalidate();
-    this.kvWatch?.refresh();
+    void this.scoped.reread();
   }
 
   private answered(): void {
@@ -233,11 +263,21 @@ export class WatchedInputs {
     this.health = { ...this.health, reachable: false, lastError: err.message };
   }
 
-  private async refreshServices(): Promise<AgentService[]> {
+  /** Reads the agent's services; concurrent callers share one read of the same generation. */
+  private refreshServices(): Promise<AgentService[]> {
     const generation = this.servicesGeneration;
-    const services = await this.consul.services();
-    if (generation === this.servicesGeneration) this.services = services;
-    return services;
+    if (this.servicesReading !== null && this.servicesReading.generation === generation) return this.servicesReading.promise;
+    const promise = this.consul.services().then((services) => {
+      if (generation === this.servicesGeneration) this.services = services;
+      return services;
+    });
+    const reading = { generation, promise };
+    this.servicesReading = reading;
+    const clear = (): void => {
+      if (this.servicesReading === reading) this.servicesReading = null;
+    };
+    promise.then(clear, clear);
+    return promise;
   }
 
   /**
@@ -245,8 +285,21 @@ export class WatchedInputs {
    * version. A change seen while reading makes the result provisional (the next snapshot reads
    * again), and a file still being written is looked at again once it has settled.
    */
-  private async refreshFiles(): Promise<LocalFiles> {
+  /** Reads the files; concurrent callers share one read of the same generation. */
+  private refreshFiles(): Promise<LocalFiles> {
     const generation = this.filesGeneration;
+    if (this.filesReading !== null && this.filesReading.generation === generation) return this.filesReading.promise;
+    const promise = this.readFiles(generation);
+    const reading = { generation, promise };
+    this.filesReading = reading;
+    const clear = (): void => {
+      if (this.filesReading === reading) this.filesReading = null;
+    };
+    promise.then(clear, clear);
+    return promise;
+  }
+
+  private async readFiles(generation: number): Promise<LocalFiles> {
     const now = Date.now();
     const [svc, ipsets] = await Promise.all([this.serviceFiles.read(now), this.ipsetFiles.read(now)]);
     const files = { services: svc.items, diagnostics: [...svc.diagnostics, ...ipsets.diagnostics], ipsets: ipsets.items };
@@ -259,6 +312,19 @@ export class WatchedInputs {
       }, retry);
     }
     return files;
+  }
+
+  /** Starts the KV watches once the node's sets are known (its services and files read). */
+  private async startKv(): Promise<void> {
+    const node = this.node;
+    if (node === null || this.stopped) return;
+    try {
+      const [services, files] = await Promise.all([this.services ?? this.refreshServices(), this.files ?? this.refreshFiles()]);
+      this.scoped.setScope(node, watchedSets(services, files.services, this.config), this.spellings);
+    } catch (err) {
+      this.failed('agent/services', err as Error, { attempt: 1, retryInMs: IDENTITY_RETRY_MS });
+      this.identityTimer = setTimeout(() => void this.startKv(), IDENTITY_RETRY_MS);
+    }
   }
 
   /** Consul's peers, every PEERS_INTERVAL_MS; a change is a change of the protected paths. */
@@ -304,12 +370,20 @@ export class WatchedInputs {
     }
     if (this.stopped) return;
     this.node = { name: shortNodeName(this.config.nodeName ?? self.nodeName), dc: this.config.nodeDc ?? self.datacenter };
+    const reported = (this.config.nodeName ?? self.nodeName).split('.')[0] ?? '';
+    this.spellings = reported !== '' && reported !== this.node.name ? [reported] : [];
     this.log.info({ event: 'identity', node: this.node.name, dc: this.node.dc }, 'node identity');
+    let first = true;
     const w = new BlockingWatch(
       'services',
       (q) => this.consul.nodeServicesBlocking(self.nodeName, q),
       {
-        onData: (data) => this.nodeServicesAnswered(data),
+        onData: (data) => {
+          this.nodeServicesAnswered(data);
+          // The node's services decide which KV prefixes to watch: start them once they are known.
+          if (first) void this.startKv();
+          first = false;
+        },
         onError: (err, meta) => this.failed('services', err, meta),
       },
       this.watchOptions,
