@@ -13,6 +13,8 @@ export interface Metrics {
   readonly driftRepairs: Counter;
   readonly consulErrors: Counter<'watch'>;
   readonly consulStaleness: Gauge;
+  /** KV answers by whether their data changed (an unchanged one only moved the index). */
+  readonly kvAnswers: Counter<'changed'>;
   readonly lastGoodSync: Gauge;
   readonly diagnostics: Gauge;
   readonly guardHeld: Counter;
@@ -27,6 +29,7 @@ export interface StatusFigures {
   readonly protectedClipped: number;
   readonly stateSaveFailing: boolean;
   readonly problems: number;
+  readonly kvWatches: number;
 }
 
 export function createMetrics(): Metrics {
@@ -89,6 +92,12 @@ export function createMetrics(): Metrics {
       name: 'befw_consul_request_errors_total',
       help: 'Failed Consul requests by watch.',
       labelNames: ['watch'],
+      registers: [registry],
+    }),
+    kvAnswers: new Counter({
+      name: 'befw_consul_kv_answers_total',
+      help: 'Answers to the KV watches, by whether their data changed (false: only the index moved).',
+      labelNames: ['changed'],
       registers: [registry],
     }),
     consulStaleness: new Gauge({

@@ -57,6 +57,7 @@ export class OutcomeRecorder implements OutcomeSink {
         this.kvAnswerAt = this.clock.monotonic();
         this.metrics?.consulStaleness.set((lastContactMs ?? 0) / 1000);
       },
+      onKvPrefixAnswer: (changed) => this.metrics?.kvAnswers.inc({ changed: changed ? 'true' : 'false' }),
     };
   }
 

@@ -34,12 +34,14 @@ export interface AgentStatus {
   readonly protectedClipped: number;
   /** What is wrong, one line each; empty when all is well (/healthz answers 503 otherwise). */
   readonly problems: readonly string[];
+  /** The KV prefixes watched now (one blocking query each). */
+  readonly kvPrefixes: readonly string[];
 }
 
 export interface StatusParts {
   readonly startedAt: number;
   readonly backend: Backend;
-  readonly inputs: { readonly consulHealth: ConsulHealth };
+  readonly inputs: { readonly consulHealth: ConsulHealth; readonly kvPrefixes: readonly string[] };
   readonly reconciler: Pick<Reconciler, 'stats' | 'lastSource' | 'lastPlan' | 'guardStatus' | 'stateSave'>;
   readonly recorder: { readonly ready: boolean };
   readonly loop: { readonly healthy: boolean };
@@ -82,5 +84,6 @@ export function agentStatus(p: StatusParts): AgentStatus {
     stateSave: p.reconciler.stateSave,
     protectedClipped: (plan?.diagnostics ?? []).filter((d) => PROTECTED_CODES.has(d.code)).length,
     problems: problems(p, plan?.diagnostics ?? []),
+    kvPrefixes: p.inputs.kvPrefixes,
   };
 }

@@ -117,6 +117,7 @@ async function startHealthEndpoint(config: Config, metrics: Metrics | null, slot
       protectedClipped: s.protectedClipped,
       stateSaveFailing: s.stateSave.failingSince !== null,
       problems: s.problems.length,
+      kvWatches: s.kvPrefixes.length,
     };
   });
   const http = await startHttpEndpoint(config.metrics.host, config.metrics.port, metrics, {

@@ -32,7 +32,7 @@ function fakeHandle(name: string, trace: string[]): AgentHandle {
       agentStatus({
         startedAt: 0,
         backend: 'nft',
-        inputs: { consulHealth: { reachable: true, lastAnswerAt: null, lastError: null, lastContactMs: null } },
+        inputs: { consulHealth: { reachable: true, lastAnswerAt: null, lastError: null, lastContactMs: null }, kvPrefixes: [] },
         reconciler: {
           stats: {
             applies: 0,

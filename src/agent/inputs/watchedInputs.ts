@@ -137,7 +137,7 @@ export class WatchedInputs {
       onAnswer: ({ prefix, changed, lastContactMs }) => {
         this.answered();
         this.health.lastContactMs = lastContactMs;
-        if (lastContactMs !== null) this.hooks.onKvAnswer?.(lastContactMs);
+        if (changed) this.hooks.onKvAnswer?.(lastContactMs);
         this.hooks.onKvPrefixAnswer?.(changed);
         if (changed) this.log.debug({ event: 'kv-changed', prefix, lastContactMs }, 'KV changed');
       },
