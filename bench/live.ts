@@ -141,6 +141,60 @@ export async function benchPropagation(
   }
 }
 
+/**
+ * A stream of grants to one set at `perSec` writes a second, each measured from its PUT to its
+ * member in the kernel; the writes do not wait for the kernel (an automation writing grants).
+ */
+export async function benchStream(changes = 200, perSec = 20): Promise<PropagationResult> {
+  const sb = await Sandbox.create();
+  const kw = new KernelWatch(sb.nodeNs);
+  try {
+    await sb.registerService({ name: 'svc', port: 10000, tags: ['befw', 'enforcing'] });
+    const base: KvPair[] = Array.from({ length: 1000 }, (_, c) => ({
+      key: `befw/$service$/svc_tcp_10000/198.18.0.${c & 255}/32`,
+      value: '-1',
+    }));
+    await kvBulk(sb, base.slice(0, 200));
+    const agent = startAgent(sb);
+    await waitApplied(agent, () => true, 30_000);
+    const written: { member: string; at: number }[] = [];
+    const samples: number[] = [];
+    let done = false;
+    const poller = (async () => {
+      let next = 0;
+      while (!done || next < written.length) {
+        const w = written[next];
+        if (w === undefined) {
+          await sleep(1);
+          continue;
+        }
+        const t = await kw.until('svc_tcp_10000', w.member, true, 10_000);
+        samples.push(t - w.at);
+        next++;
+      }
+    })();
+    const gap = 1000 / perSec;
+    const start = performance.now();
+    for (let i = 0; i < changes; i++) {
+      const due = start + i * gap;
+      const wait = due - performance.now();
+      if (wait > 0) await sleep(wait);
+      const member = `198.19.${i >> 8}.${i & 255}`;
+      const at = performance.timeOrigin + performance.now();
+      // Not awaited against the kernel: the next write goes at its time.
+      await sb.kvPut(`befw/$service$/svc_tcp_10000/${member}`, '-1');
+      written.push({ member, at });
+    }
+    done = true;
+    await poller;
+    await agent.stop();
+    return { changes, baseMembers: 200, p50: percentile(samples, 50), p99: percentile(samples, 99), max: Math.max(...samples) };
+  } finally {
+    kw.close();
+    await sb.destroy();
+  }
+}
+
 export interface DeltaBySize {
   size: number;
   applyMsMedian: number;

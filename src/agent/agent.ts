@@ -227,6 +227,7 @@ function handleOf(p: AgentParts, startedAt: number): AgentHandle {
     },
     async stop() {
       await p.loop.stop();
+      await p.reconciler.flushSaves();
       await p.registrar.stop();
       await p.publisher.stop();
       p.runner.close();

@@ -106,6 +106,8 @@ export class Reconciler {
     lastSuccessAt: null,
   };
   private saveHealth: StateSaveHealth = { failingSince: null, lastError: null };
+  private saving: Promise<void> | null = null;
+  private pendingSave: { snapshot: Snapshot; plan: Plan } | null = null;
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.guard = new Guard({
@@ -278,7 +280,7 @@ export class Reconciler {
     this.lastGood = { snapshot, plan, source };
     if (source === 'consul') this.stats.lastSuccessAt = this.deps.now();
     if (r.kind === 'unchanged') return { kind: 'unchanged', plan, source };
-    if (source !== 'minimal') await this.save(snapshot, plan);
+    if (source !== 'minimal') this.queueSave(snapshot, plan);
     return { kind: 'applied', plan, report: r.report, source };
   }
 
@@ -292,7 +294,12 @@ export class Reconciler {
     const { log, templates } = this.deps;
     const installBase = templates.base !== null && !this.baseInstalled;
     const unchanged = this.inForce !== null && this.inForce.fingerprint === plan.fingerprint && !this.failedSince;
-    if (!installBase && !full && unchanged) return { kind: 'unchanged' };
+    if (!installBase && !full && unchanged) {
+      // Same sets and rules, so the kernel is right; but the plan's other parts may have moved
+      // (diagnostics, a shortened expiry): status and the expiry timer must follow the newest.
+      this.inForce = plan;
+      return { kind: 'unchanged' };
+    }
     let report: ApplyReport;
     try {
       report = await this.deps.dataplane.apply({
@@ -370,6 +377,29 @@ export class Reconciler {
       log.error({ event: 'rollback-failed', err: (err as Error).message }, 'rollback failed too; the next pass retries in full');
       return false;
     }
+  }
+
+  /**
+   * state.bin is written beside the loop, not in it: an fsync that takes a while on a busy disk
+   * must not delay the next change. Saves coalesce (only the newest state is written) and run
+   * one at a time, so the file on disk is always a whole, recent good state.
+   */
+  private queueSave(snapshot: Snapshot, plan: Plan): void {
+    this.pendingSave = { snapshot, plan };
+    this.saving ??= this.drainSaves();
+  }
+
+  private async drainSaves(): Promise<void> {
+    for (let next = this.pendingSave; next !== null; next = this.pendingSave) {
+      this.pendingSave = null;
+      await this.save(next.snapshot, next.plan);
+    }
+    this.saving = null;
+  }
+
+  /** Waits for the newest state to be on disk (at stop). */
+  async flushSaves(): Promise<void> {
+    await this.saving;
   }
 
   private async save(snapshot: Snapshot, plan: Plan): Promise<void> {
