@@ -75,6 +75,15 @@ function byString<T>(key: (t: T) => string): (a: T, b: T) => number {
   };
 }
 
+function badValueDiagnostic(g: Grant, failClosed: boolean): Diagnostic {
+  return {
+    severity: failClosed ? 'warning' : 'error',
+    code: 'bad-expiry',
+    subject: printable(g.key, 200),
+    message: `${g.badValue ?? 'bad value'}; ${failClosed ? 'enforced without expiry: a deny fails closed' : 'entry not enforced'}`,
+  };
+}
+
 export interface CompileExtras {
   /** Build `setViews` (members with expiry and origin, for show and status). Default true. */
   readonly views?: boolean;
@@ -116,7 +125,11 @@ export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: numb
   diagnostics.push(...kv.diagnostics);
   const aliasGrants: Grant[] = [];
   const setGrants: Grant[] = [];
-  for (const g of kv.grants) (g.kind === '$alias$' ? aliasGrants : setGrants).push(g);
+  for (const g of kv.grants) {
+    if (g.kind !== '$alias$') setGrants.push(g);
+    else if (g.badValue === undefined) aliasGrants.push(g);
+    else diagnostics.push(badValueDiagnostic(g, false));
+  }
   const aliases = new AliasResolver(aliasGrants, nowMs);
 
   for (const g of setGrants) {
@@ -125,6 +138,14 @@ export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: numb
     if (target === undefined) continue;
     if (g.kind === '$service$' && !serviceSets.has(g.target)) continue;
     if (g.kind === '$ipset$' && !staticSets.has(g.target)) continue;
+    if (g.badValue !== undefined) {
+      // A typo must never let in what a deny keeps out: a deny with a bad value fails closed
+      // (enforced, never expiring); a grant with one is not enforced. Both are reported.
+      const deny = staticSets.get(g.target)?.target;
+      const failClosed = g.kind === '$ipset$' && (deny === 'DROP' || deny === 'REJECT');
+      diagnostics.push(badValueDiagnostic(g, failClosed));
+      if (!failClosed) continue;
+    }
     if (!isLive(g.expiry, nowMs)) continue;
     const subject = printable(g.key, 200);
     if (g.addr === 'net') {

@@ -6,6 +6,11 @@
  *   befw/<kind>/<dc>/<name>/<addr>            datacenter (only the node's own)
  *   befw/<kind>/<dc>/<node>/<name>/<addr>     node (only this node)
  *
+ * As in BEFW, `<dc>` may also be the node's "local datacenter": its name up to the first `-`
+ * (`ed` for node `ed-web-01`; the whole name when it has no `-`), which tools like befw-sync
+ * write. Keys whose first segment starts with `.` are other tools' (befw-sync's `befw/.lock`)
+ * and are skipped silently.
+ *
  * `<addr>` is an address, a network written as two segments (`198.51.100.0/24`), or `$alias$`.
  * A trailing segment of 1–3 digits after an address segment is a prefix length: this is the only
  * reading that keeps world-scope networks and dc-scope hosts apart.
@@ -25,6 +30,8 @@ interface GrantBase {
   /** Unix seconds; null never expires. */
   readonly expiry: number | null;
   readonly key: string;
+  /** The value is not an expiry (junk, empty, absent): why. Enforced only where failing closed is safe. */
+  readonly badValue?: string;
 }
 
 /** A grant of an address or network; it is itself the Net (one object per grant, not three). */
@@ -95,9 +102,16 @@ function rejected(key: string, code: string, message: string): EntryOutcome {
 /** One string per distinct set or alias name, instead of one copy per key. */
 type Intern = (s: string) => string;
 
+/** BEFW's local datacenter of a node: its short name up to the first `-`. */
+export function localDcOf(nodeName: string): string {
+  const dash = nodeName.indexOf('-');
+  return dash < 0 ? nodeName : nodeName.slice(0, dash);
+}
+
 function parseEntry(key: string, value: string | null, node: NodeIdentity, intern: Intern): Outcome {
   if (!key.startsWith(KV_ROOT) || key.endsWith('/')) return NOTHING; // folders made by the UI
   const rest = key.slice(KV_ROOT.length).split('/');
+  if (rest[0]?.startsWith('.') === true) return NOTHING; // other tools' keys (befw/.lock)
   const kind = KINDS.find((k) => k === rest[0]);
   if (kind === undefined)
     return rejected(key, 'unknown-kind', `unknown kind "${printable(rest[0] ?? '')}" (expected $service$, $alias$ or $ipset$)`);
@@ -112,7 +126,7 @@ function parseEntry(key: string, value: string | null, node: NodeIdentity, inter
     const [dc, nodeName] = path;
     if (!SCOPE_SEGMENT.test(dc ?? '') || (scope === 'node' && !SCOPE_SEGMENT.test(nodeName ?? '')))
       return rejected(key, 'bad-key', 'bad datacenter or node segment');
-    if (dc !== node.dc || (scope === 'node' && nodeName?.toLowerCase() !== node.name)) return FOREIGN;
+    if ((dc !== node.dc && dc !== localDcOf(node.name)) || (scope === 'node' && nodeName?.toLowerCase() !== node.name)) return FOREIGN;
   }
   const targetText = path[path.length - 1] ?? '';
   if (kind === '$alias$' ? !ALIAS_NAME.test(targetText) : !SET_NAME.test(targetText)) {
@@ -126,24 +140,27 @@ function parseEntry(key: string, value: string | null, node: NodeIdentity, inter
   if (addrText.startsWith('$')) {
     if (!ALIAS_NAME.test(addrText)) return rejected(key, 'bad-address', `bad alias reference "${printable(addrText)}" (expected $name$)`);
     const exp = parseExpiry(value);
-    if (!exp.ok) return rejected(key, 'bad-expiry', `${exp.error}; entry not enforced`);
-    return { kind, scope, target, expiry: exp.expiry, key, addr: 'alias', alias: intern(addrText) };
+    const base = { kind, scope, target, key, addr: 'alias' as const, alias: intern(addrText) };
+    // What a bad value means depends on the set (a deny fails closed): the compiler decides.
+    if (!exp.ok) return { grant: { ...base, expiry: null, badValue: exp.error }, diagnostics: [], foreign: false };
+    return { ...base, expiry: exp.expiry };
   }
   const net = parseNet(addrText);
   if (!net.ok) return rejected(key, 'bad-address', net.error);
   const exp = parseExpiry(value);
-  if (!exp.ok) return rejected(key, 'bad-expiry', `${exp.error}; entry not enforced`);
   const grant: NetGrant = {
     kind,
     scope,
     target,
-    expiry: exp.expiry,
+    expiry: exp.ok ? exp.expiry : null,
+    ...(exp.ok ? {} : { badValue: exp.error }),
     key,
     addr: 'net',
     family: net.value.family,
     cidr: net.value.cidr,
     prefix: net.value.prefix,
   };
+  if (!exp.ok) return { grant, diagnostics: [], foreign: false };
   if (!net.value.hostBits) return grant;
   return {
     grant,

@@ -8,6 +8,8 @@
  *   befw/<kind>/<dc>/<node>/       node-scope entries, one prefix per kind for all of them (a
  *                                  per-set prefix would triple the watches for keys that are
  *                                  almost always absent)
+ *   the same dc and node prefixes under BEFW's "local datacenter" (the node name up to its
+ *                                  first `-`), which BEFW reads and befw-sync writes
  *   befw/$alias$/$name$/ and befw/$alias$/<dc>/$name$/
  *                                  every alias the node's entries reference, transitively; an
  *                                  alias written at node scope is under the node prefix above
@@ -18,7 +20,7 @@
  * watched under the node's short lower-case name (as the CLI writes them) and under its short
  * name as Consul reports it (`spellings`); other spellings are not seen.
  */
-import { ALIAS_NAME, KV_ROOT, type Kind } from './kvLayout.js';
+import { ALIAS_NAME, KV_ROOT, type Kind, localDcOf } from './kvLayout.js';
 import type { KvPair, NodeIdentity } from './types.js';
 
 export interface WatchedSet {
@@ -43,16 +45,19 @@ export function kvPrefixes(
   spellings: readonly string[] = [],
 ): KvPrefix[] {
   const out = new Map<string, PrefixRole>();
+  const dcs = [...new Set([node.dc, localDcOf(node.name)])];
   for (const s of sets) {
     out.set(`${KV_ROOT}${s.kind}/${s.name}/`, 'world');
-    out.set(`${KV_ROOT}${s.kind}/${node.dc}/${s.name}/`, 'dc');
+    for (const dc of dcs) out.set(`${KV_ROOT}${s.kind}/${dc}/${s.name}/`, 'dc');
   }
-  for (const name of new Set([node.name, ...spellings])) {
-    for (const kind of NODE_KINDS) out.set(`${KV_ROOT}${kind}/${node.dc}/${name}/`, 'node');
+  for (const dc of dcs) {
+    for (const name of new Set([node.name, ...spellings])) {
+      for (const kind of NODE_KINDS) out.set(`${KV_ROOT}${kind}/${dc}/${name}/`, 'node');
+    }
   }
   for (const a of aliases) {
     out.set(`${KV_ROOT}$alias$/${a}/`, 'alias-world');
-    out.set(`${KV_ROOT}$alias$/${node.dc}/${a}/`, 'alias-dc');
+    for (const dc of dcs) out.set(`${KV_ROOT}$alias$/${dc}/${a}/`, 'alias-dc');
   }
   return [...out.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([prefix, role]) => ({ prefix, role }));
 }

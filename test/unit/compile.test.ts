@@ -603,3 +603,59 @@ describe('compile: determinism and fingerprint', () => {
     assert.equal(compile(snap(moreNoise), NO_OPTIONS, NOW).fingerprint, ref.fingerprint);
   });
 });
+
+describe('compile: what BEFW fleets write', () => {
+  const ED: Snapshot['node'] = { name: 'ed-web-01', dc: 'dc1' };
+
+  test("the local-datacenter scope (the node name up to its first '-') is read, as BEFW reads it", () => {
+    const plan = compile(
+      snap(
+        {
+          'befw/$service$/ed/web_tcp_8080/198.51.100.21': '-1',
+          'befw/$service$/ed/ed-web-01/web_tcp_8080/198.51.100.22': '-1',
+          'befw/$ipset$/ed/rules_deny/203.0.113.21': '-1',
+          'befw/$service$/xx/web_tcp_8080/198.51.100.23': '-1',
+        },
+        { node: ED },
+      ),
+      NO_OPTIONS,
+      NOW,
+    );
+    assert.deepEqual(members(plan, 'web_tcp_8080'), ['198.51.100.21/32', '198.51.100.22/32']);
+    assert.deepEqual(members(plan, 'rules_deny'), ['203.0.113.21/32']);
+  });
+
+  test("other tools' keys (befw/.lock) are skipped silently", () => {
+    const plan = compile(snap({ 'befw/.lock': 'befw-sync on host-7', 'befw/$service$/web_tcp_8080/198.51.100.2': '-1' }), NO_OPTIONS, NOW);
+    assert.deepEqual(plan.diagnostics, []);
+  });
+
+  test('a bad value fails closed in a deny (enforced, never expiring) and is not enforced for a grant', () => {
+    const plan = compile(
+      snap({
+        'befw/$ipset$/rules_deny/203.0.113.30': 'tomorrow',
+        'befw/$ipset$/rules_deny/203.0.113.31': '',
+        'befw/$ipset$/rules_deny/203.0.113.32': null,
+        'befw/$ipset$/rules_allow/203.0.113.33': 'tomorrow',
+        'befw/$service$/web_tcp_8080/198.51.100.30': 'tomorrow',
+        'befw/$ipset$/blocklist/203.0.113.34': 'junk',
+      }),
+      { customSets: [{ name: 'blocklist', priority: 3, target: 'DROP' }], managementNets: [] },
+      NOW,
+    );
+    assert.deepEqual(members(plan, 'rules_deny'), ['203.0.113.30/32', '203.0.113.31/32', '203.0.113.32/32']);
+    assert.deepEqual(members(plan, 'blocklist'), ['203.0.113.34/32']);
+    assert.deepEqual(members(plan, 'rules_allow'), []);
+    assert.deepEqual(members(plan, 'web_tcp_8080'), []);
+    assert.equal(plan.nextExpiry, null, 'a failed-closed deny never expires');
+    const bad = plan.diagnostics.filter((d) => d.code === 'bad-expiry').map((d) => [d.subject, d.severity, /fails closed/.test(d.message)]);
+    assert.deepEqual(bad.sort(), [
+      ['befw/$ipset$/blocklist/203.0.113.34', 'warning', true],
+      ['befw/$ipset$/rules_allow/203.0.113.33', 'error', false],
+      ['befw/$ipset$/rules_deny/203.0.113.30', 'warning', true],
+      ['befw/$ipset$/rules_deny/203.0.113.31', 'warning', true],
+      ['befw/$ipset$/rules_deny/203.0.113.32', 'warning', true],
+      ['befw/$service$/web_tcp_8080/198.51.100.30', 'error', false],
+    ]);
+  });
+});

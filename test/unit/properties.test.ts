@@ -371,6 +371,8 @@ function checkParsedKv(pairs: readonly KvPair[]): void {
     else assert.match(g.alias, ALIAS_NAME);
     assert.match(g.target, g.kind === '$alias$' ? ALIAS_NAME : SET_NAME);
     assert.ok(g.expiry === null || (Number.isSafeInteger(g.expiry) && g.expiry >= 0));
+    // A bad value is carried for the compiler to judge (a deny fails closed), never as an expiry.
+    if (g.badValue !== undefined) assert.equal(g.expiry, null);
     assert.ok(pairs.some((p) => p.key === g.key));
   }
   for (const d of r.diagnostics) {
@@ -379,7 +381,8 @@ function checkParsedKv(pairs: readonly KvPair[]): void {
     assert.ok(d.subject.length <= 201);
   }
   // Every pair in the layout (not a folder) is exactly one of: a grant, an error, foreign.
-  const inLayout = pairs.filter((p) => p.key.startsWith('befw/') && !p.key.endsWith('/')).length;
+  // Keys of other tools (`befw/.lock`: a first segment starting with ".") are skipped silently.
+  const inLayout = pairs.filter((p) => p.key.startsWith('befw/') && !p.key.endsWith('/') && !p.key.startsWith('befw/.')).length;
   const errors = r.diagnostics.filter((d) => d.severity === 'error').length;
   assert.equal(r.grants.length + errors + r.foreign, inLayout, 'a pair was neither granted, reported nor foreign');
   // Warnings only ever accompany a grant (host bits).

@@ -31,7 +31,7 @@ function scopedKeys(all: readonly KvPair[], node: NodeIdentity, sets: readonly W
 
 const set = fc.constantFrom('web_tcp_8080', 'dns_udp_53', 'db_tcp_5432', 'rules_allow', 'rules_deny', 'blocklist');
 const alias = fc.constantFrom('$ops$', '$dev$', '$all$', '$x$');
-const scope = fc.constantFrom('', 'dc1/', 'dc2/', 'dc1/web-1/', 'dc1/web-2/', 'dc2/web-1/');
+const scope = fc.constantFrom('', 'dc1/', 'dc2/', 'dc1/web-1/', 'dc1/web-2/', 'dc2/web-1/', 'web/', 'web/web-1/', 'web/web-2/');
 const addr = fc.oneof(
   fc.integer({ min: 1, max: 40 }).map((i) => `198.51.100.${i}`),
   fc.constantFrom('203.0.113.0/24', '2001:db8::7', '0.0.0.0/0'),
@@ -74,15 +74,20 @@ describe('scoped KV watching', () => {
     );
   });
 
-  test('prefixes: per set at world and datacenter scope, one node prefix per kind, two per alias', () => {
+  test('prefixes: per set at world and datacenter scope (also the local dc), one node prefix per kind, per alias', () => {
     const p = kvPrefixes(NODE, [{ kind: '$service$', name: 'web_tcp_8080' }], ['$ops$']).map((x) => `${x.role} ${x.prefix}`);
     assert.deepEqual(p, [
       'alias-world befw/$alias$/$ops$/',
       'alias-dc befw/$alias$/dc1/$ops$/',
       'node befw/$alias$/dc1/web-1/',
+      'alias-dc befw/$alias$/web/$ops$/',
+      'node befw/$alias$/web/web-1/',
       'node befw/$ipset$/dc1/web-1/',
+      'node befw/$ipset$/web/web-1/',
       'node befw/$service$/dc1/web-1/',
       'dc befw/$service$/dc1/web_tcp_8080/',
+      'node befw/$service$/web/web-1/',
+      'dc befw/$service$/web/web_tcp_8080/',
       'world befw/$service$/web_tcp_8080/',
     ]);
   });

@@ -209,6 +209,12 @@ export function classify(items: readonly KvEntry[]): Classified {
       if (errors.length > 0) invalid.push({ key: item.key, value: item.value, reason: errors.map((d) => d.message).join('; ') });
       continue;
     }
+    if (g.badValue !== undefined) {
+      // What the agent does with it depends on the set (a deny fails closed); for the CLI it is
+      // an entry to fix either way.
+      invalid.push({ key: item.key, value: item.value, reason: g.badValue });
+      continue;
+    }
     const addr: AddrArg =
       g.addr === 'alias'
         ? { type: 'alias', name: g.alias }
