@@ -16,7 +16,6 @@ import { type FileHandle, open, readdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { lazyValidator } from '../../config/lazyValidator.js';
 import { printable } from '../../core/address.js';
-import { parsePortSpec } from '../../core/services.js';
 import type { Diagnostic, FileService, IpsetFile, PortRange, Proto } from '../../core/types.js';
 
 export class LocalInputError extends Error {
@@ -33,27 +32,36 @@ export class LocalInputError extends Error {
 export const MAX_SERVICE_FILE_BYTES = 1024 * 1024;
 export const MAX_IPSET_FILE_BYTES = 16 * 1024 * 1024;
 
+/**
+ * BEFW's service file, as BEFW reads it (befw/legacy.go): `name` (any printable text), `port`
+ * (0 or absent: the first of `ports`), `protocol` (`tcp`/`udp`, any case; absent: the first
+ * port's, else tcp), `mode` (`enforcing` or `default`), `ports`: tags `FROM[:TO][/PROTO]` or
+ * objects `{"port": 8443 | "1:42", "protocol": "udp"}`. Other fields (`description`) are
+ * ignored. Where BEFW is lenient in a way that loosens (an unknown mode read as default), befw
+ * refuses the file instead.
+ */
+const PORT_NUMBER = { type: 'integer', minimum: 0, maximum: 65535 } as const;
 const SERVICE_SCHEMA = {
   type: 'object',
-  required: ['name', 'port'],
-  additionalProperties: false,
+  required: ['name'],
   properties: {
-    name: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,128}$' },
-    port: { type: 'integer', minimum: 1, maximum: 65535 },
-    protocol: { enum: ['tcp', 'udp'] },
-    mode: { enum: ['default', 'enforcing'] },
+    name: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f]+$' },
+    port: PORT_NUMBER,
+    protocol: { type: 'string', pattern: '^([Tt][Cc][Pp]|[Uu][Dd][Pp])$' },
+    mode: { type: 'string', pattern: '^([Ee][Nn][Ff][Oo][Rr][Cc][Ii][Nn][Gg]|[Dd][Ee][Ff][Aa][Uu][Ll][Tt]|)$' },
     ports: {
       type: 'array',
       maxItems: 1024,
       items: {
         oneOf: [
           { type: 'string', maxLength: 32 },
-          // BEFW's own files list extra ports as objects.
           {
             type: 'object',
             required: ['port'],
-            additionalProperties: false,
-            properties: { port: { type: 'integer', minimum: 1, maximum: 65535 }, protocol: { enum: ['tcp', 'udp'] } },
+            properties: {
+              port: { oneOf: [PORT_NUMBER, { type: 'string', maxLength: 16 }] },
+              protocol: { type: 'string', maxLength: 8 },
+            },
           },
         ],
       },
@@ -63,10 +71,10 @@ const SERVICE_SCHEMA = {
 
 interface RawService {
   name: string;
-  port: number;
-  protocol?: Proto;
-  mode?: 'default' | 'enforcing';
-  ports?: (string | { port: number; protocol?: Proto })[];
+  port?: number;
+  protocol?: string;
+  mode?: string;
+  ports?: (string | { port: number | string; protocol?: string })[];
 }
 
 const serviceValidator = lazyValidator<RawService>(SERVICE_SCHEMA);
@@ -220,6 +228,19 @@ export class LocalDir<T> {
   }
 }
 
+/** A BEFW port tag `FROM[:TO][/PROTO]` (protocol any case, default `tcp`). */
+function portOf(spec: string, defaultProto: string): PortRange | string {
+  const m = /^([0-9]{1,5})(?::([0-9]{1,5}))?(?:\/([A-Za-z]{3}))?$/.exec(spec.trim());
+  if (m === null) return `bad port "${printable(spec)}" (expected PORT, FROM:TO, PORT/PROTO or FROM:TO/PROTO)`;
+  const proto = (m[3] ?? defaultProto).toLowerCase();
+  if (proto !== 'tcp' && proto !== 'udp') return `bad protocol in "${printable(spec)}" (expected tcp or udp)`;
+  const from = Number(m[1]);
+  const to = m[2] === undefined ? from : Number(m[2]);
+  if (from < 1 || from > 65535 || to < 1 || to > 65535) return `port out of range in "${printable(spec)}"`;
+  // BEFW reads a range that runs backwards as its first port.
+  return { proto, from, to: Math.max(from, to) };
+}
+
 export function parseServiceFile(text: string, file: string): { service?: FileService; diagnostics: Diagnostic[] } {
   const diag = (message: string): { diagnostics: Diagnostic[] } => ({
     diagnostics: [{ severity: 'error', code: 'bad-service-file', subject: printable(file), message: `${message}; service not enforced` }],
@@ -229,7 +250,7 @@ export function parseServiceFile(text: string, file: string): { service?: FileSe
     json = JSON.parse(text);
   } catch (err) {
     // V8 quotes short input back in its message, control characters and all.
-    return diag(`not JSON: ${printable((err as Error).message, 200)}`);
+    return diag(`not JSON: ${printable((err as Error).message, 80)}`);
   }
   const validateService = serviceValidator();
   if (!validateService(json)) {
@@ -238,18 +259,17 @@ export function parseServiceFile(text: string, file: string): { service?: FileSe
   }
   const ports: PortRange[] = [];
   for (const p of json.ports ?? []) {
-    if (typeof p !== 'string') {
-      ports.push({ proto: p.protocol ?? 'tcp', from: p.port, to: p.port });
-      continue;
-    }
-    const r = parsePortSpec(p);
-    if (r === null || !r.ok) return diag(r === null ? `bad port "${printable(p)}" (expected PORT/PROTO or FROM:TO/PROTO)` : r.error);
-    ports.push(r.range);
+    const r = typeof p === 'string' ? portOf(p, 'tcp') : portOf(String(p.port), p.protocol ?? 'tcp');
+    if (typeof r === 'string') return diag(r);
+    ports.push(r);
   }
-  return {
-    service: { file, name: json.name, port: json.port, protocol: json.protocol ?? 'tcp', mode: json.mode ?? 'default', ports },
-    diagnostics: [],
-  };
+  const first = ports[0];
+  const port = json.port !== undefined && json.port !== 0 ? json.port : first?.from;
+  if (port === undefined) return diag('expected a "port" or a non-empty "ports"');
+  const protocol = (json.protocol ?? first?.proto ?? 'tcp').toLowerCase() as Proto;
+  const mode = json.mode?.toLowerCase() === 'enforcing' ? 'enforcing' : 'default';
+  const extra = ports.filter((p) => !(p.proto === protocol && p.from === port && p.to === port));
+  return { service: { file, name: json.name, port, protocol, mode, ports: extra }, diagnostics: [] };
 }
 
 function serviceOf(text: string, path: string): { value: FileService } | { error: string } {
