@@ -656,7 +656,7 @@ describe('property: other parsers fail only in their own way', () => {
         const r = parseServiceFile(t, '/etc/befw.service.d/x.json');
         assert.equal(r.service === undefined, r.diagnostics.length === 1);
         if (r.service !== undefined) {
-          assert.match(r.service.name, /^[A-Za-z0-9._-]{1,128}$/);
+          assert.match(r.service.name, /^[^\u0000-\u001f\u007f]{1,128}$/);
           for (const p of [{ from: r.service.port, to: r.service.port }, ...r.service.ports])
             assert.ok(p.from >= 1 && p.to <= 65535 && p.from <= p.to);
         } else {
