@@ -59,7 +59,7 @@ export interface ReconcilerDeps {
 const SHRINK_MIN_KEYS = 10;
 
 export function compileOptions(config: Config): CompileOptions {
-  return { customSets: config.customSets, managementNets: config.managementNets, protect: config.protect };
+  return { customSets: config.customSets, managementNets: config.managementNets, protect: config.protect, ipsetFiles: config.ipsetFiles };
 }
 
 export function guardOptions(config: Config): GuardOptions {

@@ -60,6 +60,8 @@ export interface Config {
   readonly iptablesBackend: IptablesBackend;
   /** KV watching: `scoped` (only this node's prefixes) or `tree` (all of befw/, one query). */
   readonly kvWatch: 'scoped' | 'tree';
+  /** `.ipset` files: their own set `<name>.ipset` (BEFW's meaning) or members of the set `<name>`. */
+  readonly ipsetFiles: 'befw' | 'members';
   /**
    * The CLI's sanity limit for world-scope entries: an IPv4 network with a shorter prefix than
    * this (wider), or an IPv6 network shorter than `cliWorldPrefix6`, needs `--yes` (a /0 needs it
@@ -118,6 +120,7 @@ const SCHEMA = {
     log_level: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] },
     iptables_backend: { type: 'string', enum: ['auto', 'nft', 'legacy'] },
     kv_watch: { type: 'string', enum: ['scoped', 'tree'] },
+    ipset_files: { type: 'string', enum: ['befw', 'members'] },
     guard_share: { type: 'string', pattern: '^([1-9]|[1-9][0-9]|100)$' },
     guard_min: { type: 'string', pattern: '^[1-9][0-9]{0,6}$' },
     guard_hold: { type: 'string', pattern: '^(0|[1-9][0-9]{0,5})$' },
@@ -268,6 +271,7 @@ export function parseConfig(text: string, file: string): Config {
     logLevel: raw.log_level ?? 'info',
     iptablesBackend: raw.iptables_backend ?? 'auto',
     kvWatch: raw.kv_watch ?? 'scoped',
+    ipsetFiles: raw.ipset_files ?? 'befw',
     guardShare: Number(raw.guard_share ?? '50'),
     guardMin: Number(raw.guard_min ?? '10'),
     guardHold: Number(raw.guard_hold ?? '60'),

@@ -2,13 +2,13 @@
  * The compiler: snapshot + options + now -> plan. Pure and deterministic: the same input gives a
  * byte-identical plan, so "nothing changed" is a fingerprint comparison and plans have golden tests.
  */
-import { type Family, type Net, kernelMembers, parseNet, printable } from './address.js';
+import { type Family, type Net, parseNet, printable } from './address.js';
 import { AliasResolver, minExpiry } from './aliases.js';
 import { hash53 } from './hash.js';
-import { type Grant, type KvParseCache, isLive, parseKv } from './kvLayout.js';
+import { type Grant, type KvParseCache, SET_NAME, isLive, parseKv } from './kvLayout.js';
 import { MemberGuard, PEERS_SET, PROTECT_SET } from './memberGuard.js';
 import { type ServiceDef, collectServices, portText } from './services.js';
-import { assignKernelNames, v6Name } from './setNames.js';
+import { planSet } from './planSets.js';
 import type {
   ChainRule,
   CompileOptions,
@@ -28,6 +28,9 @@ export const BUILTIN_SETS: readonly StaticSetConfig[] = [
   { name: RULES_ALLOW, priority: 1, target: 'ACCEPT' },
   { name: RULES_DENY, priority: 2, target: 'REJECT' },
 ];
+
+/** Sets made from `.ipset` files come after every rule-bearing set (they have no rule anyway). */
+const FILE_SET_PRIORITY = 1_000_000;
 
 /** ipset's default; sets grow past it in powers of two with room for the next changes. */
 export const MIN_MAXELEM = 65536;
@@ -59,6 +62,13 @@ class SetAcc {
     cur.expiry = cur.expiry === null || expiry === null ? null : Math.max(cur.expiry, expiry);
     if (cur.via !== null && !cur.via.includes(via)) cur.via.push(via);
   }
+}
+
+/** One family's members of a set, and those that expire with their Unix second. */
+interface MemberLists {
+  readonly members: string[];
+  readonly expiring: string[];
+  readonly at: number[];
 }
 
 /** True when the pairs are already in code-unit order of their keys (Consul lists them so). */
@@ -159,30 +169,53 @@ export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: numb
   diagnostics.push(...aliases.diagnostics);
 
   for (const f of [...snapshot.ipsetFiles].sort(byString((x) => x.file))) {
-    const target = acc.get(f.set);
-    if (target === undefined) {
+    // BEFW's meaning (the default): a file is a set of its own, named after the file, for the
+    // host's own rules; befw writes no rule for it. `ipset_files=members` adds its lines to the
+    // set of the same name instead.
+    const own = (options.ipsetFiles ?? 'befw') === 'befw';
+    const name = own ? `${f.set}.ipset` : f.set;
+    if (!SET_NAME.test(name)) {
+      // The name reaches the kernel (and ipset's restore script): only set-name characters.
+      diagnostics.push({
+        severity: 'error',
+        code: 'bad-name',
+        subject: printable(f.file),
+        message: 'a set name from a file name must be [a-z0-9._-]; file ignored',
+      });
+      continue;
+    }
+    if (own && !acc.has(name) && !serviceSets.has(name)) {
+      acc.set(name, new SetAcc(views));
+      staticSets.set(name, { name, priority: FILE_SET_PRIORITY, target: 'NOOP' });
+    }
+    const target = acc.get(name);
+    if (target === undefined || (own && !staticSets.has(name))) {
       diagnostics.push({
         severity: 'warning',
-        code: 'unknown-set',
+        code: own ? 'set-conflict' : 'unknown-set',
         subject: printable(f.file),
-        message: `no set named ${printable(f.set)} on this node; file ignored`,
+        message: own
+          ? `a set named ${printable(name)} exists already; file ignored`
+          : `no set named ${printable(name)} on this node; file ignored`,
       });
       continue;
     }
     f.text.split('\n').forEach((raw, i) => {
-      const line = raw.replace(/#.*/, '').trim();
-      if (line === '') return;
-      const net = parseNet(line);
-      if (!net.ok) {
-        diagnostics.push({
-          severity: 'error',
-          code: 'bad-address',
-          subject: `${printable(f.file)}:${i + 1}`,
-          message: `${net.error}; line ignored`,
-        });
-        return;
+      // BEFW takes any whitespace-separated tokens; befw also allows comments.
+      for (const token of raw.replace(/#.*/, '').trim().split(/\s+/)) {
+        if (token === '') continue;
+        const net = parseNet(token);
+        if (!net.ok) {
+          diagnostics.push({
+            severity: 'error',
+            code: 'bad-address',
+            subject: `${printable(f.file)}:${i + 1}`,
+            message: `${net.error}; ignored`,
+          });
+          continue;
+        }
+        guard.add(target, name, net.value, null, `file ${f.file}`, `${printable(f.file)}:${i + 1}`);
       }
-      guard.add(target, f.set, net.value, null, `file ${f.file}`, `${printable(f.file)}:${i + 1}`);
     });
   }
 
@@ -190,17 +223,15 @@ export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: numb
   for (const net of options.managementNets) allow?.add(net, null, 'config');
   for (const name of [...staticSets.keys()].sort()) guard.reportShadowed(name, membersOf(name));
 
-  const names = assignKernelNames([...acc.keys()]);
-  const kernel = (logical: string): string => names.get(logical) ?? logical;
-
+  // Logical names all the way: each backend names its kernel objects itself (ipset's 31
+  // characters, nftables' identifiers), and splits what its sets cannot hold (ipset and /0).
   const sets: PlanSet[] = [];
   const setViews: SetView[] = [];
   let nextExpiry: number | null = null;
   for (const [logical, a] of [...acc.entries()].sort(byString(([n]) => n))) {
     const members: EffectiveMember[] = [];
-    const v4: string[] = [];
-    const v6: string[] = [];
-    let split = false;
+    const v4: MemberLists = { members: [], expiring: [], at: [] };
+    const v6: MemberLists = { members: [], expiring: [], at: [] };
     for (const cidr of [...a.members.keys()].sort()) {
       const m = a.members.get(cidr) as MemberAcc;
       const expiresAt = m.expiry === null ? null : m.expiry * 1000;
@@ -209,21 +240,15 @@ export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: numb
       if (m.via !== null)
         members.push({ cidr, family: m.family, expiresAt, via: m.via.sort(), ...(shadow === null ? {} : { shadowedBy: shadow }) });
       const out = m.family === 4 ? v4 : v6;
-      if (m.prefix === 0) {
-        out.push(...kernelMembers({ family: m.family, cidr, prefix: 0 }));
-        split = true;
-      } else {
-        out.push(cidr);
+      out.members.push(cidr);
+      if (m.expiry !== null) {
+        out.expiring.push(cidr);
+        out.at.push(m.expiry);
       }
     }
-    // Keys were unique and sorted; only the halves of a /0 can repeat or land out of order.
-    const tidy = (xs: string[]): string[] => (split ? [...new Set(xs)].sort() : xs);
-    const k = kernel(logical);
-    const m4 = tidy(v4);
-    const m6 = tidy(v6);
-    sets.push({ name: k, family: 'inet', members: m4, maxelem: maxelemFor(m4.length) });
-    sets.push({ name: v6Name(k), family: 'inet6', members: m6, maxelem: maxelemFor(m6.length) });
-    if (views) setViews.push({ logical, kernel: k, kind: serviceSets.has(logical) ? 'service' : 'static', members });
+    sets.push(planSet(logical, 'inet', v4.members, maxelemFor(v4.members.length), v4));
+    sets.push(planSet(logical, 'inet6', v6.members, maxelemFor(v6.members.length), v6));
+    if (views) setViews.push({ logical, kind: serviceSets.has(logical) ? 'service' : 'static', members });
   }
   for (const p of guard.protectedSets()) {
     sets.push(...p.sets);
@@ -239,7 +264,7 @@ export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: numb
   const ordered = [...staticSets.values()].sort((a, b) => a.priority - b.priority || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const s of ordered) {
     if (s.target === 'NOOP') continue;
-    rules.push({ kind: 'static', set: kernel(s.name), target: s.target });
+    rules.push({ kind: 'static', set: s.name, target: s.target });
   }
   for (const s of svc.services) {
     const [primary, ...extra] = s.ports;
@@ -248,7 +273,7 @@ export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: numb
         ? []
         : [primary, ...[...extra].sort((a, b) => (a.proto < b.proto ? -1 : a.proto > b.proto ? 1 : a.from - b.from || a.to - b.to))];
     for (const p of ports) {
-      rules.push({ kind: 'service', service: s.set, set: kernel(s.set), proto: p.proto, port: portText(p), mode: s.mode });
+      rules.push({ kind: 'service', service: s.set, set: s.set, proto: p.proto, port: portText(p), mode: s.mode });
     }
   }
 

@@ -90,21 +90,36 @@ export interface CompileOptions {
   readonly managementNets: readonly Net[];
   /** `protect=`: networks no deny may touch (besides loopback, management and Consul peers). */
   readonly protect?: readonly Net[];
+  /** `.ipset` files: a set of their own named `<name>.ipset` (BEFW, default), or members of `<name>`. */
+  readonly ipsetFiles?: 'befw' | 'members';
 }
 
-/** One kernel ipset as the plan wants it. */
+export type SetFamily = 'inet' | 'inet6';
+
+/**
+ * One family's half of a logical set, as the plan wants it enforced. Backend-neutral: the backend
+ * renders it (ipset or nftables), names it in the kernel and splits what its sets cannot hold.
+ */
 export interface PlanSet {
+  /** Unique in the plan: the logical name, `<logical>_v6` for the IPv6 half (see planSets.ts). */
   readonly name: string;
-  readonly family: 'inet' | 'inet6';
-  /** Canonical CIDRs, sorted, unique, /0 already split. */
+  readonly family: SetFamily;
+  /** Canonical CIDRs, sorted (code-unit order), unique; networks may overlap, a /0 stays /0. */
   readonly members: readonly string[];
+  /** Room the set is sized for (ipset's maxelem; nftables sets are unbounded and ignore it). */
   readonly maxelem: number;
+  /**
+   * The members that leave at a set time: a subset of `members` in the same order, and at the
+   * same index the Unix second each leaves (the kernel drops it then, agent or no agent, where
+   * the backend can). Absent when no member expires.
+   */
+  readonly expiring?: { readonly members: readonly string[]; readonly at: readonly number[] };
 }
 
 export type ChainRule =
   /** Protected path: everything on the loopback interface. */
   | { readonly kind: 'loopback' }
-  /** Protected path: Consul's own traffic with its peers, on Consul's ports only. */
+  /** Protected path: Consul's own traffic with its peers, on Consul's ports only. Sets are logical names. */
   | { readonly kind: 'peers'; readonly set: string; readonly proto: Proto; readonly ports: readonly number[] }
   | { readonly kind: 'static'; readonly set: string; readonly target: Exclude<Target, 'NOOP'> }
   | {
@@ -132,8 +147,8 @@ export interface EffectiveMember {
 export interface SetView {
   /** Logical name as written in Consul keys (`web_tcp_8080`, `rules_allow`). */
   readonly logical: string;
-  /** Kernel name of the IPv4 set; the IPv6 twin is `${kernel}_v6`. */
-  readonly kernel: string;
+  /** Not set by the compiler: kernel names are the backend's (to be dropped from the protected views too). */
+  readonly kernel?: string;
   readonly kind: 'service' | 'static' | 'protected';
   readonly members: readonly EffectiveMember[];
 }

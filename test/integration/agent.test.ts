@@ -3,6 +3,7 @@
  * ipset/iptables, and real TCP connections (IPv4 and IPv6) from a second namespace.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { chmodSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import {
@@ -208,9 +209,20 @@ describe('agent in a namespace against a real Consul', () => {
     }
   });
 
-  it('adds members from local .ipset files', async () => {
-    sb.writeFile('ipsets/rules_allow.ipset', `# emergency\n${clientV6(6)}\n`);
-    await sb.waitFor('open', clientV6(6), NODE_V6, DB, SOON_MS);
+  it(".ipset files are sets of their own named after the file (BEFW's meaning), never merged into rules_allow", async () => {
+    sb.writeFile('ipsets/rules_allow.ipset', `# for the host's own rules\n${clientV6(6)} ${clientV4(6)}\n`);
+    const deadline = Date.now() + SOON_MS;
+    while (
+      !/Number of entries: 1\n/.test(
+        spawnSync('ip', ['netns', 'exec', sb.nodeNs, 'ipset', 'list', '-t', 'rules_allow.ipset_v6'], { encoding: 'utf8' }).stdout,
+      )
+    ) {
+      assert.ok(Date.now() < deadline, 'set rules_allow.ipset_v6 with the file member');
+      await sleep(100);
+    }
+    assert.match(sb.inNode('ipset', ['list', 'rules_allow.ipset']), new RegExp(`${clientV4(6).replace(/\./g, '\\.')}`));
+    // Not in rules_allow: the client is not accepted on every port because of the file.
+    assert.notEqual(await sb.probe(clientV6(6), NODE_V6, DB), 'open');
   });
 
   it('enforces state.bin at start while Consul is unreachable', async () => {

@@ -476,7 +476,31 @@ describe('compile: nextExpiry', () => {
 });
 
 describe('compile: ipset files', () => {
-  test('files add members; comments, blanks and CRLF are fine; bad lines name file:line', () => {
+  test("BEFW's meaning (the default): each file is a set of its own, named after the file, with no rule", () => {
+    const plan = compile(
+      snap(
+        {},
+        {
+          ipsetFiles: [
+            {
+              file: '/etc/befw.ipset.d/rules_allow.ipset',
+              set: 'rules_allow',
+              text: '10.0.0.0/8 192.0.2.0/24\n\t2001:db8::/32  198.51.100.7\n',
+            },
+          ],
+        },
+      ),
+      NO_OPTIONS,
+      NOW,
+    );
+    assert.deepEqual(members(plan, 'rules_allow.ipset'), ['10.0.0.0/8', '192.0.2.0/24', '198.51.100.7/32']);
+    assert.deepEqual(members(plan, 'rules_allow.ipset_v6'), ['2001:db8::/32']);
+    assert.deepEqual(members(plan, 'rules_allow'), [], 'not merged into rules_allow: that would accept them on every port');
+    assert.ok(!plan.rules.some((r) => r.kind === 'static' && r.set === 'rules_allow.ipset'), 'no rule: the host uses the set');
+    assert.deepEqual(plan.diagnostics, []);
+  });
+
+  test('ipset_files=members: files add members; comments, blanks and CRLF are fine; bad tokens name file:line', () => {
     const plan = compile(
       snap(
         {},
@@ -492,16 +516,17 @@ describe('compile: ipset files', () => {
           ],
         },
       ),
-      NO_OPTIONS,
+      { ...NO_OPTIONS, ipsetFiles: 'members' },
       NOW,
     );
-    assert.deepEqual(members(plan, 'rules_deny'), ['203.0.113.0/24', '203.0.113.7/32']);
+    assert.deepEqual(members(plan, 'rules_deny'), ['1.2.3.4/32', '203.0.113.0/24', '203.0.113.7/32']);
     assert.deepEqual(members(plan, 'rules_deny_v6'), ['2001:db8::bad:1/128']);
     assert.deepEqual(members(plan, 'web_tcp_8080'), ['192.0.2.1/32']);
     assert.deepEqual(
       plan.diagnostics.map((d) => [d.severity, d.code, d.subject]),
       [
         ['error', 'bad-address', '/etc/befw.ipset.d/rules_deny.ipset:5'],
+        ['error', 'bad-address', '/etc/befw.ipset.d/rules_deny.ipset:7'],
         ['error', 'bad-address', '/etc/befw.ipset.d/rules_deny.ipset:7'],
         ['warning', 'unknown-set', '/etc/befw.ipset.d/nope.ipset'],
       ].sort((a, b) => (a[2]! < b[2]! ? -1 : 1)),

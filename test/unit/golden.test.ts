@@ -23,7 +23,11 @@ const UPDATE = process.env.UPDATE_GOLDEN === '1';
 
 interface GoldenInput extends Snapshot {
   readonly now: number;
-  readonly options: { readonly customSets: readonly StaticSetConfig[]; readonly managementNets: readonly string[] };
+  readonly options: {
+    readonly customSets: readonly StaticSetConfig[];
+    readonly managementNets: readonly string[];
+    readonly ipsetFiles?: 'befw' | 'members';
+  };
 }
 
 function load(name: string): { snapshot: Snapshot; options: CompileOptions; now: number } {
@@ -41,7 +45,8 @@ function load(name: string): { snapshot: Snapshot; options: CompileOptions; now:
     ipsetFiles: input.ipsetFiles,
     inputDiagnostics: input.inputDiagnostics,
   };
-  return { snapshot, options: { customSets: input.options.customSets, managementNets }, now: input.now };
+  const ipsetFiles = input.options.ipsetFiles === undefined ? {} : { ipsetFiles: input.options.ipsetFiles };
+  return { snapshot, options: { customSets: input.options.customSets, managementNets, ...ipsetFiles }, now: input.now };
 }
 
 function golden(file: string, actual: string): void {
