@@ -59,7 +59,13 @@ export interface ReconcilerDeps {
 const SHRINK_MIN_KEYS = 10;
 
 export function compileOptions(config: Config): CompileOptions {
-  return { customSets: config.customSets, managementNets: config.managementNets, protect: config.protect, ipsetFiles: config.ipsetFiles };
+  return {
+    customSets: config.customSets,
+    managementNets: config.managementNets,
+    protect: config.protect,
+    ipsetFiles: config.ipsetFiles,
+    setNaming: config.setNaming,
+  };
 }
 
 export function guardOptions(config: Config): GuardOptions {

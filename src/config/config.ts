@@ -62,6 +62,8 @@ export interface Config {
   readonly kvWatch: 'scoped' | 'tree';
   /** `.ipset` files: their own set `<name>.ipset` (BEFW's meaning) or members of the set `<name>`. */
   readonly ipsetFiles: 'befw' | 'members';
+  /** Service set names as the fleet's BEFW release makes them (core/services.ts SetNaming). */
+  readonly setNaming: 'name-port' | 'id-first-tag';
   /**
    * The CLI's sanity limit for world-scope entries: an IPv4 network with a shorter prefix than
    * this (wider), or an IPv6 network shorter than `cliWorldPrefix6`, needs `--yes` (a /0 needs it
@@ -121,6 +123,7 @@ const SCHEMA = {
     iptables_backend: { type: 'string', enum: ['auto', 'nft', 'legacy'] },
     kv_watch: { type: 'string', enum: ['scoped', 'tree'] },
     ipset_files: { type: 'string', enum: ['befw', 'members'] },
+    set_naming: { type: 'string', enum: ['name-port', 'id-first-tag'] },
     guard_share: { type: 'string', pattern: '^([1-9]|[1-9][0-9]|100)$' },
     guard_min: { type: 'string', pattern: '^[1-9][0-9]{0,6}$' },
     guard_hold: { type: 'string', pattern: '^(0|[1-9][0-9]{0,5})$' },
@@ -272,6 +275,7 @@ export function parseConfig(text: string, file: string): Config {
     iptablesBackend: raw.iptables_backend ?? 'auto',
     kvWatch: raw.kv_watch ?? 'scoped',
     ipsetFiles: raw.ipset_files ?? 'befw',
+    setNaming: raw.set_naming ?? 'name-port',
     guardShare: Number(raw.guard_share ?? '50'),
     guardMin: Number(raw.guard_min ?? '10'),
     guardHold: Number(raw.guard_hold ?? '60'),

@@ -104,7 +104,7 @@ export interface CompileExtras {
 export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: number, extras: CompileExtras = {}): Plan {
   const views = extras.views ?? true;
   const diagnostics: Diagnostic[] = [...snapshot.inputDiagnostics];
-  const svc = collectServices(snapshot.agentServices, snapshot.fileServices);
+  const svc = collectServices(snapshot.agentServices, snapshot.fileServices, options.setNaming);
   diagnostics.push(...svc.diagnostics);
 
   const serviceSets = new Map<string, ServiceDef>(svc.services.map((s) => [s.set, s]));

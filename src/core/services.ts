@@ -77,7 +77,20 @@ export function mirrorsFile(s: AgentService): boolean {
  * left out (the agent deregisters it), and a file service already registered is counted once.
  * Two services that map to the same set are merged: they read the same KV keys anyway.
  */
-export function collectServices(agent: readonly AgentService[], files: readonly FileService[]): ServicesResult {
+/**
+ * How a service's set is named, as the fleet's BEFW release names it (grants are written to set
+ * names, so a node switching agents must keep them):
+ *   name-port     service name + protocol and port of its Port (BEFW up to 0.1.12, and befw);
+ *   id-first-tag  service ID + protocol and port of its first port tag (BEFW's later releases:
+ *                 Port 8080 with tag 8443/tcp gives <id>_tcp_8443; no port tag: its Port).
+ */
+export type SetNaming = 'name-port' | 'id-first-tag';
+
+export function collectServices(
+  agent: readonly AgentService[],
+  files: readonly FileService[],
+  naming: SetNaming = 'name-port',
+): ServicesResult {
   const diagnostics: Diagnostic[] = [];
   const defs: ServiceDef[] = [];
 
@@ -104,9 +117,14 @@ export function collectServices(agent: readonly AgentService[], files: readonly 
       }
       ports.push(p.range);
     }
+    const firstTag = ports[1];
+    const set =
+      naming === 'id-first-tag' && s.id.toLowerCase().replace(/[^a-z0-9._-]/g, '') !== ''
+        ? serviceSetName(s.id, firstTag?.proto ?? proto, firstTag?.from ?? s.port)
+        : serviceSetName(s.name, proto, s.port);
     defs.push({
       name: s.name,
-      set: serviceSetName(s.name, proto, s.port),
+      set,
       mode: s.tags.includes(ENFORCING_TAG) ? 'enforcing' : 'default',
       ports: uniquePorts(ports),
       origin: `consul:${s.id}`,

@@ -92,6 +92,8 @@ export interface CompileOptions {
   readonly protect?: readonly Net[];
   /** `.ipset` files: a set of their own named `<name>.ipset` (BEFW, default), or members of `<name>`. */
   readonly ipsetFiles?: 'befw' | 'members';
+  /** How service sets are named (services.ts SetNaming); default name-port. */
+  readonly setNaming?: 'name-port' | 'id-first-tag';
 }
 
 export type SetFamily = 'inet' | 'inet6';

@@ -684,3 +684,16 @@ describe('compile: what BEFW fleets write', () => {
     ]);
   });
 });
+
+describe('compile: set naming of the fleet', () => {
+  test('id-first-tag: service ID and its first port tag, as later BEFW releases name sets', () => {
+    const services: AgentService[] = [
+      { id: 'api-1', name: 'api', port: 9000, tags: ['befw'] },
+      { id: 'web', name: 'web', port: 8080, tags: ['befw', '8443/tcp', '9443/tcp'] },
+    ];
+    const names = (naming: 'name-port' | 'id-first-tag') =>
+      compile(snap({}, { agentServices: services }), { ...NO_OPTIONS, setNaming: naming }, NOW).services.map((s) => s.set);
+    assert.deepEqual(names('id-first-tag'), ['api-1_tcp_9000', 'web_tcp_8443']);
+    assert.deepEqual(names('name-port'), ['api_tcp_9000', 'web_tcp_8080']);
+  });
+});

@@ -61,7 +61,7 @@ const KV_READY_MS = 5000;
 
 /** The sets whose KV entries concern this node: its services' and its static sets. */
 export function watchedSets(agent: readonly AgentService[], files: readonly FileService[], config: Config): WatchedSet[] {
-  const out: WatchedSet[] = collectServices(agent, files).services.map((s) => ({ kind: '$service$', name: s.set }));
+  const out: WatchedSet[] = collectServices(agent, files, config.setNaming).services.map((s) => ({ kind: '$service$', name: s.set }));
   for (const s of [...BUILTIN_SETS, ...config.customSets]) out.push({ kind: '$ipset$', name: s.name });
   return out;
 }
