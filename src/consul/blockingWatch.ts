@@ -72,8 +72,12 @@ export const DEFAULT_WATCH_OPTIONS: WatchOptions = {
 };
 
 export interface WatchEvents<T> {
-  /** A new answer (index moved, or the first one). */
-  onData(data: T, meta: { index: number; stale: boolean; lastContactMs: number | null }): void;
+  /**
+   * A new answer (index moved, or the first one). Returns false when its data turned out to be
+   * the same as before (an index that moved for writes elsewhere): the loop then counts it as no
+   * progress, so a storm of unrelated writes cannot make it spin faster than the idle rate.
+   */
+  onData(data: T, meta: { index: number; stale: boolean; lastContactMs: number | null }): boolean | void;
   onError(err: Error, meta: { attempt: number; retryInMs: number }): void;
   /** For status and tests: the index was reset or corrected. */
   onIndexReset?(meta: { sent: number; got: number; next: number }): void;
@@ -210,10 +214,10 @@ export class BlockingWatch<T> {
           this.refreshRequested = true;
         }
         const changed = first || answer.index !== index || next === 0;
-        progressed = changed;
         first = false;
         index = next;
-        if (changed) events.onData(answer.data, { index: answer.index, stale, lastContactMs: answer.lastContactMs });
+        const same = changed && events.onData(answer.data, { index: answer.index, stale, lastContactMs: answer.lastContactMs }) === false;
+        progressed = changed && !same;
       } catch (err) {
         if (signal.aborted) break;
         if (inflight.signal.aborted) continue;

@@ -20,12 +20,12 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 
 export const ROOT = new URL('../../../', import.meta.url).pathname;
-const HELPERS = new URL('./', import.meta.url).pathname;
-const BEFW_BIN = join(ROOT, 'bin/befw');
+export const HELPERS = new URL('./', import.meta.url).pathname;
+export const BEFW_BIN = join(ROOT, 'bin/befw');
 /** The node flags and environment bin/befw's shebang sets, so the agent runs here as installed. */
 const SHEBANG = (readFileSync(BEFW_BIN, 'utf8').split('\n')[0] ?? '').split(/\s+/);
-const BEFW_NODE_FLAGS = SHEBANG.filter((w) => w.startsWith('--'));
-const BEFW_ENV = Object.fromEntries(
+export const BEFW_NODE_FLAGS = SHEBANG.filter((w) => w.startsWith('--'));
+export const BEFW_ENV = Object.fromEntries(
   SHEBANG.filter((w) => /^[A-Z_]+=/.test(w)).map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)]),
 );
 
@@ -65,7 +65,7 @@ process.on('exit', () => {
 });
 
 /** Namespaces left by a test process that no longer exists. */
-function sweepStale(): void {
+export function sweepStale(): void {
   const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
   for (const line of (r.stdout ?? '').split('\n')) {
     const m = /^(befwt-(\d+)-[0-9a-f]+-[a-z]+)/.exec(line);
@@ -110,11 +110,19 @@ export class Sandbox {
   private consulStarts = 0;
   /** Consul as a single persistent server (data survives a restart) instead of -dev. */
   private persistent = false;
+  /** The address Consul's cluster side (serf, server RPC) binds: its members report it. */
+  private consulBind = '127.0.0.1';
 
-  static async create(opts: { persistentConsul?: boolean } = {}): Promise<Sandbox> {
+  /**
+   * `consulBind`: the address Consul binds for its cluster traffic (default 127.0.0.1); e.g.
+   * NODE_V4 makes /v1/agent/members report the node's veth address, as on a real node. The HTTP
+   * API stays on loopback (and the sandbox's unix socket) either way.
+   */
+  static async create(opts: { persistentConsul?: boolean; consulBind?: string } = {}): Promise<Sandbox> {
     sweepStale();
     const s = new Sandbox();
     s.persistent = opts.persistentConsul ?? false;
+    s.consulBind = opts.consulBind ?? '127.0.0.1';
     live.add(s);
     try {
       s.network();
@@ -178,7 +186,7 @@ export class Sandbox {
         '-datacenter',
         DC,
         '-bind',
-        '127.0.0.1',
+        this.consulBind,
         '-client',
         '127.0.0.1',
         '-hcl',
@@ -215,6 +223,68 @@ export class Sandbox {
     this.consulProc = null;
   }
 
+  /**
+   * A second Consul agent (client mode) in the client namespace at `addr` (one of the client
+   * addresses), joined to the node's Consul: a LAN member the node's agent must keep reaching.
+   * Needs the sandbox made with `consulBind` set to a node address. Its HTTP API listens on a
+   * unix socket only; `consul(...)` of the returned handle talks to it (reads go through it to the
+   * node's server over RPC). Resolves once it has joined and can read KV.
+   */
+  async startConsulPeer(addr: string, name = 'peer1'): Promise<ConsulPeer> {
+    if (this.consulBind === '127.0.0.1') throw new Error('startConsulPeer needs Sandbox.create({ consulBind })');
+    const sock = join(this.dir, `consul-${name}.sock`);
+    const p = this.spawnIn(
+      this.clientNs,
+      consulBinary(),
+      [
+        'agent',
+        '-node',
+        name,
+        '-datacenter',
+        DC,
+        '-data-dir',
+        join(this.dir, `consul-${name}-data`),
+        '-bind',
+        addr,
+        '-client',
+        '127.0.0.1',
+        '-retry-join',
+        this.consulBind,
+        '-retry-interval',
+        '1s',
+        '-log-level',
+        'warn',
+        '-hcl',
+        `addresses { http = "unix://${sock}" }`,
+        '-hcl',
+        'leave_on_terminate = true',
+      ],
+      `consul-${name}.log`,
+    );
+    const peer: ConsulPeer = {
+      proc: p,
+      consul: (method, path, body) => httpOverSocket(sock, method, path, body),
+      stop: () =>
+        new Promise((resolve) => {
+          if (p.exitCode !== null || p.signalCode !== null) return resolve();
+          p.once('exit', () => resolve());
+          p.kill('SIGTERM');
+        }),
+    };
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      try {
+        const kv = await peer.consul('GET', '/v1/kv/befw-sandbox-probe');
+        if (kv.status === 404 || kv.status === 200) return peer;
+      } catch {
+        // not listening, or not joined yet
+      }
+      await sleep(100);
+    }
+    await peer.stop();
+    throw new Error(`consul peer ${name} did not join: ${this.log(`consul-${name}.log`).slice(-2000)}`);
+  }
+
   /** `consul snapshot save|restore` through the sandbox's socket. */
   consulSnapshot(verb: 'save' | 'restore', file: string): void {
     const r = spawnSync(consulBinary(), ['snapshot', verb, file], {
@@ -226,16 +296,7 @@ export class Sandbox {
 
   /** Raw HTTP to the sandbox's Consul over its unix socket. */
   consul(method: string, path: string, body?: string): Promise<{ status: number; body: string }> {
-    return new Promise((resolve, reject) => {
-      const req = request({ socketPath: this.consulSock, method, path, headers: { host: 'consul' } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (d: Buffer) => chunks.push(d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
-      });
-      req.on('error', reject);
-      req.setTimeout(10_000, () => req.destroy(new Error(`consul ${method} ${path} timed out`)));
-      req.end(body);
-    });
+    return httpOverSocket(this.consulSock, method, path, body);
   }
 
   async kvPut(key: string, value: string): Promise<void> {
@@ -412,6 +473,20 @@ export class Sandbox {
     return nsExec(this.nodeNs, cmd, args);
   }
 
+  /** One HTTP GET from inside the node namespace (e.g. the agent's loopback-only /healthz). */
+  httpInNode(url: string, timeoutMs = 5000): { status: number; body: string } {
+    const script = [
+      'const u = process.argv[1];',
+      'const c = new AbortController();',
+      `setTimeout(() => c.abort(), ${timeoutMs}).unref();`,
+      'fetch(u, { signal: c.signal }).then(async (r) => process.stdout.write(JSON.stringify({ status: r.status, body: await r.text() })),',
+      '  (e) => { process.stderr.write(String(e)); process.exit(2); });',
+    ].join('\n');
+    const r = spawnSync('ip', ['netns', 'exec', this.nodeNs, process.execPath, '-e', script, url], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`GET ${url} in the node namespace failed: ${r.stderr || r.error?.message}`);
+    return JSON.parse(r.stdout) as { status: number; body: string };
+  }
+
   async destroy(): Promise<void> {
     const waits = [...this.procs].map(
       (p) => new Promise<void>((resolve) => (p.exitCode !== null || p.signalCode !== null ? resolve() : p.once('exit', () => resolve()))),
@@ -431,7 +506,28 @@ export class Sandbox {
   }
 }
 
-function encodeKey(key: string): string {
+/** A Consul client agent started by `startConsulPeer`. */
+export interface ConsulPeer {
+  readonly proc: ChildProcess;
+  consul(method: string, path: string, body?: string): Promise<{ status: number; body: string }>;
+  /** SIGTERM (it leaves the cluster) and wait for it to exit. */
+  stop(): Promise<void>;
+}
+
+export function httpOverSocket(socketPath: string, method: string, path: string, body?: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, method, path, headers: { host: 'consul' } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (d: Buffer) => chunks.push(d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+    });
+    req.on('error', reject);
+    req.setTimeout(10_000, () => req.destroy(new Error(`consul ${method} ${path} timed out`)));
+    req.end(body);
+  });
+}
+
+export function encodeKey(key: string): string {
   return key.split('/').map(encodeURIComponent).join('/');
 }
 

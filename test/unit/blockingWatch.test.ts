@@ -48,7 +48,7 @@ async function runScript(script: Step[], opts: Partial<WatchOptions> = {}): Prom
     'test',
     fetch,
     {
-      onData: (data, meta) => run.data.push({ data, index: meta.index, stale: meta.stale }),
+      onData: (data, meta) => void run.data.push({ data, index: meta.index, stale: meta.stale }),
       onError: (err, meta) => run.errors.push({ message: err.message, ...meta }),
       onIndexReset: (meta) => run.resets.push(meta),
     },
@@ -96,7 +96,7 @@ describe('BlockingWatch.refresh', () => {
       return pending;
     };
     const errors: string[] = [];
-    watch = new BlockingWatch('t', fetch, { onData: (d) => data.push(d), onError: (e) => errors.push(e.message) });
+    watch = new BlockingWatch('t', fetch, { onData: (d) => void data.push(d), onError: (e) => errors.push(e.message) });
     watch.start();
     await new Promise((r) => setTimeout(r, 100));
     await watch.stop();
@@ -245,5 +245,45 @@ describe('BlockingWatch against scripted answers', () => {
     assert.equal(run.sleeps.filter((s) => s > 0).length >= 20, true, `sleeps: ${run.sleeps.join(',')}`);
     assert.ok(run.sleeps.every((s) => s <= 100));
     assert.ok(run.clock >= 2400 && run.clock <= 2700, `virtual time ${run.clock}`);
+  });
+});
+
+describe('BlockingWatch: answers whose data did not change', () => {
+  it('count as no progress: a storm of unrelated writes cannot make a watch spin faster than the idle rate', async () => {
+    let index = 0;
+    const sleeps: number[] = [];
+    let clock = 0;
+    const asked: number[] = [];
+    const w = new BlockingWatch<string>(
+      'empty prefix',
+      async (q) => {
+        asked.push(q.index);
+        if (asked.length >= 40) w.stop().catch(() => undefined);
+        index++;
+        return { index, data: 'same', lastContactMs: 0, knownLeader: true };
+      },
+      { onData: (_d) => asked.length <= 1, onError: () => undefined },
+      {
+        waitMs: 60_000,
+        maxStaleMs: 5000,
+        burst: 5,
+        ratePerSec: 10,
+        progressBurst: 100,
+        progressRatePerSec: 100,
+        backoffBaseMs: 250,
+        backoffMaxMs: 5000,
+        random: () => 0.5,
+        sleep: async (ms) => {
+          sleeps.push(ms);
+          clock += ms;
+        },
+        now: () => clock,
+      },
+    );
+    w.start();
+    for (let i = 0; i < 10_000 && asked.length < 40; i++) await new Promise((r) => setImmediate(r));
+    await w.stop();
+    // After the first answer, every answer with the same data takes an idle token (10 a second).
+    assert.ok(sleeps.filter((s) => s > 0).length >= 30, `sleeps: ${sleeps.join(',')}`);
   });
 });

@@ -160,7 +160,7 @@ export class ScopedKv {
       {
         onData: (data, meta) => {
           const e = this.entries.get(prefix);
-          if (e !== undefined) this.deliver(prefix, e, data, meta.lastContactMs);
+          return e === undefined ? false : this.deliver(prefix, e, data, meta.lastContactMs);
         },
         onError: (err, meta) => this.deps.onError(prefix, err, meta),
         onIndexReset: (meta) => this.deps.onIndexReset?.(prefix, meta),
@@ -169,10 +169,11 @@ export class ScopedKv {
     );
   }
 
-  private deliver(prefix: string, e: Entry, data: KvPair[], lastContactMs: number | null): void {
+  /** Takes an answer; says whether its data changed. */
+  private deliver(prefix: string, e: Entry, data: KvPair[], lastContactMs: number | null): boolean {
     const changed = e.data === null || !sameData(e.data, data);
     this.deps.onAnswer?.({ prefix, changed, lastContactMs });
-    if (!changed) return;
+    if (!changed) return false;
     const wasReady = this.ready;
     e.data = data;
     this.merged = null;
@@ -184,5 +185,6 @@ export class ScopedKv {
       for (const w of waiters) w();
     }
     if (wasReady || this.ready) this.deps.onChange(prefix);
+    return true;
   }
 }
