@@ -113,6 +113,8 @@ export class Reconciler {
   };
   private saveHealth: StateSaveHealth = { failingSince: null, lastError: null };
   private saving: Promise<void> | null = null;
+  /** Diagnostics already logged, by code, subject and message. */
+  private logged = new Map<string, Plan['diagnostics'][number]>();
   private pendingSave: { snapshot: Snapshot; plan: Plan } | null = null;
 
   constructor(private readonly deps: ReconcilerDeps) {
@@ -266,6 +268,7 @@ export class Reconciler {
     const snapshot = read.consulPeers === undefined && peers !== undefined ? { ...read, consulPeers: peers } : read;
     const t0 = performance.now();
     const plan = this.compile(snapshot);
+    this.reportDiagnostics(plan);
     const compileMs = performance.now() - t0;
     if (source === 'consul' && last !== null && last.source !== 'minimal') {
       const inForce = this.inForce ?? last.plan;
@@ -360,9 +363,25 @@ export class Reconciler {
       },
       'plan applied',
     );
-    for (const d of plan.diagnostics) {
-      this.deps.log.warn({ event: 'diagnostic', severity: d.severity, code: d.code, subject: d.subject }, d.message);
+  }
+
+  /**
+   * Each diagnostic is logged once when it appears (at its own severity) and once when it clears,
+   * whether or not the plan changed: 20,000 bad keys are not re-logged at every apply, and a new
+   * one is not missed because nothing else changed.
+   */
+  private reportDiagnostics(plan: Plan): void {
+    const now = new Map(plan.diagnostics.map((d) => [`${d.code}\u0000${d.subject}\u0000${d.message}`, d]));
+    for (const [k, d] of now) {
+      if (this.logged.has(k)) continue;
+      const fields = { event: 'diagnostic', severity: d.severity, code: d.code, subject: d.subject };
+      if (d.severity === 'error') this.deps.log.error(fields, d.message);
+      else this.deps.log.warn(fields, d.message);
     }
+    for (const [k, d] of this.logged) {
+      if (!now.has(k)) this.deps.log.info({ event: 'diagnostic-cleared', code: d.code, subject: d.subject }, 'no longer reported');
+    }
+    this.logged = now;
   }
 
   /** After a failed apply: the last good plan, recompiled for now, applied in full. */
