@@ -3,6 +3,7 @@
  * records into them; the HTTP endpoint (off by default, loopback only) serves them.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { VERSION } from '../core/version.js';
 
 export interface Metrics {
   readonly registry: Registry;
@@ -16,7 +17,7 @@ export interface Metrics {
   /** KV answers by whether their data changed (an unchanged one only moved the index). */
   readonly kvAnswers: Counter<'changed'>;
   readonly lastGoodSync: Gauge;
-  readonly diagnostics: Gauge;
+  readonly diagnostics: Gauge<'severity'>;
   readonly guardHeld: Counter;
   readonly rollbacks: Counter;
   /** Reads the gauges that follow the agent's status at each scrape. */
@@ -30,11 +31,20 @@ export interface StatusFigures {
   readonly stateSaveFailing: boolean;
   readonly problems: number;
   readonly kvWatches: number;
+  readonly ready: boolean;
+  readonly consulReachable: boolean;
 }
 
 export function createMetrics(): Metrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'befw_process_' });
+  // The standard process_* and nodejs_* names, which dashboards and alerts already know.
+  collectDefaultMetrics({ register: registry });
+  new Gauge({
+    name: 'befw_build_info',
+    help: 'Always 1; the labels say which befw runs.',
+    labelNames: ['version', 'node_version'],
+    registers: [registry],
+  }).set({ version: VERSION, node_version: process.versions.node }, 1);
   let read: (() => StatusFigures) | null = null;
   const follow = (name: string, help: string, pick: (f: StatusFigures) => number): Gauge =>
     new Gauge({
@@ -45,6 +55,8 @@ export function createMetrics(): Metrics {
         if (read !== null) this.set(pick(read()));
       },
     });
+  follow('befw_ready', '1 once the first apply is done (from Consul, state.bin or the safety net).', (f) => (f.ready ? 1 : 0));
+  follow('befw_consul_up', '1 while the local Consul agent answers.', (f) => (f.consulReachable ? 1 : 0));
   follow('befw_guard_holding', '1 while the guard holds a change that loosens the firewall.', (f) => (f.guardHolding ? 1 : 0));
   follow('befw_protected_clipped', 'Entries kept out of a deny because they would cut a protected path.', (f) => f.protectedClipped);
   follow('befw_state_save_failing', '1 while state.bin cannot be saved (a restart would enforce older state).', (f) =>
@@ -56,7 +68,7 @@ export function createMetrics(): Metrics {
     (f) => f.problems,
   );
   const buckets = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-  return {
+  const m: Metrics = {
     registry,
     applyDuration: new Histogram({
       name: 'befw_apply_duration_seconds',
@@ -110,8 +122,13 @@ export function createMetrics(): Metrics {
       help: 'Unix time of the last successful apply or confirmed unchanged plan.',
       registers: [registry],
     }),
-    diagnostics: new Gauge({ name: 'befw_diagnostics', help: 'Entries ignored or reported in the last plan.', registers: [registry] }),
-    guardHeld: new Counter({ name: 'befw_guard_held_total', help: 'Plans held by the blast-radius guard.', registers: [registry] }),
+    diagnostics: new Gauge({
+      name: 'befw_diagnostics',
+      help: 'Entries ignored or reported in the plan in force, by severity.',
+      labelNames: ['severity'],
+      registers: [registry],
+    }),
+    guardHeld: new Counter({ name: 'befw_guard_held_total', help: 'Changes held by the guard.', registers: [registry] }),
     rollbacks: new Counter({
       name: 'befw_rollbacks_total',
       help: 'Rollbacks to the last good plan after a failed apply.',
@@ -121,4 +138,14 @@ export function createMetrics(): Metrics {
       read = r;
     },
   };
+  zeroLabels(m);
+  return m;
+}
+
+/** Every known label value exported from the start, at zero: a rate() over a series that appears late misses its first events. */
+function zeroLabels(m: Metrics): void {
+  for (const result of ['applied', 'unchanged', 'held', 'apply-failed', 'read-failed']) m.applies.inc({ result }, 0);
+  for (const watch of ['kv', 'services', 'agent/self', 'agent/members', 'agent/services']) m.consulErrors.inc({ watch }, 0);
+  for (const changed of ['true', 'false']) m.kvAnswers.inc({ changed }, 0);
+  for (const severity of ['error', 'warning']) m.diagnostics.set({ severity }, 0);
 }

@@ -105,7 +105,9 @@ export class OutcomeRecorder implements OutcomeSink {
     m.applyDuration.observe({ result: 'applied', mode: applied.report.mode }, applied.report.ms.total / 1000);
     m.setMembers.reset();
     for (const s of applied.plan.sets) m.setMembers.set({ set: s.name }, s.members.length);
-    m.diagnostics.set(applied.plan.diagnostics.length);
+    for (const severity of ['error', 'warning'] as const) {
+      m.diagnostics.set({ severity }, applied.plan.diagnostics.filter((d) => d.severity === severity).length);
+    }
     if (reasons.has('kv') && this.kvAnswerAt !== null) m.propagation.observe((this.clock.monotonic() - this.kvAnswerAt) / 1000);
   }
 }

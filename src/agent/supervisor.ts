@@ -118,6 +118,8 @@ async function startHealthEndpoint(config: Config, metrics: Metrics | null, slot
       stateSaveFailing: s.stateSave.failingSince !== null,
       problems: s.problems.length,
       kvWatches: s.kvPrefixes.length,
+      ready: s.ready,
+      consulReachable: s.consul.reachable,
     };
   });
   const http = await startHttpEndpoint(config.metrics.host, config.metrics.port, metrics, {

@@ -179,7 +179,12 @@ describe('control socket, metrics, health and systemd notifications', () => {
     assert.match(m.body, /befw_applies_total\{result="applied"\} \d+/);
     assert.match(m.body, /befw_set_members\{set="web_tcp_8080"\} 1/);
     assert.match(m.body, /befw_apply_duration_seconds_bucket/);
-    assert.match(m.body, /befw_diagnostics 1/);
+    assert.match(m.body, /befw_diagnostics\{severity="(error|warning)"\} 1/);
+    assert.match(m.body, /befw_build_info\{version="[0-9.]+",node_version="[0-9.]+"\} 1/);
+    assert.match(m.body, /befw_ready 1/);
+    assert.match(m.body, /befw_consul_up 1/);
+    assert.match(m.body, /^process_cpu_seconds_total /m, 'standard process metrics');
+    assert.match(m.body, /befw_applies_total\{result="apply-failed"\} 0/, 'label values start at zero');
     assert.equal(http('/healthz').code, 200);
     const r = http('/readyz');
     assert.equal(r.code, 200, r.body);
