@@ -142,6 +142,7 @@ export async function benchSyslogReaction(rounds = Number(process.env.BENCH_SYSL
     const config = lab.writeConfig(
       'reactor.json',
       labConfig({
+        protect: ['203.0.113.0/28'],
         parser: {
           listeners: [{ protocol: 'tcp', address: '127.0.0.1', port: 5141, proxyProtocol: true }],
           trustedProxies: ['127.0.0.1/32'],
@@ -151,7 +152,8 @@ export async function benchSyslogReaction(rounds = Number(process.env.BENCH_SYSL
         },
         responder: {
           consul: { address: '127.0.0.1:8500' },
-          managementNets: ['203.0.113.0/28'],
+          // 100 bans in well under a minute: above the default budget of 60 a minute.
+          banBudgetPerMinute: 1000,
           actions: { 'ssh-auth-failure': [{ type: 'ban', bantimeSec: 3600 }] },
         },
       }),

@@ -81,13 +81,14 @@ async function bruteForceBlocked(sb: Sandbox): Promise<void> {
   await sb.listen([SSH]);
   await lab.beanstalkd(11300);
   const config = lab.writeConfig('reactor.json', {
+    protect: ['203.0.113.0/28'],
     queue: { servers: ['127.0.0.1:11300'] },
     parser: {
       listeners: [{ protocol: 'tcp', address: NODE_V4, port: 5514 }],
       allowedDevices: ['198.51.100.0/24'],
       thresholds: { 'ssh-auth-failure': { maxRetry: 5, findTimeSec: 600 } },
     },
-    responder: { managementNets: ['203.0.113.0/28'], actions: { 'ssh-auth-failure': [{ type: 'ban', bantimeSec: 3600, factor: 2 }] } },
+    responder: { actions: { 'ssh-auth-failure': [{ type: 'ban', bantimeSec: 3600, factor: 2 }] } },
   });
   await lab.parser(config, 'parser.log');
   const responder = await lab.responder(config, 'responder.log');

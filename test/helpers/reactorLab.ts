@@ -6,8 +6,9 @@
  * sandbox (its destroy() kills every process it spawned).
  */
 import type { ChildProcess } from 'node:child_process';
-import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { ROOT, type Sandbox, nsExec, sleep } from './sandbox.js';
 
@@ -84,7 +85,21 @@ export class ReactorLab {
     return p;
   }
 
+  /** The job signing key file every lab config shares (mode 0600), made on first use. */
+  keyFile(): string {
+    const path = join(this.sb.dir, 'reactor-jobs.key');
+    if (!existsSync(path)) {
+      this.sb.writeFile('reactor-jobs.key', `${randomBytes(32).toString('base64url')}\n`);
+      chmodSync(path, 0o600);
+    }
+    return path;
+  }
+
+  /** Writes a reactor config; one with a parser or a responder gets the lab's job key unless it names one. */
   writeConfig(name: string, config: unknown): string {
+    const c = config as { queue?: { hmacKeyFile?: string }; parser?: unknown; responder?: unknown };
+    if ((c.parser !== undefined || c.responder !== undefined) && c.queue !== undefined && c.queue.hmacKeyFile === undefined)
+      c.queue.hmacKeyFile = this.keyFile();
     return this.sb.writeFile(name, `${JSON.stringify(config, null, 2)}\n`);
   }
 
@@ -140,6 +155,23 @@ export class ReactorLab {
     return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
   }
 
+  /** As send(), without blocking this process (for senders that must run side by side). */
+  sendAsync(
+    ns: string,
+    opts: Parameters<ReactorLab['send']>[1] & { trickleMs?: number },
+  ): Promise<{ code: number; stdout: string; stderr: string }> {
+    const input = JSON.stringify({ ...opts, payloads: opts.payloads.map((p) => p.toString('base64')) });
+    return new Promise((resolve) => {
+      const p = spawn('ip', ['netns', 'exec', ns, process.execPath, join(HELPERS, 'syslogSend.js')], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      p.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+      p.stdin.end(input);
+    });
+  }
+
   /** `befw queue stats --json` run inside the node namespace. */
   queueStats(configPath: string): {
     server: string;
@@ -173,12 +205,13 @@ export function labConfig(parts: {
   queuePorts?: number[];
   parser?: Record<string, unknown>;
   responder?: Record<string, unknown>;
-  ignore?: string[];
+  /** The config's protect list. */
+  protect?: string[];
   queue?: Record<string, unknown>;
 }): Record<string, unknown> {
   return {
     logLevel: 'debug',
-    ignore: parts.ignore ?? [],
+    protect: parts.protect ?? [],
     queue: {
       servers: (parts.queuePorts ?? [11300]).map((p) => `127.0.0.1:${p}`),
       ttrSec: 10,

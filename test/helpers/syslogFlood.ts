@@ -139,7 +139,9 @@ async function main(): Promise<void> {
   const job = await q.reserve(120);
   q.close();
   if (job === null) throw new Error('the marker job never arrived');
-  const body = JSON.parse(job.body.toString()) as { subject: string; lineReceivedMs: number };
+  // A signed job: the JSON is on the line after the signature (queue/jobAuth.ts).
+  const text = job.body.toString();
+  const body = JSON.parse(text.slice(text.indexOf('\n') + 1)) as { subject: string; lineReceivedMs: number };
   if (body.subject !== req.marker) throw new Error(`unexpected job for ${body.subject}`);
   process.stdout.write(
     `${JSON.stringify({ startMs, sentMs, markerReceivedMs: body.lineReceivedMs, count: sent, bytes, pool: pool.length })}\n`,

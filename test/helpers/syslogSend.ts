@@ -3,7 +3,9 @@
  * proxy would, including malformed ones. Reads one JSON request on stdin:
  *   { proto: "tcp"|"udp", host, port, source?, payloads: [base64...], holdMs?, connections? }
  * TCP: `connections` (default 1) connections, each writing every payload, holding the
- * connection `holdMs`, then ending it. UDP: one datagram per payload. Prints one JSON line:
+ * connection `holdMs` (writing one byte every `trickleMs` meanwhile, if set: a slow-loris that
+ * keeps a connection busy without finishing a message), then ending it. UDP: one datagram per
+ * payload. Prints one JSON line:
  *   { connected, closedByPeer, errors }.
  */
 import { createSocket } from 'node:dgram';
@@ -17,6 +19,7 @@ interface Req {
   payloads: string[];
   holdMs?: number;
   connections?: number;
+  trickleMs?: number;
 }
 
 const chunks: Buffer[] = [];
@@ -44,10 +47,15 @@ process.stdin.on('end', () => {
     sock.on('connect', () => {
       connected++;
       for (const p of payloads) sock.write(p);
+      const trickle = req.trickleMs === undefined ? null : setInterval(() => sock.write('x'), req.trickleMs);
       setTimeout(() => {
+        if (trickle !== null) clearInterval(trickle);
         ended = true;
         sock.end();
       }, req.holdMs ?? 50);
+      sock.on('close', () => {
+        if (trickle !== null) clearInterval(trickle);
+      });
     });
     sock.on('data', () => undefined);
     sock.on('error', (err: NodeJS.ErrnoException) => errors.push(err.code ?? err.message));

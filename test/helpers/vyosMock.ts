@@ -26,7 +26,8 @@ type Tree = { [k: string]: Tree };
 const config: Tree = {
   interfaces: {
     ethernet: {
-      eth0: { 'hw-id': { '52:54:00:00:00:00': {} } },
+      // The interface the responder reaches the API by (the API listens on 127.0.0.1).
+      eth0: { 'hw-id': { '52:54:00:00:00:00': {} }, address: { '127.0.0.1/8': {} } },
       eth1: { 'hw-id': { '52:54:00:00:00:01': {} } },
       eth2: { 'hw-id': { '52:54:00:00:00:02': {} } },
     },

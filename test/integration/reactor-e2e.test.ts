@@ -51,7 +51,7 @@ describe('syslog reactor end to end (logger -> HAProxy -> 2 parsers -> beanstalk
     config = lab.writeConfig(
       'reactor.json',
       labConfig({
-        ignore: ['203.0.113.0/28'],
+        protect: ['203.0.113.0/28'],
         parser: {
           listeners: PARSER_PORTS.map((port) => ({ protocol: 'tcp', address: '127.0.0.1', port, proxyProtocol: true })),
           trustedProxies: ['127.0.0.1/32'],
@@ -61,7 +61,6 @@ describe('syslog reactor end to end (logger -> HAProxy -> 2 parsers -> beanstalk
         },
         responder: {
           consul: { address: '127.0.0.1:8500' },
-          managementNets: ['203.0.113.0/28'],
           actions: {
             'ssh-auth-failure': [{ type: 'ban', set: 'rules_deny', scope: 'world', bantimeSec: 600, factor: 2, maxBantimeSec: 86400 }],
           },

@@ -56,8 +56,8 @@ describe('befw syslog: listeners, framing, PROXY protocol, hostile input', () =>
 
   const jobFor = (subject: string): Promise<LogEvent> =>
     parser.waitFor((e) => e.event === 'job-queued' && (e.job as { subject: string }).subject === subject, 5000, `a job for ${subject}`);
-  const device = (e: LogEvent): { address: string; via: string; listener: string } =>
-    (e.job as { device: { address: string; via: string; listener: string } }).device;
+  const device = (e: LogEvent): { address: string; via: string; listener: string; transport: string } =>
+    (e.job as { device: { address: string; via: string; listener: string; transport: string } }).device;
 
   it('UDP, IPv4 and IPv6: one message per datagram, the sender is the device', async () => {
     lab.send(sb.clientNs, {
@@ -79,6 +79,8 @@ describe('befw syslog: listeners, framing, PROXY protocol, hostile input', () =>
       via: 'direct',
       listener: `udp:[::]:${PLAIN}`,
       hostname: 'dev',
+      name: 'allowed',
+      transport: 'udp',
     });
     assert.equal(device(await jobFor('2001:db8:aaaa::21')).address, clientV6(3));
   });
@@ -122,11 +124,14 @@ describe('befw syslog: listeners, framing, PROXY protocol, hostile input', () =>
       via: 'proxy-v1',
       listener: `tcp:127.0.0.1:${PROXIED}`,
       hostname: 'dev',
+      name: 'allowed',
+      transport: 'tcp',
     });
     const j24 = device(await jobFor('198.51.100.24'));
     assert.equal(j24.address, '2001:db8:100::77');
     assert.equal(j24.via, 'proxy-v2');
     assert.equal(device(await jobFor('198.51.100.25')).address, '198.51.100.78');
+    assert.equal(device(await jobFor('198.51.100.25')).transport, 'udp', 'a PROXY header in a datagram is as forgeable as the datagram');
   });
 
   it('refuses what it must: untrusted proxies, spoofing without a header, devices not allowed, broken headers', async () => {

@@ -13,10 +13,15 @@ import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { createLogger } from '../../src/log/logger.js';
 import { type QueueAddress, parseQueueAddress } from '../../src/reactor/queue/address.js';
-import { kickBuried, queueStats } from '../../src/reactor/queue/admin.js';
+import { kickBuried, peekBuried, queueStats } from '../../src/reactor/queue/admin.js';
 import { BeanstalkConnection, BeanstalkError } from '../../src/reactor/queue/beanstalkConnection.js';
 import { type ReactorJob, encodeJob } from '../../src/reactor/queue/job.js';
 import { JobProducer, subjectHash } from '../../src/reactor/queue/producer.js';
+import { open, parseJobKeys, seal } from '../../src/reactor/queue/jobAuth.js';
+import { BanBudget } from '../../src/reactor/responder/worker.js';
+
+const KEYS = parseJobKeys('queue-test-key-'.repeat(3));
+const GUARD = { isProtected: async (): Promise<string | null> => null, budget: new BanBudget(1000) };
 import { ActionError, type ActionOutcome, type ActionRunner } from '../../src/reactor/responder/actionTypes.js';
 import { ResponderWorker, newWorkerCounters } from '../../src/reactor/responder/worker.js';
 import { sleep } from '../helpers/sandbox.js';
@@ -75,14 +80,15 @@ let seq = 0;
 function job(over: Partial<ReactorJob> = {}): ReactorJob {
   seq++;
   return {
-    v: 1,
+    v: 2,
     id: `queue-test-${String(seq).padStart(6, '0')}`,
     event: 'ssh-auth-failure',
     trigger: 'sshd-failed-password',
     subject: `198.51.100.${seq % 250}`,
     fields: {},
     count: 5,
-    device: { address: '198.51.100.2', hostname: 'vyos', via: 'direct', listener: 'tcp:0.0.0.0:514' },
+    device: { address: '198.51.100.2', hostname: 'vyos', via: 'direct', listener: 'tcp:0.0.0.0:514', name: 'edge', transport: 'tcp' },
+    evidence: { spoofable: false, udpActions: [] },
     firstSeenMs: Date.now(),
     lineReceivedMs: Date.now(),
     queuedMs: Date.now(),
@@ -166,7 +172,7 @@ describe('job producer: sharding by subject, failover, bounded pending', () => {
   it('puts each subject on its hashed server, fails over, and catches up after an outage', async () => {
     const { log, events } = logSink();
     const placed: [string, string][] = [];
-    const opts = { tubePrefix: 'p-', ttrSec: 5, connectTimeoutMs: 500, maxPending: 4 };
+    const opts = { tubePrefix: 'p-', ttrSec: 5, connectTimeoutMs: 500, maxPending: 4, keys: KEYS };
     const producer = new JobProducer([a, b], opts, log, (j, server) => placed.push([j.subject, server]));
     const subjects = ['198.51.100.10', '198.51.100.11', '198.51.100.12', '198.51.100.13'];
     for (const s of subjects) producer.submit(job({ subject: s }));
@@ -247,16 +253,20 @@ describe('responder worker: reserve, act, delete; release with growing delay; bu
         policy: { maxAttempts: 3, retryDelaySec: 1, retryDelayMaxSec: 2 },
         ttrSec: 5,
         connectTimeoutMs: 1000,
+        keys: KEYS,
+        guard: GUARD,
+        responderId: 'test:1',
       },
       log,
       counters,
     );
     const running = worker.run();
-    for (const j of [okJob, flaky, broken, hopeless]) await put('w-ssh-auth-failure', encodeJob(j));
-    await put('w-ssh-auth-failure', Buffer.from('{"v":1,"id":"nope"}'));
-    await put('w-ssh-auth-failure', encodeJob(job({ event: 'iface-down' }))); // event without actions here
+    const signed = (j: ReactorJob): Buffer => seal(KEYS, 'job', 'w-ssh-auth-failure', encodeJob(j));
+    for (const j of [okJob, flaky, broken, hopeless]) await put('w-ssh-auth-failure', signed(j));
+    await put('w-ssh-auth-failure', encodeJob(job())); // well-formed, unsigned: anyone with access to beanstalkd
+    await put('w-ssh-auth-failure', signed(job({ event: 'iface-down' }))); // signed, but not this tube's event
     const deadline = Date.now() + 15_000;
-    while (counters.done < 2 || counters.buried < 2 || counters.badJobs < 2) {
+    while (counters.done < 2 || counters.buried < 4 || counters.rejected < 2) {
       assert.ok(Date.now() < deadline, `worker did not finish: ${JSON.stringify(counters)}`);
       await sleep(50);
     }
@@ -293,28 +303,39 @@ describe('responder worker: reserve, act, delete; release with growing delay; bu
       assert.equal(typeof e.lineToActionMs, 'number');
       assert.equal((e.job as { device: { address: string } }).device.address, '198.51.100.2');
     }
-    assert.equal(ev.filter((e) => e.event === 'bad-job').length, 2);
+    assert.deepEqual(
+      ev
+        .filter((e) => e.event === 'job-rejected')
+        .map((e) => e.reason)
+        .sort(),
+      ['unsigned', 'wrong-tube'],
+    );
 
     // Operators see the buried jobs, and kick them back once the cause is fixed.
     const stats = await queueStats([addr], 'w-', 1000);
     assert.deepEqual(
       stats[0]?.tubes.map((t) => [t.tube, t.ready, t.buried, t.reserved]),
-      [['w-ssh-auth-failure', 0, 2, 0]],
+      [['w-ssh-auth-failure', 0, 4, 0]],
     );
+    // Each buried job says why (befw queue peek --buried).
+    const peeked = await peekBuried([addr], null, 'w-', 1000);
+    assert.equal(peeked[0]?.buried, 4);
+    assert.ok(peeked[0]?.next?.note !== null && peeked[0]?.next?.note !== undefined, JSON.stringify(peeked));
+    assert.ok(open(KEYS, 'job', 'w-ssh-auth-failure', Buffer.from('x')).ok === false);
     const kicked = await kickBuried([addr], null, 'w-', 1000, 1000);
     assert.deepEqual(
       kicked.map((k) => [k.tube, k.kicked]),
-      [['w-ssh-auth-failure', 2]],
+      [['w-ssh-auth-failure', 4]],
     );
     const after = await queueStats([addr], 'w-', 1000);
-    assert.equal(after[0]?.tubes[0]?.ready, 2);
+    assert.equal(after[0]?.tubes[0]?.ready, 4);
     assert.equal(after[0]?.tubes[0]?.buried, 0);
   });
 
   it('a job whose responder dies half-way goes back to the queue and is done by another', async () => {
     const { log } = logSink();
     const j = job({ subject: '198.51.100.60' });
-    await put('w2-ssh-auth-failure', encodeJob(j));
+    await put('w2-ssh-auth-failure', seal(KEYS, 'job', 'w2-ssh-auth-failure', encodeJob(j)));
     // A worker that reserves and then loses its connection mid-action.
     const c = await BeanstalkConnection.connect(addr, 1000);
     await c.watch('w2-ssh-auth-failure');
@@ -331,6 +352,9 @@ describe('responder worker: reserve, act, delete; release with growing delay; bu
         policy: { maxAttempts: 3, retryDelaySec: 1, retryDelayMaxSec: 1 },
         ttrSec: 5,
         connectTimeoutMs: 1000,
+        keys: KEYS,
+        guard: GUARD,
+        responderId: 'test:1',
       },
       log,
       counters,

@@ -53,10 +53,12 @@ describe('VyOS actions against a VyOS-like API (documented request format, VyOS 
       keyFile,
       addresses: [address],
       timeoutSec: 2,
+      interfaces: ['eth0', 'eth1', 'eth2', 'eth7'],
     });
     config = lab.writeConfig(
       'reactor.json',
       labConfig({
+        protect: ['198.51.100.60/32'],
         queue: { maxAttempts: 3, retryDelaySec: 1, retryDelayMaxSec: 2 },
         parser: {
           listeners: [{ protocol: 'tcp', address: NODE_V4, port: SYSLOG_PORT }],
@@ -66,7 +68,6 @@ describe('VyOS actions against a VyOS-like API (documented request format, VyOS 
         },
         responder: {
           consul: { address: '127.0.0.1:8500' },
-          managementNets: ['198.51.100.60/32'],
           actions: {
             'ssh-auth-failure': [{ type: 'vyos-address-group', devices: ['edge1'], group: 'BEFW-BLOCK', ipv6Group: 'BEFW-BLOCK6' }],
             'iface-down': [{ type: 'vyos-disable-interface' }],
@@ -174,6 +175,7 @@ describe('VyOS actions against a VyOS-like API (documented request format, VyOS 
         .slice(before)
         .map((r) => [r.endpoint, r.data]),
       [
+        ['/retrieve', { op: 'showConfig', path: ['interfaces'] }],
         ['/retrieve', { op: 'showConfig', path: ['interfaces', 'ethernet', 'eth1'] }],
         ['/configure', { op: 'set', path: ['interfaces', 'ethernet', 'eth1', 'disable'] }],
         ['/config-file', { op: 'save' }],
@@ -245,12 +247,22 @@ describe('VyOS actions against a VyOS-like API (documented request format, VyOS 
 
   it('a buried job kicked after the cause is fixed is done', async () => {
     writeFileSync(control, JSON.stringify([{ id: 'commit-failed', endpoint: '/configure', status: 400, times: 1 }]));
-    ifaceDown('eth0');
-    await outcome((e) => e.event === 'job-buried' && forSubject('eth0')(e), 'buried on a failed commit');
+    ifaceDown('eth2');
+    await outcome(
+      (e) => e.event === 'job-buried' && forSubject('eth2')(e) && /Commit failed/.test(String(e.error)),
+      'buried on a failed commit',
+    );
+    const peek = sb.befw(['queue', 'peek', '--buried', '-c', config, '--event', 'iface-down']);
+    assert.equal(peek.code, 0, peek.stderr);
+    assert.match(peek.stdout, /befw-iface-down: 5 buried/);
+    assert.match(peek.stdout, /permanent failure: vyos-disable-interface: .*HTTP 401: Valid API key is required/);
     const kick = sb.befw(['queue', 'kick', '-c', config, '--event', 'iface-down', '--bound', '10']);
     assert.equal(kick.code, 0, kick.stderr);
     assert.match(kick.stdout, /befw-iface-down: kicked 5/);
-    const done = await outcome((e) => e.event === 'action' && forSubject('eth0')(e), 'eth0 disabled after the kick');
+    const done = await outcome(
+      (e) => e.event === 'action' && forSubject('eth2')(e) && e.device === 'edge1',
+      'eth2 disabled on edge1 after the kick',
+    );
     assert.equal(done.result, 'disabled');
     // The four that cannot succeed are buried again; nothing else is left.
     const end = Date.now() + 8000;
@@ -264,10 +276,30 @@ describe('VyOS actions against a VyOS-like API (documented request format, VyOS 
 
   it('never touches protected addresses', async () => {
     const before = requests().length;
-    sshBurst('198.51.100.60'); // a management network
-    const skipped = await outcome((e) => e.event === 'action' && forSubject('198.51.100.60')(e), 'protected');
-    assert.equal(skipped.result, 'protected');
-    assert.match(String(skipped.reason), /management/);
+    sshBurst('198.51.100.60'); // on the protect list: counted by the parser, never queued
+    await parser.waitFor((e) => e.event === 'stats' && Number(e.ignored) >= 2, 5000, 'the protected address counted as ignored');
+    assert.equal(
+      parser.events().some((e) => e.event === 'job-queued' && forSubject('198.51.100.60')(e)),
+      false,
+    );
     assert.equal(requests().length, before);
+  });
+
+  it('disables only the interfaces the device allows, and never the one it is reached by', async () => {
+    ifaceDown('eth3'); // not in edge1's interfaces
+    const notListed = await outcome((e) => e.event === 'action' && forSubject('eth3')(e), 'eth3 refused');
+    assert.equal(notListed.result, 'refused');
+    assert.match(String(notListed.reason), /not in \/responder\/devices\/edge1\/interfaces/);
+    const before = requests().length;
+    ifaceDown('eth0'); // listed, but it holds the API's address (the mock gives eth0 127.0.0.1/8)
+    const mgmt = await outcome((e) => e.event === 'action' && forSubject('eth0')(e), 'eth0 refused');
+    assert.equal(mgmt.result, 'refused');
+    assert.match(String(mgmt.reason), /eth0 is how the device is reached \(it holds 127\.0\.0\.1, the API address\)/);
+    assert.ok(
+      requests()
+        .slice(before)
+        .every((r) => r.endpoint === '/retrieve'),
+      'nothing configured',
+    );
   });
 });

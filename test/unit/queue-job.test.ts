@@ -5,16 +5,19 @@ import { parseQueueAddress } from '../../src/reactor/queue/address.js';
 import { TUBE_NAME, parseYamlList, parseYamlMap } from '../../src/reactor/queue/beanstalkConnection.js';
 import { type ReactorJob, decodeJob, encodeJob, tubeFor } from '../../src/reactor/queue/job.js';
 import { subjectHash } from '../../src/reactor/queue/producer.js';
+import { inspect, keyId, open, parseJobKeys, seal, withNote } from '../../src/reactor/queue/jobAuth.js';
+import { controlTube, decodeControl } from '../../src/reactor/queue/control.js';
 
 const JOB: ReactorJob = {
-  v: 1,
+  v: 2,
   id: '0b7e3c1e-8f0a-4c59-9d7e-1d2f3a4b5c6d',
   event: 'ssh-auth-failure',
   trigger: 'sshd-failed-password',
   subject: '198.51.100.5',
   fields: { attacker: '198.51.100.5', user: 'root' },
   count: 5,
-  device: { address: '198.51.100.2', hostname: 'vyos', via: 'proxy-v1', listener: 'tcp:127.0.0.1:5141' },
+  device: { address: '198.51.100.2', hostname: 'vyos', via: 'proxy-v1', listener: 'tcp:127.0.0.1:5141', name: 'edge1', transport: 'tcp' },
+  evidence: { spoofable: false, udpActions: [] },
   firstSeenMs: 1_700_000_000_000,
   lineReceivedMs: 1_700_000_000_100,
   queuedMs: 1_700_000_000_101,
@@ -39,7 +42,8 @@ describe('reactor jobs', () => {
 
   test('bad jobs are refused with the field named', () => {
     assert.match(decodeError('not json'), /not JSON/);
-    assert.match(decodeError({ ...JOB, v: 2 }), /^\/v: /);
+    assert.match(decodeError({ ...JOB, v: 1 }), /^\/v: /);
+    assert.match(decodeError({ ...JOB, evidence: { spoofable: 'no', udpActions: [] } }), /^\/evidence\/spoofable: /);
     assert.match(decodeError({ ...JOB, extra: 1 }), /^\/extra: unknown field/);
     const { device: _d, ...noDevice } = JOB;
     assert.match(decodeError(noDevice), /^\/device: /);
@@ -60,6 +64,90 @@ describe('reactor jobs', () => {
       }),
       { seed: 6601, numRuns: 1000 },
     );
+  });
+});
+
+describe('signed jobs (HMAC)', () => {
+  const KEY_A = 'a'.repeat(32);
+  const KEY_B = 'b'.repeat(48);
+  const signer = parseJobKeys(`${KEY_A}\n`);
+  const TUBE = 'befw-ssh-auth-failure';
+  const payload = encodeJob(JOB);
+
+  test('a job signed for its tube opens with the same key, and with a key file that still lists it', () => {
+    const body = seal(signer, 'job', TUBE, payload);
+    const r = open(signer, 'job', TUBE, body);
+    assert.ok(r.ok);
+    assert.deepEqual(r.payload, payload);
+    // Rotation: the new key signs, the old one still verifies.
+    const rotated = parseJobKeys(`# new first\n${KEY_B}\n${KEY_A}\n`);
+    assert.equal(rotated.signing.id, keyId(Buffer.from(KEY_B)));
+    assert.ok(open(rotated, 'job', TUBE, body).ok);
+    assert.ok(open(signer, 'job', TUBE, seal(rotated, 'job', TUBE, payload)).ok === false);
+  });
+
+  test('unsigned, altered, moved to another tube, another kind, or another key: refused with the reason', () => {
+    const body = seal(signer, 'job', TUBE, payload);
+    const reason = (b: Buffer, tube = TUBE, kind: 'job' | 'ctl' = 'job'): string => {
+      const r = open(signer, kind, tube, b);
+      return r.ok ? 'ok' : r.reason;
+    };
+    assert.equal(reason(payload), 'unsigned');
+    const altered = Buffer.from(body.toString().replace('198.51.100.5"', '198.51.100.6"'));
+    assert.equal(reason(altered), 'bad-signature');
+    assert.equal(reason(body, 'befw-iface-down'), 'bad-signature');
+    assert.equal(reason(body, TUBE, 'ctl'), 'wrong-kind');
+    assert.equal(reason(seal(parseJobKeys(KEY_B), 'job', TUBE, payload)), 'unknown-key');
+    assert.equal(reason(Buffer.from(`BEFW1 job ${signer.signing.id} AAAA\n${payload.toString()}`)), 'bad-signature');
+  });
+
+  test('a note rides after the signed part: the job still opens, the note is read back, a new note replaces the old', () => {
+    const body = seal(signer, 'job', TUBE, payload);
+    const noted = withNote(withNote(body, { at: 1, by: 'r:1', reason: 'old', error: 'x' }), {
+      at: 2,
+      by: 'r:1',
+      reason: 'ban-budget',
+      error: 'y',
+    });
+    const r = open(signer, 'job', TUBE, noted);
+    assert.ok(r.ok);
+    assert.deepEqual(r.payload, payload);
+    assert.equal(r.note?.reason, 'ban-budget');
+    assert.equal(inspect(noted).signed, true);
+    assert.equal(inspect(payload).signed, false);
+  });
+
+  test('key files: short keys, spaces and empty files are refused without echoing the key', () => {
+    for (const bad of ['', '# only a comment', 'short', `${'x'.repeat(31)}`, `has space ${'x'.repeat(40)}`]) {
+      assert.throws(
+        () => parseJobKeys(bad),
+        (e: unknown) => e instanceof Error && !e.message.includes('has space'),
+      );
+    }
+  });
+
+  test('property: random bodies never open and never throw', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), fc.string(), (bytes, prefix) => {
+        const b = Buffer.concat([Buffer.from(prefix), Buffer.from(bytes)]);
+        assert.equal(open(signer, 'job', TUBE, b).ok, false);
+        inspect(b);
+      }),
+      { seed: 1101, numRuns: 500 },
+    );
+  });
+
+  test('control messages: one tube per parser, only "forget" of a valid subject', () => {
+    assert.match(controlTube('befw-', 4242, 'web-01.example'), /^befw-control\.web-01-example\.4242$/);
+    assert.ok(TUBE_NAME.test(controlTube('befw-', 4242, 'wëird host')));
+    assert.deepEqual(decodeControl(Buffer.from('{"op":"forget","subject":"198.51.100.5","at":1,"by":"x"}')), {
+      op: 'forget',
+      subject: '198.51.100.5',
+      at: 1,
+      by: 'x',
+    });
+    for (const bad of ['{"op":"ban","subject":"198.51.100.5"}', '{"op":"forget","subject":"a b"}', 'x'])
+      assert.equal(decodeControl(Buffer.from(bad)), null, bad);
   });
 });
 

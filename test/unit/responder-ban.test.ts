@@ -5,58 +5,10 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ReactorJob } from '../../src/reactor/queue/job.js';
-import { ActionError } from '../../src/reactor/responder/actionTypes.js';
+import { ActionError, newJobContext } from '../../src/reactor/responder/actionTypes.js';
 import { BanRunner } from '../../src/reactor/responder/banAction.js';
-import type { KvEntry, ReactorKv, TxnOp, TxnResult } from '../../src/reactor/responder/consulKv.js';
-import { Protection } from '../../src/reactor/responder/protection.js';
-import { NetSet } from '../../src/core/netMatch.js';
+import { FakeKv, protectionFor, testJob } from '../helpers/reactorFakes.js';
 import type { BanAction } from '../../src/reactor/config/reactorConfig.js';
-
-class FakeKv implements ReactorKv {
-  readonly data = new Map<string, { value: string; index: number }>();
-  index = 10;
-  txns = 0;
-  failing = false;
-  /** Runs before each txn applies: lets a test write "concurrently". */
-  beforeTxn: (() => void) | null = null;
-
-  put(key: string, value: string): void {
-    this.data.set(key, { value, index: ++this.index });
-  }
-
-  async self(): Promise<{ datacenter: string; nodeName: string }> {
-    return { datacenter: 'dc1', nodeName: 'responder-1' };
-  }
-
-  async get(key: string): Promise<KvEntry | null> {
-    if (this.failing) throw new Error('connection refused');
-    const e = this.data.get(key);
-    return e === undefined ? null : { key, value: e.value, modifyIndex: e.index };
-  }
-
-  async list(prefix: string): Promise<KvEntry[]> {
-    if (this.failing) throw new Error('connection refused');
-    return [...this.data].filter(([k]) => k.startsWith(prefix)).map(([key, e]) => ({ key, value: e.value, modifyIndex: e.index }));
-  }
-
-  async txn(ops: readonly TxnOp[]): Promise<TxnResult> {
-    const hook = this.beforeTxn;
-    this.beforeTxn = null;
-    hook?.();
-    this.txns++;
-    for (const o of ops) {
-      if (o.verb === 'set') continue;
-      const cur = this.data.get(o.key)?.index ?? 0;
-      if (cur !== o.index) return { ok: false, errors: [`cas failed on ${o.key}`] };
-    }
-    const at = ++this.index;
-    for (const o of ops) {
-      if (o.verb === 'delete-cas') this.data.delete(o.key);
-      else this.data.set(o.key, { value: o.value, index: at });
-    }
-    return { ok: true };
-  }
-}
 
 const ACTION: BanAction = {
   type: 'ban',
@@ -68,31 +20,17 @@ const ACTION: BanAction = {
   factor: 2,
   maxBantimeSec: 86400,
   forgetAfterSec: 604800,
+  prefixV4: 32,
+  prefixV6: 128,
 };
 const T0 = 1_700_000_000_000;
 
-let seq = 0;
 function job(subject = '198.51.100.5'): ReactorJob {
-  seq++;
-  return {
-    v: 1,
-    id: `job-${String(seq).padStart(8, '0')}`,
-    event: 'ssh-auth-failure',
-    trigger: 'sshd-failed-password',
-    subject,
-    fields: { attacker: subject },
-    count: 5,
-    device: { address: '198.51.100.2', hostname: 'vyos', via: 'direct', listener: 'udp:0.0.0.0:514' },
-    firstSeenMs: T0,
-    lineReceivedMs: T0,
-    queuedMs: T0,
-    parser: 'p:1',
-    sample: 'x',
-  };
+  return testJob(subject, {}, T0);
 }
 
 function runner(kv: FakeKv, opts: { now?: () => number; ignore?: string[]; mgmt?: string[]; action?: Partial<BanAction> } = {}): BanRunner {
-  const protection = new Protection(kv, NetSet.parse(opts.ignore ?? []), NetSet.parse(opts.mgmt ?? []));
+  const protection = protectionFor(kv, [...(opts.ignore ?? []), ...(opts.mgmt ?? [])], opts.now ?? (() => T0));
   return new BanRunner(
     { ...ACTION, ...opts.action },
     { kv, protection, stateKvPrefix: 'befw-reactor', localDc: async () => 'dc1', now: opts.now ?? (() => T0) },
@@ -102,7 +40,7 @@ function runner(kv: FakeKv, opts: { now?: () => number; ignore?: string[]; mgmt?
 describe('ban action', () => {
   test('writes the ban with now + bantime and an offence record naming the device', async () => {
     const kv = new FakeKv();
-    const out = await runner(kv).run(job());
+    const out = await runner(kv).run(job(), newJobContext());
     assert.equal(out.result, 'banned');
     assert.equal(kv.data.get('befw/$ipset$/rules_deny/198.51.100.5')?.value, String(T0 / 1000 + 3600));
     const rec = JSON.parse(kv.data.get('befw-reactor/offences/198.51.100.5')?.value ?? '{}') as {
@@ -127,19 +65,19 @@ describe('ban action', () => {
   test('is idempotent: the same job again, or another job while the ban lives, writes nothing', async () => {
     const kv = new FakeKv();
     const j = job();
-    await runner(kv).run(j);
+    await runner(kv).run(j, newJobContext());
     const txns = kv.txns;
-    assert.equal((await runner(kv).run(j)).result, 'already-applied');
-    assert.equal((await runner(kv, { now: () => T0 + 1000 }).run(job())).result, 'already-banned');
+    assert.equal((await runner(kv).run(j, newJobContext())).result, 'already-applied');
+    assert.equal((await runner(kv, { now: () => T0 + 1000 }).run(job(), newJobContext())).result, 'already-banned');
     assert.equal(kv.txns, txns);
   });
 
   test('a redelivered job stays applied even after an operator lifted the ban', async () => {
     const kv = new FakeKv();
     const j = job();
-    await runner(kv).run(j);
+    await runner(kv).run(j, newJobContext());
     kv.data.delete('befw/$ipset$/rules_deny/198.51.100.5');
-    assert.equal((await runner(kv).run(j)).result, 'already-applied');
+    assert.equal((await runner(kv).run(j, newJobContext())).result, 'already-applied');
     assert.equal(kv.data.has('befw/$ipset$/rules_deny/198.51.100.5'), false);
   });
 
@@ -149,7 +87,7 @@ describe('ban action', () => {
     const r = runner(kv, { now: () => now });
     const bantimes: number[] = [];
     for (let i = 0; i < 7; i++) {
-      const out = await r.run(job());
+      const out = await r.run(job(), newJobContext());
       assert.equal(out.result, 'banned');
       bantimes.push(out.detail.bantimeSec as number);
       now = ((out.detail.expiry as number) + 1) * 1000; // the ban has run out
@@ -161,29 +99,29 @@ describe('ban action', () => {
     const kv = new FakeKv();
     let now = T0;
     const r = runner(kv, { now: () => now, action: { forgetAfterSec: 60 } });
-    const first = await r.run(job());
+    const first = await r.run(job(), newJobContext());
     now = ((first.detail.expiry as number) + 61) * 1000;
-    assert.equal((await r.run(job())).detail.bantimeSec, 3600);
+    assert.equal((await r.run(job(), newJobContext())).detail.bantimeSec, 3600);
   });
 
   test('an expired or unreadable entry is replaced; a never-expiring one stays', async () => {
     const kv = new FakeKv();
     kv.put('befw/$ipset$/rules_deny/198.51.100.5', String(T0 / 1000 - 10));
-    const out = await runner(kv).run(job());
+    const out = await runner(kv).run(job(), newJobContext());
     assert.equal(out.result, 'banned');
     assert.equal(out.detail.replaced, String(T0 / 1000 - 10));
     kv.put('befw/$ipset$/rules_deny/198.51.100.6', 'tomorrow');
-    assert.equal((await runner(kv).run(job('198.51.100.6'))).result, 'banned');
+    assert.equal((await runner(kv).run(job('198.51.100.6'), newJobContext())).result, 'banned');
     kv.put('befw/$ipset$/rules_deny/198.51.100.7', '-1');
-    assert.equal((await runner(kv).run(job('198.51.100.7'))).result, 'already-banned');
+    assert.equal((await runner(kv).run(job('198.51.100.7'), newJobContext())).result, 'already-banned');
   });
 
   test('never bans the ignore list, management networks or live rules_allow entries (aliases too)', async () => {
     const kv = new FakeKv();
     const r = runner(kv, { ignore: ['198.51.100.0/28'], mgmt: ['203.0.113.0/28', '2001:db8:1::/48'] });
-    assert.match((await r.run(job('198.51.100.5'))).detail.reason as string, /ignore list/);
-    assert.match((await r.run(job('203.0.113.9'))).detail.reason as string, /management/);
-    assert.match((await r.run(job('2001:db8:1::9'))).detail.reason as string, /management/);
+    assert.match((await r.run(job('198.51.100.5'), newJobContext())).detail.reason as string, /protect list/);
+    assert.match((await r.run(job('203.0.113.9'), newJobContext())).detail.reason as string, /protect list/);
+    assert.match((await r.run(job('2001:db8:1::9'), newJobContext())).detail.reason as string, /protect list/);
     kv.put('befw/$ipset$/rules_allow/198.51.100.64/26', '-1');
     kv.put('befw/$ipset$/dc1/rules_allow/198.51.100.30', String(T0 / 1000 + 100));
     kv.put('befw/$ipset$/dc1/rules_allow/198.51.100.31', String(T0 / 1000 - 100)); // expired: no protection
@@ -193,7 +131,7 @@ describe('ban action', () => {
     kv.put('befw/$alias$/$oncall$/198.51.100.40', '-1');
     const results = [];
     for (const a of ['198.51.100.70', '198.51.100.30', '198.51.100.31', '198.51.100.32', '198.51.100.40', '198.51.100.41'])
-      results.push((await r.run(job(a))).result);
+      results.push((await r.run(job(a), newJobContext())).result);
     assert.deepEqual(results, ['protected', 'protected', 'banned', 'banned', 'protected', 'banned']);
     assert.equal(kv.data.has('befw/$ipset$/rules_deny/198.51.100.70'), false);
   });
@@ -201,7 +139,7 @@ describe('ban action', () => {
   test('never bans special-purpose addresses, even with nothing configured', async () => {
     const kv = new FakeKv();
     for (const a of ['127.0.0.1', '::1', '0.0.0.0', '224.0.0.251', 'fe80::1']) {
-      const out = await runner(kv).run(job(a));
+      const out = await runner(kv).run(job(a), newJobContext());
       assert.equal(out.result, 'protected', a);
       assert.match(out.detail.reason as string, /special-purpose/);
     }
@@ -216,9 +154,9 @@ describe('ban action', () => {
     let bResult = '';
     kv.beforeTxn = () => {
       kv.beforeTxn = null;
-      void b.run(job()).then((o) => (bResult = o.result));
+      void b.run(job(), newJobContext()).then((o) => (bResult = o.result));
     };
-    const aResult = (await a.run(job())).result;
+    const aResult = (await a.run(job(), newJobContext())).result;
     await new Promise((r) => setTimeout(r, 10));
     assert.deepEqual([aResult, bResult].sort(), ['already-banned', 'banned']);
     assert.equal((JSON.parse(kv.data.get('befw-reactor/offences/198.51.100.5')?.value ?? '{}') as { count?: number }).count, 1);
@@ -228,21 +166,21 @@ describe('ban action', () => {
     const kv = new FakeKv();
     kv.put('befw/$ipset$/dc1/web-01/rules_allow/198.51.100.9', '-1');
     const node = runner(kv, { action: { scope: 'node', node: 'web-01' } });
-    assert.equal((await node.run(job('198.51.100.9'))).result, 'protected');
-    assert.equal((await node.run(job('198.51.100.10'))).detail.key, 'befw/$ipset$/dc1/web-01/rules_deny/198.51.100.10');
+    assert.equal((await node.run(job('198.51.100.9'), newJobContext())).result, 'protected');
+    assert.equal((await node.run(job('198.51.100.10'), newJobContext())).detail.key, 'befw/$ipset$/dc1/web-01/rules_deny/198.51.100.10');
     const dc = runner(kv, { action: { scope: 'dc', dc: 'dc7', set: 'blocked' } });
-    assert.equal((await dc.run(job('198.51.100.11'))).detail.key, 'befw/$ipset$/dc7/blocked/198.51.100.11');
+    assert.equal((await dc.run(job('198.51.100.11'), newJobContext())).detail.key, 'befw/$ipset$/dc7/blocked/198.51.100.11');
   });
 
   test('Consul failures are transient errors; a non-address subject is permanent', async () => {
     const kv = new FakeKv();
     kv.failing = true;
     await assert.rejects(
-      runner(kv).run(job()),
+      runner(kv).run(job(), newJobContext()),
       (e: unknown) => e instanceof ActionError && !e.permanent && /connection refused/.test(e.message),
     );
     kv.failing = false;
-    await assert.rejects(runner(kv).run(job('eth1')), (e: unknown) => e instanceof ActionError && e.permanent);
+    await assert.rejects(runner(kv).run(job('eth1'), newJobContext()), (e: unknown) => e instanceof ActionError && e.permanent);
     assert.equal(kv.data.size, 0, 'nothing written, nothing loosened');
   });
 });

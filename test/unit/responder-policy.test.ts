@@ -18,6 +18,8 @@ const BAN: BanAction = {
   factor: 2,
   maxBantimeSec: 86400,
   forgetAfterSec: 604800,
+  prefixV4: 32,
+  prefixV6: 128,
 };
 
 describe('ban policy', () => {
@@ -49,6 +51,7 @@ describe('ban policy', () => {
       jobs: [],
       event: 'e',
       device: { address: 'x', hostname: null },
+      clearedMs: null,
     };
     assert.equal(previousBans(null, BAN, 0), 0);
     assert.equal(previousBans(rec, BAN, (1_000 + 3600) * 1000 + 604_799_000), 3);
@@ -64,8 +67,10 @@ describe('ban policy', () => {
       jobs: ['a', 'b'],
       event: 'ssh-auth-failure',
       device: { address: '198.51.100.2', hostname: 'vyos' },
+      clearedMs: 1234,
     };
     assert.deepEqual(parseOffence(JSON.stringify(rec)), rec);
+    assert.equal(parseOffence(JSON.stringify({ ...rec, clearedMs: undefined }))?.clearedMs, null);
     for (const bad of [null, '', 'x', '{}', '{"count":"1","lastBanMs":1,"jobs":[]}', '[]'])
       assert.equal(parseOffence(bad), null, String(bad));
   });
@@ -181,6 +186,7 @@ describe('VyOS request format and replies', () => {
       caFile: null,
       addresses: NetSet.parse(nets),
       timeoutMs: 1000,
+      interfaces: [],
     });
     const devices = new Map([
       ['edge1', dev('edge1', ['198.51.100.2/32'])],

@@ -6,13 +6,12 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError } from '../../src/config/config.js';
-import { NetSet } from '../../src/core/netMatch.js';
 import { type ActionConfig, parseReactorConfig } from '../../src/reactor/config/reactorConfig.js';
 import type { ReactorJob } from '../../src/reactor/queue/job.js';
-import { ActionError, type ActionRunner } from '../../src/reactor/responder/actionTypes.js';
+import { ActionError, type ActionRunner, newJobContext } from '../../src/reactor/responder/actionTypes.js';
 import { BanRunner } from '../../src/reactor/responder/banAction.js';
 import type { KvEntry, ReactorKv, TxnResult } from '../../src/reactor/responder/consulKv.js';
-import { Protection } from '../../src/reactor/responder/protection.js';
+import { protectionFor } from '../helpers/reactorFakes.js';
 import { ACTIONS, type ActionContext, type ActionRegistry, runnerFor } from '../../src/reactor/responder/registry.js';
 import { VyosAddressGroupRunner, VyosDisableInterfaceRunner } from '../../src/reactor/responder/vyosActions.js';
 import type { VyosClient } from '../../src/reactor/responder/vyosClient.js';
@@ -37,8 +36,8 @@ function schemaActionTypes(): string[] {
 function everyAction(): ActionConfig[] {
   const c = parseReactorConfig(
     JSON.stringify({
-      queue: { servers: ['127.0.0.1:11300'] },
-      parser: { listeners: [{ protocol: 'udp', port: 5140 }] },
+      queue: { servers: ['127.0.0.1:11300'], hmacKeyFile: '/etc/befw/reactor.key' },
+      parser: { listeners: [{ protocol: 'udp', port: 5140 }], allowedDevices: ['198.51.100.0/24'] },
       responder: {
         actions: {
           'ssh-auth-failure': [{ type: 'ban' }, { type: 'vyos-address-group', devices: 'source', group: 'BLOCK', ipv6Group: 'BLOCK6' }],
@@ -57,12 +56,13 @@ const NO_KV: ReactorKv = {
   get: async (): Promise<KvEntry | null> => null,
   list: async (): Promise<KvEntry[]> => [],
   txn: async (): Promise<TxnResult> => ({ ok: true }),
+  members: async () => [],
 };
 
 function context(over: Partial<ActionContext> = {}): ActionContext {
   return {
     kv: NO_KV,
-    protection: new Protection(NO_KV, NetSet.parse(['203.0.113.0/24']), NetSet.parse([])),
+    protection: protectionFor(NO_KV, ['203.0.113.0/24']),
     stateKvPrefix: 'befw-reactor',
     localDc: async () => 'dc1',
     now: () => 1_700_000_000_000,
@@ -74,14 +74,15 @@ function context(over: Partial<ActionContext> = {}): ActionContext {
 
 function job(subject: string): ReactorJob {
   return {
-    v: 1,
+    v: 2,
     id: '0b7e3c1e-8f0a-4c59-9d7e-1d2f3a4b5c6d',
     event: 'ssh-auth-failure',
     trigger: 'sshd-failed-password',
     subject,
     fields: {},
     count: 5,
-    device: { address: '192.0.2.9', hostname: 'vyos', via: 'direct', listener: 'udp:0.0.0.0:5140' },
+    device: { address: '192.0.2.9', hostname: 'vyos', via: 'direct', listener: 'tcp:0.0.0.0:5140', name: 'edge', transport: 'tcp' },
+    evidence: { spoofable: false, udpActions: [] },
     firstSeenMs: 1_700_000_000_000,
     lineReceivedMs: 1_700_000_000_000,
     queuedMs: 1_700_000_000_000,
@@ -136,17 +137,18 @@ describe('responder action registry', () => {
     };
     const [ban, group, disable] = [actionOf('ban'), actionOf('vyos-address-group'), actionOf('vyos-disable-interface')];
     // ban: the context's protection (its ignore list) keeps the address out of Consul.
-    const banned = await runnerFor(ban, context()).run(job('203.0.113.7'));
+    const banned = await runnerFor(ban, context()).run(job('203.0.113.7'), newJobContext());
     assert.equal(banned.result, 'protected');
-    assert.match(String(banned.detail.reason), /ignore list/);
+    assert.match(String(banned.detail.reason), /protect list/);
     // vyos-address-group: the context's protection check.
     const grouped = await runnerFor(group, context({ isProtected: async () => 'in rules_allow (198.51.100.0/24)' })).run(
       job('198.51.100.7'),
+      newJobContext(),
     );
     assert.deepEqual(grouped, { result: 'protected', detail: { reason: 'in rules_allow (198.51.100.0/24)' } });
     // vyos-disable-interface: the context's fleet (empty here: no device sends from the job's address).
     await assert.rejects(
-      runnerFor(disable, context()).run({ ...job('eth1'), event: 'iface-down' }),
+      runnerFor(disable, context()).run({ ...job('eth1'), event: 'iface-down' }, newJobContext()),
       (err: unknown) =>
         err instanceof ActionError && err.permanent && /no device in \/responder\/devices sends from 192\.0\.2\.9/.test(err.message),
     );

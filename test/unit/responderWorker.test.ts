@@ -10,14 +10,17 @@ import { afterEach, beforeEach, describe, it, mock } from 'node:test';
 import { type QueueAddress, parseQueueAddress } from '../../src/reactor/queue/address.js';
 import { BeanstalkConnection, type ReservedJob } from '../../src/reactor/queue/beanstalkConnection.js';
 import { JOB_VERSION, type ReactorJob, encodeJob } from '../../src/reactor/queue/job.js';
-import { ActionError, type ActionOutcome, type ActionRunner } from '../../src/reactor/responder/actionTypes.js';
+import { inspect, parseJobKeys, seal } from '../../src/reactor/queue/jobAuth.js';
+import { ActionError, type ActionOutcome, type ActionRunner, type JobContext } from '../../src/reactor/responder/actionTypes.js';
 import type { RetryPolicy } from '../../src/reactor/responder/retryPolicy.js';
-import { ResponderWorker, type WorkerCounters, newWorkerCounters } from '../../src/reactor/responder/worker.js';
+import { BanBudget, ResponderWorker, type WorkerCounters, newWorkerCounters } from '../../src/reactor/responder/worker.js';
 import { recordingLog } from '../helpers/recordingLog.js';
 
 const EVENT = 'ssh-auth-failure';
 const TUBE = `befw-${EVENT}`;
 const POLICY: RetryPolicy = { maxAttempts: 5, retryDelaySec: 2, retryDelayMaxSec: 600 };
+const KEYS = parseJobKeys('k'.repeat(40));
+const OTHER_KEYS = parseJobKeys('o'.repeat(40));
 
 function job(id: string, over: Partial<ReactorJob> = {}): ReactorJob {
   return {
@@ -28,7 +31,8 @@ function job(id: string, over: Partial<ReactorJob> = {}): ReactorJob {
     subject: '203.0.113.7',
     fields: { user: 'root' },
     count: 5,
-    device: { address: '198.51.100.2', hostname: 'web-01', via: 'direct', listener: 'tcp:514' },
+    device: { address: '198.51.100.2', hostname: 'web-01', via: 'direct', listener: 'tcp:514', name: 'web', transport: 'tcp' },
+    evidence: { spoofable: false, udpActions: [] },
     firstSeenMs: 1_700_000_000_000,
     lineReceivedMs: 1_700_000_001_000,
     queuedMs: 1_700_000_001_005,
@@ -42,11 +46,15 @@ interface Scripted {
   readonly reserved: ReservedJob;
   /** beanstalkd's count of reservations of the job (stats-job `reserves`), this one included. */
   readonly reserves: number;
+  /** The tube stats-job names (default: the event's). */
+  readonly tube?: string;
 }
 
 /** The subset of BeanstalkConnection the worker uses, recording each command. */
 class FakeConnection {
   readonly sent: string[] = [];
+  /** Copies put to be buried with a note: id -> body. */
+  readonly copies = new Map<number, Buffer>();
   isOpen = true;
   onIdle: () => void = () => undefined;
 
@@ -76,7 +84,26 @@ class FakeConnection {
   async statsJob(id: number): Promise<Record<string, string> | null> {
     this.sent.push(`stats-job ${id}`);
     const s = this.script[0];
-    return s?.reserved.id === id ? { id: String(id), state: 'reserved', reserves: String(s.reserves) } : null;
+    return s?.reserved.id === id ? { id: String(id), state: 'reserved', reserves: String(s.reserves), tube: s.tube ?? TUBE } : null;
+  }
+  async use(tube: string): Promise<void> {
+    this.sent.push(`use ${tube}`);
+  }
+  async put(body: Buffer, opts: { delaySec?: number }): Promise<number> {
+    const id = 1000 + this.copies.size + 1;
+    this.copies.set(id, body);
+    this.sent.push(`put ${id} held ${(opts.delaySec ?? 0) > 0 ? 'yes' : 'no'}`);
+    return id;
+  }
+  async reserveJob(id: number): Promise<ReservedJob | null> {
+    this.sent.push(`reserve-job ${id}`);
+    const body = this.copies.get(id);
+    return body === undefined ? null : { id, body };
+  }
+  /** The note of a buried copy. */
+  note(id: number): { reason: string; error: string } | null {
+    const b = this.copies.get(id);
+    return b === undefined ? null : inspect(b).note;
   }
   async delete(id: number): Promise<boolean> {
     this.current(id);
@@ -89,7 +116,7 @@ class FakeConnection {
     return 'released';
   }
   async bury(id: number, pri: number): Promise<boolean> {
-    this.current(id);
+    if (!this.copies.has(id)) this.current(id);
     this.sent.push(`bury ${id} ${pri}`);
     return true;
   }
@@ -110,7 +137,7 @@ class FakeAction implements ActionRunner {
     private readonly answers: (ActionOutcome | Error)[] = [],
     private readonly during: () => void = () => undefined,
   ) {}
-  async run(j: ReactorJob): Promise<ActionOutcome> {
+  async run(j: ReactorJob, _ctx: JobContext): Promise<ActionOutcome> {
     this.got.push(j);
     this.during();
     const a = this.answers.shift() ?? { result: 'done', detail: {} };
@@ -132,7 +159,7 @@ interface Run {
 async function runWorker(
   script: Scripted[],
   actions: readonly ActionRunner[],
-  opts: { policy?: RetryPolicy; ttrSec?: number } = {},
+  opts: { policy?: RetryPolicy; ttrSec?: number; protectedReason?: string | null; budget?: BanBudget } = {},
 ): Promise<Run> {
   const conn = new FakeConnection(script);
   const connects: QueueAddress[] = [];
@@ -150,6 +177,9 @@ async function runWorker(
       policy: opts.policy ?? POLICY,
       ttrSec: opts.ttrSec ?? 60,
       connectTimeoutMs: 1000,
+      keys: KEYS,
+      guard: { isProtected: async () => opts.protectedReason ?? null, budget: opts.budget ?? new BanBudget(1000) },
+      responderId: 'test:1',
     },
     logged.log,
     counters,
@@ -162,10 +192,20 @@ async function runWorker(
   return { conn, counters, logged };
 }
 
-const reserved = (id: number, j: ReactorJob | string, reserves = 1): Scripted => ({
-  reserved: { id, body: Buffer.from(typeof j === 'string' ? j : encodeJob(j)) },
+/** A job as a parser puts it: signed for the tube. A string is put as it is. */
+const reserved = (id: number, j: ReactorJob | string, reserves = 1, tube?: string): Scripted => ({
+  reserved: { id, body: typeof j === 'string' ? Buffer.from(j) : seal(KEYS, 'job', TUBE, encodeJob(j)) },
   reserves,
+  ...(tube === undefined ? {} : { tube }),
 });
+/** The commands of a bury with a note: a held copy, reserved by id, buried; the original deleted. */
+const buryNoted = (id: number, copy: number): string[] => [
+  `use ${TUBE}`,
+  `put ${copy} held yes`,
+  `reserve-job ${copy}`,
+  `bury ${copy} 1024`,
+  `delete ${id}`,
+];
 
 describe('ResponderWorker', () => {
   beforeEach(() => {
@@ -181,7 +221,7 @@ describe('ResponderWorker', () => {
     const second = new FakeAction('vyos-address-group', [{ result: 'added', detail: { group: 'attackers' } }]);
     const j = job('job-0001-aaaa');
     const { conn, counters, logged } = await runWorker([reserved(11, j)], [first, second]);
-    assert.deepEqual(conn.sent.slice(2), ['reserve -> 11', 'delete 11']);
+    assert.deepEqual(conn.sent.slice(2), ['reserve -> 11', 'stats-job 11', 'delete 11']);
     assert.deepEqual(first.got, [j], 'the action gets the decoded job');
     assert.deepEqual(second.got, [j]);
     assert.deepEqual(counters, { ...newWorkerCounters(), jobs: 1, done: 1, actions: 2 });
@@ -224,8 +264,10 @@ describe('ResponderWorker', () => {
   it('buries a job that failed its last attempt', async () => {
     const failing = new FakeAction('ban', [new ActionError('ban', false, 'Consul did not answer')]);
     const { conn, counters, logged } = await runWorker([reserved(14, job('job-0004-dddd'), POLICY.maxAttempts)], [failing]);
-    assert.deepEqual(conn.sent.slice(2), ['reserve -> 14', 'stats-job 14', 'bury 14 1024']);
+    assert.deepEqual(conn.sent.slice(2), ['reserve -> 14', 'stats-job 14', ...buryNoted(14, 1001)]);
     assert.deepEqual(counters, { ...newWorkerCounters(), jobs: 1, buried: 1, actions: 1, actionFailures: 1 });
+    assert.deepEqual(conn.note(1001)?.reason, `failed ${POLICY.maxAttempts} of ${POLICY.maxAttempts} attempts`);
+    assert.match(String(conn.note(1001)?.error), /Consul did not answer/);
     const buried = logged.named('job-buried');
     assert.equal(buried.length, 1);
     assert.equal(buried[0]?.attempt, POLICY.maxAttempts);
@@ -235,36 +277,84 @@ describe('ResponderWorker', () => {
   it('buries a job at once when its action failed permanently', async () => {
     const failing = new FakeAction('vyos-address-group', [new ActionError('vyos-address-group', true, 'HTTP 403: bad key')]);
     const { conn, logged } = await runWorker([reserved(15, job('job-0005-eeee'), 1)], [failing]);
-    assert.deepEqual(conn.sent.slice(2), ['reserve -> 15', 'stats-job 15', 'bury 15 1024']);
+    assert.deepEqual(conn.sent.slice(2), ['reserve -> 15', 'stats-job 15', ...buryNoted(15, 1001)]);
     assert.equal(logged.named('job-buried')[0]?.reason, 'permanent failure');
   });
 
-  it('drops a job that is not a valid reactor job without acting on it', async () => {
+  it('rejects and buries, with the reason beside it, jobs unsigned, mis-signed, in the wrong tube, or not valid', async () => {
     const action = new FakeAction('ban');
+    const forged = job('job-0007-gggg');
     const { conn, counters, logged } = await runWorker(
       [
-        reserved(16, '{"v":1,"id":"x"'),
-        reserved(17, JSON.stringify({ ...job('job-0007-gggg'), subject: '203.0.113.7; rm -rf /' })),
-        reserved(18, job('job-0008-hhhh', { event: 'interface-down' })),
+        reserved(16, encodeJob(forged).toString()), // well-formed but unsigned: put by anyone
+        { reserved: { id: 17, body: seal(OTHER_KEYS, 'job', TUBE, encodeJob(forged)) }, reserves: 1 }, // another key
+        { reserved: { id: 18, body: seal(KEYS, 'job', 'befw-iface-down', encodeJob(forged)) }, reserves: 1 }, // signed for another tube
+        { reserved: { id: 19, body: seal(KEYS, 'job', TUBE, Buffer.from('{"v":2,"id":"x"')) }, reserves: 1 }, // signed, not a job
+        reserved(20, job('job-0008-hhhh', { event: 'iface-down' })), // signed for this tube, another event
       ],
       [action],
     );
-    // The worker deletes such a job (worker.ts: "logged and deleted without acting"); it is
-    // not buried for an operator.
-    assert.deepEqual(conn.sent.slice(2), ['reserve -> 16', 'delete 16', 'reserve -> 17', 'delete 17', 'reserve -> 18', 'delete 18']);
-    assert.equal(action.got.length, 0);
-    assert.deepEqual(counters, { ...newWorkerCounters(), jobs: 3, badJobs: 3 });
-    const bad = logged.named('bad-job');
-    assert.equal(bad.length, 3);
-    assert.match(String(bad[0]?.error), /^not JSON/);
-    assert.match(String(bad[1]?.error), /^\/subject: /);
-    assert.match(String(bad[2]?.error), /no actions for event "interface-down"/);
+    assert.equal(action.got.length, 0, 'nothing acted on');
+    assert.deepEqual(
+      [1001, 1002, 1003, 1004, 1005].map((id) => conn.note(id)?.reason),
+      ['unsigned', 'unknown-key', 'bad-signature', 'bad-job', 'wrong-tube'],
+    );
+    assert.equal(conn.sent.filter((c) => c.startsWith('delete ')).length, 5, 'each original is replaced by its noted copy');
+    assert.deepEqual(counters, { ...newWorkerCounters(), jobs: 5, buried: 5, rejected: 5, badJobs: 1 });
+    assert.equal(logged.named('job-rejected').length, 5);
+  });
+
+  it('on a job resting on UDP lines runs only what the device allows for UDP, and never a disruptive action', async () => {
+    const ban = new FakeAction('ban');
+    const group = new FakeAction('vyos-address-group');
+    const disable = new FakeAction('vyos-disable-interface');
+    const spoofable = job('job-0010-jjjj', { evidence: { spoofable: true, udpActions: ['vyos-address-group', 'vyos-disable-interface'] } });
+    const { counters, logged } = await runWorker([reserved(21, spoofable)], [ban, group, disable]);
+    assert.deepEqual([ban.got.length, group.got.length, disable.got.length], [0, 1, 0]);
+    assert.equal(counters.skippedUdp, 2);
+    assert.deepEqual(
+      logged.named('action-skipped').map((e) => e.action),
+      ['ban', 'vyos-disable-interface'],
+    );
+  });
+
+  it('drops a job about a protected subject before any action, with a warning and a counter', async () => {
+    const ban = new FakeAction('ban');
+    const { conn, counters, logged } = await runWorker([reserved(22, job('job-0011-kkkk'))], [ban], {
+      protectedReason: 'protected: Consul server consul-1 (203.0.113.7/32)',
+    });
+    assert.equal(ban.got.length, 0);
+    assert.deepEqual(conn.sent.slice(2), ['reserve -> 22', 'stats-job 22', 'delete 22']);
+    assert.equal(counters.protectedDropped, 1);
+    assert.match(String(logged.named('protected-subject')[0]?.reason), /Consul server/);
+  });
+
+  it('past the ban budget, holds (buries) instead of acting, and alerts once', async () => {
+    const budget = new BanBudget(2);
+    const ban = new FakeAction('ban', [
+      { result: 'banned', detail: {} },
+      { result: 'banned', detail: {} },
+    ]);
+    const { conn, counters, logged } = await runWorker(
+      [
+        reserved(31, job('job-0031-aaaa')),
+        reserved(32, job('job-0032-aaaa')),
+        reserved(33, job('job-0033-aaaa')),
+        reserved(34, job('job-0034-aaaa')),
+      ],
+      [ban],
+      { budget },
+    );
+    assert.equal(ban.got.length, 2);
+    assert.equal(counters.budgetHeld, 2);
+    assert.equal(conn.note(1001)?.reason, 'ban-budget');
+    assert.equal(logged.named('ban-budget-exceeded').length, 1);
   });
 
   it('touches the job while a slow action runs, at half its time to run', async () => {
     mock.timers.enable({ apis: ['setInterval'] });
     const slow = new FakeAction('ban', [], () => mock.timers.tick(30_000 * 2 + 1));
     const { conn } = await runWorker([reserved(19, job('job-0009-iiii'))], [slow], { ttrSec: 60 });
-    assert.deepEqual(conn.sent.slice(2), ['reserve -> 19', 'touch 19', 'touch 19', 'delete 19']);
+    assert.deepEqual(conn.sent.slice(2), ['reserve -> 19', 'stats-job 19', 'touch 19', 'touch 19', 'delete 19']);
   });
 });

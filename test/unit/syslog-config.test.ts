@@ -10,8 +10,8 @@ const FILE = '/etc/befw/reactor.json';
 
 function base(): Record<string, unknown> {
   return {
-    queue: { servers: ['127.0.0.1:11300'] },
-    parser: { listeners: [{ protocol: 'tcp', port: 5140 }] },
+    queue: { servers: ['127.0.0.1:11300'], hmacKeyFile: '/etc/befw/reactor.key' },
+    parser: { listeners: [{ protocol: 'tcp', port: 5140 }], allowedDevices: ['198.51.100.0/24', '2001:db8::/32'] },
     responder: { actions: { 'ssh-auth-failure': [{ type: 'ban' }] } },
   };
 }
@@ -56,9 +56,14 @@ describe('reactor config: the shipped example', () => {
       factor: 2,
       maxBantimeSec: 604800,
       forgetAfterSec: 604800,
+      prefixV4: 32,
+      prefixV6: 128,
     });
+    assert.deepEqual(c.warnings, []);
+    assert.deepEqual(c.responder?.devices.get('edge1')?.interfaces, ['eth1', 'eth2']);
+    assert.deepEqual(c.parser?.devices.lookup('198.51.100.254')?.udpActions, []);
     assert.equal(c.responder?.devices.get('edge1')?.url.href, 'https://198.51.100.254/');
-    assert.ok(c.ignore.has('203.0.113.7'));
+    assert.ok(c.protect.has('203.0.113.7'));
   });
 
   test('a minimal config gets the documented defaults', () => {
@@ -71,9 +76,97 @@ describe('reactor config: the shipped example', () => {
     assert.equal(p.listeners[0]?.address, '0.0.0.0');
     assert.equal(p.maxLineBytes, 8192);
     assert.equal(p.dedupMs, 600_000);
-    assert.ok(p.allowedDevices.has('198.51.100.1') && p.allowedDevices.has('2001:db8::1'));
+    assert.equal(p.devices.lookup('198.51.100.1')?.name, 'allowed');
+    assert.equal(p.devices.lookup('192.0.2.1'), null, 'nobody else');
+    assert.deepEqual(p.devices.lookup('2001:db8::1')?.udpActions, [], 'nothing over UDP unless configured');
+    assert.equal(p.maxConnectionsPerDevice, 16);
+    assert.equal(p.maxRepeat, 10);
+    assert.equal(c.responder?.banBudgetPerMinute, 60);
     assert.equal(p.triggers.triggers.length, 5);
     assert.equal(c.responder?.stateKvPrefix, 'befw-reactor');
+  });
+});
+
+describe('reactor config: evidence and protection', () => {
+  test('no devices: nothing is read from anyone, and the config says so', () => {
+    refused(
+      edit((c) => delete c.parser.allowedDevices),
+      '/parser/devices',
+      /no devices/,
+    );
+    refused(
+      edit((c) => (c.parser.allowedDevices = [])),
+      '/parser/devices',
+      /no devices/,
+    );
+  });
+
+  test('jobs must be signed: hmacKeyFile is required with a parser or a responder', () => {
+    refused(
+      edit((c) => delete c.queue.hmacKeyFile),
+      '/queue/hmacKeyFile',
+      /required/,
+    );
+  });
+
+  test('devices: longest prefix wins; hostnames and UDP actions per device; never disable an interface over UDP', () => {
+    const c = parseReactorConfig(
+      JSON.stringify(
+        edit((x) => {
+          x.parser.devices = [
+            { name: 'edge1', addresses: ['198.51.100.254/32'], hostnames: ['Edge1'], udpActions: ['ban'] },
+            { name: 'dup', addresses: ['192.0.2.0/24'] },
+          ];
+        }),
+      ),
+      FILE,
+    );
+    const p = c.parser!;
+    assert.equal(p.devices.lookup('198.51.100.254')?.name, 'edge1');
+    assert.equal(p.devices.lookup('198.51.100.253')?.name, 'allowed');
+    assert.deepEqual([...(p.devices.lookup('198.51.100.254')?.hostnames ?? [])], ['edge1']);
+    refused(
+      edit((x) => (x.parser.devices = [{ name: 'r', addresses: ['192.0.2.1/32'], udpActions: ['vyos-disable-interface'] }])),
+      '/parser/devices/0/udpActions',
+      /cannot be triggered over UDP/,
+    );
+    refused(
+      edit((x) => (x.parser.limits = { maxConnections: 4, maxConnectionsPerDevice: 5 })),
+      '/parser/limits/maxConnectionsPerDevice',
+      /at most maxConnections/,
+    );
+  });
+
+  test('managementNets and ignore still work, folded into protect, with a warning; a ban shorter than dedupSec warns', () => {
+    const c = parseReactorConfig(
+      JSON.stringify(
+        edit((x) => {
+          x.ignore = ['192.0.2.0/28'];
+          x.responder.managementNets = ['203.0.113.0/28'];
+          x.responder.actions['ssh-auth-failure'] = [{ type: 'ban', bantimeSec: 60 }];
+        }),
+      ),
+      FILE,
+    );
+    assert.ok(c.protect.has('192.0.2.1') && c.protect.has('203.0.113.1'));
+    assert.equal(c.warnings.length, 3, c.warnings.join('\n'));
+    assert.match(c.warnings[0] ?? '', /ignore is deprecated/);
+    assert.match(c.warnings[1] ?? '', /managementNets is deprecated.*befw-protect/);
+    assert.match(c.warnings[2] ?? '', /60 s is shorter than \/parser\/dedupSec \(600 s\)/);
+  });
+
+  test('wider bans only by config, and not absurdly wide', () => {
+    const c = parseReactorConfig(
+      JSON.stringify(edit((x) => (x.responder.actions['ssh-auth-failure'] = [{ type: 'ban', prefixV4: 24, prefixV6: 64 }]))),
+      FILE,
+    );
+    const ban = c.responder?.actions.get('ssh-auth-failure')?.[0];
+    assert.ok(ban?.type === 'ban' && ban.prefixV4 === 24 && ban.prefixV6 === 64);
+    refused(
+      edit((x) => (x.responder.actions['ssh-auth-failure'] = [{ type: 'ban', prefixV4: 4 }])),
+      '/responder/actions/ssh-auth-failure/0/prefixV4',
+      />= 8/,
+    );
   });
 });
 

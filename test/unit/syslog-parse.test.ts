@@ -83,15 +83,22 @@ describe('RFC 3164 (BSD syslog), including the issue lines', () => {
 });
 
 describe('rsyslog\'s "message repeated N times"', () => {
-  test('the issue line: the inner line gives program and message, N is counted', () => {
+  test('a whole inner line of another program is not unwrapped (anyone can log as any program)', () => {
     const m = ok(
       '<13>Aug 26 21:59:03 vyos vyos: message repeated 4 times: [  Aug 26 13:55:13 vyos sshd[2755]: Failed password for root from 10.10.10.132 port 47336 ssh2]',
     );
-    assert.equal(m.repeat, 4);
-    assert.equal(m.app, 'sshd');
-    assert.equal(m.procid, '2755');
-    assert.equal(m.hostname, 'vyos');
-    assert.equal(m.msg, 'Failed password for root from 10.10.10.132 port 47336 ssh2');
+    assert.equal(m.repeatRefused, true);
+    assert.equal(m.repeat, 1);
+    assert.equal(m.app, 'vyos');
+    const nginx = ok('<13>Aug 26 21:59:03 web nginx[1]: message repeated 999999999 times: [ Aug 26 13:55:13 web sshd[1]: Failed password]');
+    assert.equal(nginx.repeatRefused, true);
+    // The same program inside: unwrapped, its message and count.
+    const same = ok(
+      '<38>Aug 26 21:59:03 vyos sshd[2755]: message repeated 4 times: [  Aug 26 13:55:13 vyos sshd[2755]: Failed password for root from 10.10.10.132 port 47336 ssh2]',
+    );
+    assert.equal(same.repeat, 4);
+    assert.equal(same.app, 'sshd');
+    assert.equal(same.msg, 'Failed password for root from 10.10.10.132 port 47336 ssh2');
   });
 
   test("rsyslog's own form: the outer tag is the program, the inner text the message", () => {

@@ -10,7 +10,11 @@ function pipeline(
   ignore: string[] = [],
 ): { p: SyslogPipeline; jobs: ReactorJob[]; problems: Problem[] } {
   const c = parseReactorConfig(
-    JSON.stringify({ ignore, queue: { servers: ['127.0.0.1:11300'] }, parser: { listeners: [{ protocol: 'udp', port: 514 }], ...parser } }),
+    JSON.stringify({
+      protect: ignore,
+      queue: { servers: ['127.0.0.1:11300'], hmacKeyFile: '/etc/befw/reactor.key' },
+      parser: { listeners: [{ protocol: 'udp', port: 514 }], allowedDevices: ['198.51.100.0/24'], ...parser },
+    }),
     'test.json',
   );
   const jobs: ReactorJob[] = [];
@@ -18,7 +22,7 @@ function pipeline(
   return {
     p: new SyslogPipeline(
       c.parser!,
-      c.ignore,
+      c.protect,
       (j) => jobs.push(j),
       (x) => problems.push(x),
       'test:1',
@@ -28,7 +32,8 @@ function pipeline(
   };
 }
 
-const DEVICE: Sender = { address: '198.51.100.2', via: 'proxy-v1', listener: 'tcp:127.0.0.1:5141' };
+const POLICY = { name: 'allowed', hostnames: null, udpActions: [] };
+const DEVICE: Sender = { address: '198.51.100.2', via: 'proxy-v1', listener: 'tcp:127.0.0.1:5141', transport: 'tcp', policy: POLICY };
 const fail = (addr: string): string => `<38>Aug 26 13:55:13 vyos sshd[2755]: Failed password for root from ${addr} port 47336 ssh2`;
 
 describe('SyslogPipeline', () => {
@@ -41,7 +46,15 @@ describe('SyslogPipeline', () => {
     assert.equal(j.trigger, 'sshd-failed-password');
     assert.equal(j.subject, '198.51.100.5');
     assert.equal(j.count, 5);
-    assert.deepEqual(j.device, { ...DEVICE, hostname: 'vyos' });
+    assert.deepEqual(j.device, {
+      address: DEVICE.address,
+      via: DEVICE.via,
+      listener: DEVICE.listener,
+      hostname: 'vyos',
+      name: 'allowed',
+      transport: 'tcp',
+    });
+    assert.deepEqual(j.evidence, { spoofable: false, udpActions: [] });
     assert.equal(j.firstSeenMs, 1000);
     assert.equal(j.lineReceivedMs, 1004);
     assert.equal(j.fields.user, 'root');
@@ -52,10 +65,10 @@ describe('SyslogPipeline', () => {
     assert.deepEqual(back.job, j);
   });
 
-  test('the wrapped repeat line counts 4: one more failure crosses maxretry 5', () => {
+  test("sshd's own repeat line counts 4: one more failure crosses maxretry 5", () => {
     const { p, jobs } = pipeline();
     p.handleText(
-      '<13>Aug 26 21:59:03 vyos vyos: message repeated 4 times: [  Aug 26 13:55:13 vyos sshd[2755]: Failed password for root from 10.10.10.132 port 47336 ssh2]',
+      '<38>Aug 26 21:59:03 vyos sshd[2755]: message repeated 4 times: [ Failed password for root from 10.10.10.132 port 47336 ssh2]',
       DEVICE,
       0,
     );
@@ -64,6 +77,64 @@ describe('SyslogPipeline', () => {
     assert.equal(jobs.length, 1);
     assert.equal(jobs[0]?.count, 5);
     assert.equal(jobs[0]?.subject, '10.10.10.132');
+  });
+
+  test('"message repeated" from another program never counts as sshd; the count is capped', () => {
+    const { p, jobs, problems } = pipeline({ thresholds: { 'ssh-auth-failure': { maxRetry: 11, findTimeSec: 60 } } });
+    const inner = 'Aug 26 13:55:13 vyos sshd[2755]: Failed password for root from 198.51.100.44 port 47336 ssh2';
+    // Any local user can log as nginx (logger -t nginx), or as the relay itself.
+    p.handleText(`<13>Aug 26 21:59:03 web nginx[1]: message repeated 999999999 times: [ ${inner}]`, DEVICE, 0);
+    p.handleText(`<13>Aug 26 21:59:03 vyos vyos: message repeated 999999999 times: [ ${inner}]`, DEVICE, 0);
+    p.handleText(`message repeated 999999999 times: [ ${inner}]`, DEVICE, 0);
+    assert.equal(jobs.length, 0);
+    assert.deepEqual(
+      problems.map((x) => x.reason),
+      ['repeat-program-mismatch', 'repeat-program-mismatch', 'repeat-program-mismatch'],
+    );
+    // sshd's own: 999,999,999 counts maxRepeat (10), below the threshold of 11.
+    p.handleText(
+      '<38>Aug 26 21:59:03 vyos sshd[2755]: message repeated 999999999 times: [ Failed password for root from 198.51.100.44 port 47336 ssh2]',
+      DEVICE,
+      1,
+    );
+    assert.equal(jobs.length, 0);
+    p.handleText(inner, DEVICE, 2);
+    assert.equal(jobs[0]?.count, 11);
+  });
+
+  test('a device configured with hostnames: a line naming another host is refused', () => {
+    const { p, jobs, problems } = pipeline({ thresholds: { 'ssh-auth-failure': { maxRetry: 1, findTimeSec: 60 } } });
+    const strict: Sender = { ...DEVICE, policy: { name: 'web-01', hostnames: new Set(['web-01']), udpActions: [] } };
+    p.handleText(fail('198.51.100.45').replace(' vyos ', ' web-01 '), strict, 0);
+    p.handleText(fail('198.51.100.46'), strict, 0); // "vyos"
+    p.handleText('Failed password for root from 198.51.100.47 port 1 ssh2', strict, 0); // no hostname
+    assert.deepEqual(
+      jobs.map((j) => j.subject),
+      ['198.51.100.45'],
+    );
+    assert.deepEqual(
+      problems.map((x) => x.reason),
+      ['hostname-mismatch', 'hostname-mismatch'],
+    );
+  });
+
+  test('evidence: a job resting on UDP lines is spoofable and carries what every UDP sender allows', () => {
+    const { p, jobs } = pipeline({ thresholds: { 'ssh-auth-failure': { maxRetry: 3, findTimeSec: 60 } } });
+    const udp = (udpActions: string[]): Sender => ({ ...DEVICE, transport: 'udp', policy: { ...POLICY, udpActions } });
+    p.handleText(fail('198.51.100.50'), udp(['ban', 'vyos-address-group']), 0);
+    p.handleText(fail('198.51.100.50'), udp(['ban']), 1);
+    p.handleText(fail('198.51.100.50'), DEVICE, 2);
+    assert.deepEqual(jobs[0]?.evidence, { spoofable: true, udpActions: ['ban'] });
+    assert.equal(jobs[0]?.device.transport, 'tcp', 'the line that crossed came over TCP');
+    // Three over TCP (one line standing for three): not spoofable, whatever UDP added.
+    p.handleText(fail('198.51.100.51'), udp([]), 0);
+    p.handleText(
+      '<38>Aug 26 21:59:03 vyos sshd[2755]: message repeated 3 times: [ Failed password for root from 198.51.100.51 port 47336 ssh2]',
+      DEVICE,
+      1,
+    );
+    assert.equal(jobs[1]?.count, 4);
+    assert.deepEqual(jobs[1]?.evidence, { spoofable: false, udpActions: [] });
   });
 
   test('the interface line makes an iface-down job at once, per device', () => {

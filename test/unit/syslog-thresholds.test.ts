@@ -19,13 +19,13 @@ describe('ThresholdTracker (maxretry within findtime, then de-duplication)', () 
     assert.equal(t.observe('a', rule, 1, 500).kind, 'counting');
     assert.equal(t.observe('a', rule, 1, 1000).kind, 'counting'); // the first fell out
     const f = t.observe('a', rule, 1, 1400);
-    assert.deepEqual(f, { kind: 'fire', count: 3, firstSeenMs: 500 });
+    assert.deepEqual(f, { kind: 'fire', count: 3, firstSeenMs: 500, spoofable: false, udpActions: [] });
   });
 
   test('a repeated message counts N: "message repeated 4 times" plus one more crosses 5', () => {
     const t = new ThresholdTracker(60_000, 1000);
     assert.deepEqual(t.observe('a', RULE, 4, 0), { kind: 'counting', count: 4 });
-    assert.deepEqual(t.observe('a', RULE, 1, 10), { kind: 'fire', count: 5, firstSeenMs: 0 });
+    assert.deepEqual(t.observe('a', RULE, 1, 10), { kind: 'fire', count: 5, firstSeenMs: 0, spoofable: false, udpActions: [] });
     const big = new ThresholdTracker(60_000, 1000);
     assert.equal(big.observe('b', RULE, 500, 0).kind, 'fire');
   });
@@ -50,6 +50,52 @@ describe('ThresholdTracker (maxretry within findtime, then de-duplication)', () 
     assert.equal(s.size, 1);
     assert.equal(s.sweep(1000), 1);
     assert.equal(s.size, 0);
+  });
+
+  test('a decoy flood evicts decoys, never a subject near its threshold or being de-duplicated', () => {
+    const t = new ThresholdTracker(600_000, 1000);
+    for (let i = 0; i < 4; i++) t.observe('attacker', RULE, 1, i); // 4 of 5
+    t.observe('banned', { maxRetry: 1, findTimeMs: 600_000 }, 1, 5); // fired: de-duplicating
+    for (let i = 0; i < 100_000; i++) t.observe(`decoy-${i}`, RULE, 1, 10 + i);
+    assert.equal(t.size, 1000);
+    assert.ok(t.evicted >= 99_000);
+    assert.equal(t.observe('banned', { maxRetry: 1, findTimeMs: 600_000 }, 1, 200_000).kind, 'suppressed', 'de-duplication kept');
+    assert.equal(t.observe('attacker', RULE, 1, 200_001).kind, 'fire', 'the attacker kept its count');
+    const levels = t.perLevel;
+    assert.equal(levels.length, 5);
+    assert.equal(levels[4], 2);
+  });
+
+  test('UDP evidence: spoofable unless the trusted occurrences alone reach the threshold; UDP actions intersected', () => {
+    const t = new ThresholdTracker(0, 100);
+    const rule = { maxRetry: 3, findTimeMs: 60_000 };
+    t.observe('a', rule, 1, 0, ['ban', 'vyos-address-group']);
+    t.observe('a', rule, 1, 1, ['ban']);
+    assert.deepEqual(t.observe('a', rule, 1, 2), { kind: 'fire', count: 3, firstSeenMs: 0, spoofable: true, udpActions: ['ban'] });
+    t.observe('b', rule, 1, 0, ['ban']);
+    assert.deepEqual(t.observe('b', rule, 3, 1), { kind: 'fire', count: 4, firstSeenMs: 0, spoofable: false, udpActions: [] });
+  });
+
+  test('a job that rested on UDP lines does not silence trusted evidence; UDP lines stay de-duplicated', () => {
+    const t = new ThresholdTracker(600_000, 100);
+    const once = { maxRetry: 1, findTimeMs: 60_000 };
+    assert.equal(t.observe('iface', once, 1, 0, ['ban']).kind, 'fire'); // a forged datagram
+    assert.equal(t.observe('iface', once, 1, 1, ['ban']).kind, 'suppressed');
+    const real = t.observe('iface', once, 1, 2); // the router over TCP
+    assert.equal(real.kind, 'fire');
+    assert.equal(real.kind === 'fire' && real.spoofable, false);
+    assert.equal(t.observe('iface', once, 1, 3).kind, 'suppressed', 'and then de-duplicated as usual');
+  });
+
+  test('forgetSubject (an unban) clears counting and de-duplication of that subject, every event and device', () => {
+    const t = new ThresholdTracker(600_000, 100);
+    const one = { maxRetry: 1, findTimeMs: 60_000 };
+    t.observe('ssh\u0000198.51.100.5', one, 1, 0);
+    t.observe('http\u0000198.51.100.2\u0000198.51.100.5', one, 1, 0);
+    t.observe('ssh\u0000198.51.100.55', one, 1, 0);
+    assert.equal(t.forgetSubject('198.51.100.5'), 2);
+    assert.equal(t.observe('ssh\u0000198.51.100.5', one, 1, 1).kind, 'fire');
+    assert.equal(t.observe('ssh\u0000198.51.100.55', one, 1, 1).kind, 'suppressed');
   });
 
   test('property: with dedup longer than the run, each subject fires at most once and only at maxRetry', () => {

@@ -32,11 +32,131 @@ describe('built-in sshd triggers', () => {
     assert.equal(r.fields[0]?.user, 'root');
   });
 
-  test('the wrapped repeat (the issue line) matches through the unwrapping', () => {
-    const r = matchLine(
+  test("a repeat wrapped by another program does not match; sshd's own does", () => {
+    const other = matchLine(
       '<13>Aug 26 21:59:03 vyos vyos: message repeated 4 times: [  Aug 26 13:55:13 vyos sshd[2755]: Failed password for root from 10.10.10.132 port 47336 ssh2]',
     );
-    assert.deepEqual(r.subjects, ['10.10.10.132']);
+    assert.deepEqual(other.subjects, []);
+    const own = matchLine(
+      '<38>Aug 26 21:59:03 vyos sshd[2755]: message repeated 4 times: [ Failed password for root from 10.10.10.132 port 47336 ssh2]',
+    );
+    assert.deepEqual(own.subjects, ['10.10.10.132']);
+  });
+
+  /**
+   * Real OpenSSH 8.x / 9.x / 10.x lines (auth.c, auth2.c, sshd-session, pam_unix), each with what
+   * must be made of it: the trigger and attacker, or nothing (lines that are not a failed
+   * attempt of their own, or that would count one attempt twice).
+   */
+  const OPENSSH: readonly [string, string, string | null, string | null][] = [
+    ['sshd', 'Failed password for root from 198.51.100.9 port 47336 ssh2', 'sshd-failed-password', '198.51.100.9'],
+    ['sshd', 'Failed password for invalid user admin from 198.51.100.9 port 47336 ssh2', 'sshd-failed-password', '198.51.100.9'],
+    ['sshd-session', 'Failed password for root from 2001:db8::9 port 22 ssh2', 'sshd-failed-password', '2001:db8::9'],
+    ['sshd', 'Failed keyboard-interactive/pam for invalid user x from 198.51.100.9 port 22 ssh2', 'sshd-failed-password', '198.51.100.9'],
+    ['sshd-auth', 'Failed password for root from 198.51.100.9 port 22 ssh2', 'sshd-failed-password', '198.51.100.9'],
+    ['sshd', 'Invalid user admin from 198.51.100.9 port 47336', 'sshd-invalid-user', '198.51.100.9'],
+    ['sshd', 'Invalid user  from 198.51.100.9 port 47336', 'sshd-invalid-user', '198.51.100.9'],
+    ['sshd', 'Invalid user admin from 198.51.100.9', 'sshd-invalid-user', '198.51.100.9'], // OpenSSH 7.4 and older: no port
+    [
+      'sshd',
+      'error: maximum authentication attempts exceeded for root from 198.51.100.9 port 47336 ssh2 [preauth]',
+      'sshd-max-auth-attempts',
+      '198.51.100.9',
+    ],
+    [
+      'sshd-session',
+      'error: maximum authentication attempts exceeded for invalid user oracle from 198.51.100.9 port 47336 ssh2 [preauth]',
+      'sshd-max-auth-attempts',
+      '198.51.100.9',
+    ],
+    [
+      'sshd',
+      'pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=198.51.100.9  user=root',
+      'sshd-pam-auth-failure',
+      '198.51.100.9',
+    ],
+    [
+      'sshd',
+      'pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=198.51.100.9',
+      'sshd-pam-auth-failure',
+      '198.51.100.9',
+    ],
+    // Not a failed attempt of its own (a disconnect after one, a summary, a success, a key probe).
+    ['sshd', 'Connection closed by authenticating user root 198.51.100.9 port 47336 [preauth]', null, null],
+    ['sshd', 'Connection closed by invalid user admin 198.51.100.9 port 47336 [preauth]', null, null],
+    ['sshd', 'Disconnected from invalid user admin 198.51.100.9 port 47336 [preauth]', null, null],
+    ['sshd', 'Disconnected from authenticating user root 198.51.100.9 port 47336 [preauth]', null, null],
+    ['sshd', 'Received disconnect from 198.51.100.9 port 47336:11: Bye Bye [preauth]', null, null],
+    ['sshd', 'Disconnecting invalid user admin 198.51.100.9 port 47336: Too many authentication failures [preauth]', null, null],
+    ['sshd', 'Connection closed by 198.51.100.9 port 47336 [preauth]', null, null],
+    ['sshd', 'PAM 2 more authentication failures; logname= uid=0 euid=0 tty=ssh ruser= rhost=198.51.100.9  user=root', null, null],
+    ['sshd', 'Accepted password for deploy from 198.51.100.9 port 47336 ssh2', null, null],
+    ['sshd', 'Failed publickey for root from 198.51.100.9 port 47336 ssh2: RSA SHA256:Zm9vYmFyYmF6cXV4', null, null],
+    ['sshd', 'Failed none for invalid user x from 198.51.100.9 port 47336 ssh2', null, null],
+    ['sshd', 'pam_unix(sshd:auth): check pass; user unknown', null, null],
+  ];
+
+  for (const [program, msg, trigger, attacker] of OPENSSH) {
+    test(`OpenSSH: ${program}: ${msg.slice(0, 70)}`, () => {
+      const r = matchLine(`<38>Nov 21 02:00:01 web-01 ${program}[4242]: ${msg}`);
+      assert.deepEqual(r.names, trigger === null ? [] : [trigger]);
+      assert.deepEqual(r.subjects, attacker === null ? [] : [attacker]);
+    });
+  }
+
+  test('user names that hold "from ADDR port N", quotes or trailing text never name the attacker', () => {
+    const REAL = '198.51.100.9';
+    const VICTIM = '192.0.2.77';
+    const hostile = [
+      `x from ${VICTIM} port 1`,
+      `x from ${VICTIM} port 1 ssh2`,
+      `x from ${VICTIM} port 1 ssh2 [preauth]`,
+      `"x from ${VICTIM} port 1"`,
+      `x' from ${VICTIM} port 1 '`,
+      `from ${VICTIM}`,
+      `${VICTIM}`,
+      `rhost=${VICTIM}`,
+      `x from ${VICTIM} port 1 from ${VICTIM} port 2`,
+    ];
+    for (const user of hostile) {
+      const lines = [
+        `Failed password for invalid user ${user} from ${REAL} port 47336 ssh2`,
+        `Failed keyboard-interactive/pam for invalid user ${user} from ${REAL} port 47336 ssh2`,
+        `Invalid user ${user} from ${REAL} port 47336`,
+        `error: maximum authentication attempts exceeded for invalid user ${user} from ${REAL} port 47336 ssh2 [preauth]`,
+        `pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=${REAL}  user=${user}`,
+      ];
+      for (const l of lines) {
+        const r = matchLine(`<38>Nov 21 02:00:01 web-01 sshd[4242]: ${l}`);
+        assert.deepEqual(r.subjects, [REAL], l);
+      }
+      // Lines that only the user name makes look like a failure match nothing.
+      for (const l of [
+        `Connection closed by invalid user ${user} ${REAL} port 47336 [preauth]`,
+        `Accepted password for ${user} from ${REAL} port 1 ssh2`,
+      ]) {
+        assert.deepEqual(matchLine(`<38>Nov 21 02:00:01 web-01 sshd[4242]: ${l}`).subjects, [], l);
+      }
+    }
+    // Trailing text after sshd's own tail: not a line sshd writes, so not counted.
+    assert.deepEqual(
+      matchLine(`<38>Nov 21 02:00:01 web-01 sshd[4242]: Failed password for root from ${VICTIM} port 1 ssh2 and more`).subjects,
+      [],
+    );
+    assert.deepEqual(matchLine(`<38>Nov 21 02:00:01 web-01 sshd[4242]: Invalid user x from ${VICTIM} port 1 x`).subjects, []);
+  });
+
+  test('property: whatever the user name, the attacker is the address sshd appended', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 100 }), fc.integer({ min: 1, max: 65535 }), (user, port) => {
+        const clean = user.replace(/[\u0000-\u001f\u007f\n]/g, '?');
+        const r = matchLine(
+          `<38>Nov 21 02:00:01 web-01 sshd[4242]: Failed password for invalid user ${clean} from 198.51.100.9 port ${port} ssh2`,
+        );
+        assert.deepEqual(r.subjects, ['198.51.100.9'], clean);
+      }),
+      { seed: 1102, numRuns: 1000 },
+    );
   });
 
   test('invalid users, max attempts, PAM failures; sshd and sshd-session; IPv4 and IPv6', () => {

@@ -10,7 +10,7 @@ import { ConfigError } from '../../config/config.js';
 import { assertNever } from '../../core/assertNever.js';
 import { parseNet, printable } from '../../core/address.js';
 import { type QueueAddress, parseQueueAddress } from '../queue/address.js';
-import { NetSet } from '../../core/netMatch.js';
+import { NetSet, canonicalIp } from '../../core/netMatch.js';
 import type { ThresholdRule } from '../syslog/thresholds.js';
 import { type ActionKind, type RawAction, type RawParser, type RawReactorConfig, type RawResponder, checkShape } from './reactorSchema.js';
 import {
@@ -36,13 +36,64 @@ export interface ListenerConfig {
   readonly name: string;
 }
 
+/** What a device (or a group of them, by address) may do with the lines it sends. */
+export interface DevicePolicy {
+  readonly name: string;
+  /** When set, the HOSTNAME of every line must be one of these (lower-case); a line without one is refused. */
+  readonly hostnames: ReadonlySet<string> | null;
+  /** Action types that events seen over UDP (spoofable) may trigger; none by default. */
+  readonly udpActions: readonly string[];
+}
+
+/**
+ * The devices whose logs are read: groups of networks, each with its policy. An address belongs
+ * to the group with the longest matching prefix (a /32 inside a /24 group is its own device).
+ */
+export class DeviceDirectory {
+  private readonly entries: readonly { readonly nets: NetSet; readonly policy: DevicePolicy }[];
+  private readonly memo = new Map<string, DevicePolicy | null>();
+  /** Every network of every group. */
+  readonly nets: NetSet;
+
+  constructor(groups: readonly { readonly nets: NetSet; readonly policy: DevicePolicy }[]) {
+    this.entries = groups;
+    this.nets = new NetSet(groups.flatMap((g) => g.nets.cidrs));
+  }
+
+  get size(): number {
+    return this.entries.length;
+  }
+
+  lookup(address: string): DevicePolicy | null {
+    const hit = this.memo.get(address);
+    if (hit !== undefined) return hit;
+    let best: DevicePolicy | null = null;
+    let bestPrefix = -1;
+    for (const e of this.entries) {
+      const cidr = e.nets.find(address);
+      if (cidr === null) continue;
+      const prefix = Number(cidr.slice(cidr.indexOf('/') + 1));
+      if (prefix > bestPrefix) {
+        best = e.policy;
+        bestPrefix = prefix;
+      }
+    }
+    if (this.memo.size >= 65536) this.memo.clear();
+    this.memo.set(address, best);
+    return best;
+  }
+}
+
 export interface ParserConfig {
   readonly listeners: readonly ListenerConfig[];
   readonly trustedProxies: NetSet;
-  readonly allowedDevices: NetSet;
+  readonly devices: DeviceDirectory;
   readonly maxMessageBytes: number;
   readonly maxLineBytes: number;
   readonly maxConnections: number;
+  readonly maxConnectionsPerDevice: number;
+  /** "message repeated N times" counts at most this many occurrences. */
+  readonly maxRepeat: number;
   readonly idleTimeoutMs: number;
   readonly proxyHeaderTimeoutMs: number;
   readonly maxTracked: number;
@@ -61,6 +112,8 @@ export interface QueueConfig {
   readonly retryDelaySec: number;
   readonly retryDelayMaxSec: number;
   readonly connectTimeoutMs: number;
+  /** Keys that sign and verify jobs (mode 0600, shared by parsers and responders); null: not configured. */
+  readonly hmacKeyFile: string | null;
 }
 
 export type BanScope = NonNullable<Extract<RawAction, { type: 'ban' }>['scope']>;
@@ -77,6 +130,9 @@ export interface BanAction {
   readonly maxBantimeSec: number;
   /** A previous ban older than this no longer makes an address a repeat offender. */
   readonly forgetAfterSec: number;
+  /** Width of the ban: 32 / 128 (the attacker's address alone) unless configured wider. */
+  readonly prefixV4: number;
+  readonly prefixV6: number;
 }
 
 export type DeviceTarget =
@@ -88,6 +144,8 @@ export interface VyosAddressGroupAction {
   readonly group: string;
   readonly ipv6Group: string;
   readonly save: boolean;
+  /** How long an entry stays when no ban ran before it in the same job (its expiry is the ban's otherwise). */
+  readonly bantimeSec: number;
 }
 
 export interface VyosDisableInterfaceAction {
@@ -107,6 +165,8 @@ export interface DeviceConfig {
   /** Addresses the device sends syslog from: how a job's device is matched to this entry. */
   readonly addresses: NetSet;
   readonly timeoutMs: number;
+  /** Interfaces vyos-disable-interface may disable on this device (none by default). */
+  readonly interfaces: readonly string[];
 }
 
 export interface ResponderConfig {
@@ -118,7 +178,10 @@ export interface ResponderConfig {
     readonly dc: string | null;
     readonly timeoutMs: number;
   };
-  readonly managementNets: NetSet;
+  /** Bans (and address-group entries) a responder may make per minute before it stops acting and buries. */
+  readonly banBudgetPerMinute: number;
+  readonly protectedListRefreshMs: number;
+  readonly vyosSweepMs: number;
   readonly stateKvPrefix: string;
   readonly concurrency: number;
   readonly actions: ReadonlyMap<string, readonly ActionConfig[]>;
@@ -128,10 +191,13 @@ export interface ResponderConfig {
 export interface ReactorConfig {
   readonly file: string;
   readonly logLevel: LogLevel;
-  readonly ignore: NetSet;
+  /** Networks no reaction may target: `protect`, plus the deprecated `ignore` and `responder.managementNets`. */
+  readonly protect: NetSet;
   readonly queue: QueueConfig;
   readonly parser: ParserConfig | null;
   readonly responder: ResponderConfig | null;
+  /** Things that work but are probably not meant (deprecated keys, a ban shorter than dedupSec). */
+  readonly warnings: readonly string[];
 }
 
 const DAY = 86400;
@@ -187,9 +253,9 @@ function parseParser(file: string, raw: RawParser): ParserConfig {
       );
     }
   });
-  const groups = raw.builtinTriggers ?? BUILTIN_GROUPS;
+  const builtins = raw.builtinTriggers ?? BUILTIN_GROUPS;
   const triggers: Trigger[] = [];
-  for (const g of groups) for (const spec of BUILTIN_TRIGGERS[g] ?? []) triggers.push(compileTrigger(spec));
+  for (const g of builtins) for (const spec of BUILTIN_TRIGGERS[g] ?? []) triggers.push(compileTrigger(spec));
   const names = new Set(triggers.map((t) => t.name));
   (raw.triggers ?? []).forEach((t, i) => {
     const subject = t.subject ?? 'attacker';
@@ -231,14 +297,53 @@ function parseParser(file: string, raw: RawParser): ParserConfig {
         `no trigger produces event "${event}" (events: ${triggerSet.events.join(', ') || 'none'})`,
       );
   }
+  const groups: { nets: NetSet; policy: DevicePolicy }[] = [];
+  if (raw.allowedDevices !== undefined && raw.allowedDevices.length > 0)
+    groups.push({
+      nets: nets(file, '/parser/allowedDevices', raw.allowedDevices),
+      policy: { name: 'allowed', hostnames: null, udpActions: [] },
+    });
+  const deviceNames = new Set<string>();
+  (raw.devices ?? []).forEach((d, i) => {
+    if (deviceNames.has(d.name)) throw new ConfigError(file, null, `/parser/devices/${i}/name`, `device "${d.name}" is listed twice`);
+    deviceNames.add(d.name);
+    const udp = d.udpActions ?? [];
+    if (udp.includes('vyos-disable-interface'))
+      throw new ConfigError(
+        file,
+        null,
+        `/parser/devices/${i}/udpActions`,
+        'vyos-disable-interface cannot be triggered over UDP (anyone can forge a datagram): it needs TCP from the device or a trusted proxy',
+      );
+    groups.push({
+      nets: nets(file, `/parser/devices/${i}/addresses`, d.addresses),
+      policy: {
+        name: d.name,
+        hostnames: d.hostnames === undefined ? null : new Set(d.hostnames.map((h) => h.toLowerCase())),
+        udpActions: udp,
+      },
+    });
+  });
+  if (groups.length === 0)
+    throw new ConfigError(
+      file,
+      null,
+      '/parser/devices',
+      'no devices: list the devices whose logs may be read (parser.devices, or parser.allowedDevices); nothing is read from anyone until then',
+    );
+  const maxConnections = limits.maxConnections ?? 512;
+  const maxConnectionsPerDevice = limits.maxConnectionsPerDevice ?? Math.min(16, maxConnections);
+  if (maxConnectionsPerDevice > maxConnections)
+    throw new ConfigError(file, null, '/parser/limits/maxConnectionsPerDevice', `must be at most maxConnections (${maxConnections})`);
   return {
     listeners,
     trustedProxies,
-    allowedDevices:
-      raw.allowedDevices === undefined ? NetSet.parse(['0.0.0.0/0', '::/0']) : nets(file, '/parser/allowedDevices', raw.allowedDevices),
+    devices: new DeviceDirectory(groups),
     maxMessageBytes: limits.maxMessageBytes ?? 8192,
     maxLineBytes: limits.maxLineBytes ?? 8192,
-    maxConnections: limits.maxConnections ?? 512,
+    maxConnections,
+    maxConnectionsPerDevice,
+    maxRepeat: limits.maxRepeat ?? 10,
     idleTimeoutMs: (limits.idleTimeoutSec ?? 600) * 1000,
     proxyHeaderTimeoutMs: (limits.proxyHeaderTimeoutSec ?? 5) * 1000,
     maxTracked: limits.maxTracked ?? 100_000,
@@ -287,6 +392,8 @@ function parseAction(file: string, where: string, a: RawAction, devices: Readonl
         factor: a.factor ?? 2,
         maxBantimeSec,
         forgetAfterSec: a.forgetAfterSec ?? 7 * DAY,
+        prefixV4: a.prefixV4 ?? 32,
+        prefixV6: a.prefixV6 ?? 128,
       };
     }
     case 'vyos-address-group': {
@@ -298,7 +405,14 @@ function parseAction(file: string, where: string, a: RawAction, devices: Readonl
       } else if (devices.size === 0) {
         throw new ConfigError(file, null, `${where}/devices`, 'no devices configured in /responder/devices');
       }
-      return { type: 'vyos-address-group', devices: target, group: a.group, ipv6Group: a.ipv6Group, save: a.save ?? true };
+      return {
+        type: 'vyos-address-group',
+        devices: target,
+        group: a.group,
+        ipv6Group: a.ipv6Group,
+        save: a.save ?? true,
+        bantimeSec: a.bantimeSec ?? 3600,
+      };
     }
     case 'vyos-disable-interface':
       if (devices.size === 0) throw new ConfigError(file, null, where, 'vyos-disable-interface needs devices in /responder/devices');
@@ -339,6 +453,7 @@ function parseResponder(file: string, raw: RawResponder): ResponderConfig {
       caFile: d.caFile ?? null,
       addresses: nets(file, `/responder/devices/${name}/addresses`, d.addresses),
       timeoutMs: (d.timeoutSec ?? 10) * 1000,
+      interfaces: d.interfaces ?? [],
     });
   }
 
@@ -358,7 +473,9 @@ function parseResponder(file: string, raw: RawResponder): ResponderConfig {
       dc: c.dc ?? null,
       timeoutMs: (c.timeoutSec ?? 10) * 1000,
     },
-    managementNets: nets(file, '/responder/managementNets', raw.managementNets),
+    banBudgetPerMinute: raw.banBudgetPerMinute ?? 60,
+    protectedListRefreshMs: (raw.protectedListRefreshSec ?? 5) * 1000,
+    vyosSweepMs: (raw.vyosSweepSec ?? 30) * 1000,
     stateKvPrefix: raw.stateKvPrefix ?? 'befw-reactor',
     concurrency: raw.concurrency ?? 1,
     actions,
@@ -392,11 +509,45 @@ export function parseReactorConfig(text: string, file: string): ReactorConfig {
     retryDelaySec: q.retryDelaySec ?? 2,
     retryDelayMaxSec: q.retryDelayMaxSec ?? 600,
     connectTimeoutMs: (q.connectTimeoutSec ?? 5) * 1000,
+    hmacKeyFile: q.hmacKeyFile ?? null,
   };
   if (queue.retryDelayMaxSec < queue.retryDelaySec)
     throw new ConfigError(file, null, '/queue/retryDelayMaxSec', 'must be at least retryDelaySec');
   const parser = r.parser === undefined ? null : parseParser(file, r.parser);
   const responder = r.responder === undefined ? null : parseResponder(file, r.responder);
+  const warnings: string[] = [];
+  if ((parser !== null || responder !== null) && queue.hmacKeyFile === null)
+    throw new ConfigError(
+      file,
+      null,
+      '/queue/hmacKeyFile',
+      'is required: parsers sign every job and responders act only on signed ones (a file of mode 0600 holding a random key, shared by both)',
+    );
+  const protectTexts = [...(r.protect ?? [])];
+  if (r.ignore !== undefined) {
+    protectTexts.push(...r.ignore);
+    warnings.push('/ignore is deprecated: its networks are added to /protect (rename the key)');
+  }
+  if (r.responder?.managementNets !== undefined) {
+    protectTexts.push(...r.responder.managementNets);
+    warnings.push(
+      '/responder/managementNets is deprecated: its networks are added to /protect; the nodes publish their management networks in Consul (befw-protect/), which every responder reads',
+    );
+  }
+  nets(file, '/ignore', r.ignore);
+  nets(file, '/responder/managementNets', r.responder?.managementNets);
+  const protect = nets(file, '/protect', protectTexts);
+  if (parser !== null && responder !== null) {
+    for (const [event, list] of responder.actions) {
+      for (const a of list) {
+        const bantime = a.type === 'ban' || a.type === 'vyos-address-group' ? a.bantimeSec : null;
+        if (bantime !== null && bantime * 1000 < parser.dedupMs)
+          warnings.push(
+            `/responder/actions/${event}: a ${a.type} of ${bantime} s is shorter than /parser/dedupSec (${parser.dedupMs / 1000} s): an attacker back after the ban is not reported again until dedupSec has passed`,
+          );
+      }
+    }
+  }
   if (responder !== null) {
     for (const d of responder.devices.values()) {
       // The key travels in a form body: over plain HTTP only to a device on loopback.
@@ -436,10 +587,11 @@ export function parseReactorConfig(text: string, file: string): ReactorConfig {
   return {
     file,
     logLevel: r.logLevel ?? 'info',
-    ignore: nets(file, '/ignore', r.ignore),
+    protect,
     queue,
     parser,
     responder,
+    warnings,
   };
 }
 
@@ -451,4 +603,24 @@ export async function loadReactorConfig(path: string): Promise<ReactorConfig> {
     throw new ConfigError(path, null, null, `cannot read: ${messageOf(err)}`);
   }
   return parseReactorConfig(text, path);
+}
+
+/**
+ * What the config itself says no reaction may target, with why: the protect list, the trusted
+ * proxies, the routers (the addresses they log from and their API addresses) and the queue
+ * servers. The responder adds what Consul says (responder/protectedList.ts).
+ */
+export function configuredProtection(config: ReactorConfig): { readonly what: string; readonly nets: NetSet }[] {
+  const out: { what: string; nets: NetSet }[] = [{ what: 'the protect list', nets: config.protect }];
+  if (config.parser !== null) out.push({ what: 'a trusted proxy', nets: config.parser.trustedProxies });
+  const hostNet = (host: string): string[] => {
+    const ip = canonicalIp(host.replace(/^\[|\]$/g, ''));
+    return ip === null ? [] : [ip.includes(':') ? `${ip}/128` : `${ip}/32`];
+  };
+  for (const d of config.responder?.devices.values() ?? []) {
+    out.push({ what: `router ${d.name}`, nets: new NetSet([...d.addresses.cidrs, ...NetSet.parse(hostNet(d.url.hostname)).cidrs]) });
+  }
+  const queueHosts = config.queue.servers.flatMap((s) => (s.kind === 'tcp' ? hostNet(s.host) : []));
+  out.push({ what: 'a queue server', nets: NetSet.parse(queueHosts) });
+  return out;
 }

@@ -43,6 +43,8 @@ const ACTION = {
           factor: { type: 'number', minimum: 1, maximum: 100 },
           maxBantimeSec: int(1, 10 * 365 * DAY),
           forgetAfterSec: int(0, 10 * 365 * DAY),
+          prefixV4: int(8, 32),
+          prefixV6: int(16, 128),
         },
       },
     },
@@ -59,6 +61,7 @@ const ACTION = {
           group: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,30}$' },
           ipv6Group: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,30}$' },
           save: { type: 'boolean' },
+          bantimeSec: int(1, 365 * DAY),
         },
       },
     },
@@ -76,6 +79,7 @@ const SCHEMA = {
   properties: {
     $schema: { type: 'string' },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] },
+    protect: CIDRS,
     ignore: CIDRS,
     queue: {
       type: 'object',
@@ -89,6 +93,7 @@ const SCHEMA = {
         retryDelaySec: int(0, DAY),
         retryDelayMaxSec: int(0, 7 * DAY),
         connectTimeoutSec: int(1, 300),
+        hmacKeyFile: PATH,
       },
     },
     parser: {
@@ -114,6 +119,21 @@ const SCHEMA = {
         },
         trustedProxies: CIDRS,
         allowedDevices: CIDRS,
+        devices: {
+          type: 'array',
+          maxItems: 10000,
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['name', 'addresses'],
+            properties: {
+              name: { type: 'string', pattern: NAME },
+              addresses: { ...CIDRS, minItems: 1 },
+              hostnames: { type: 'array', maxItems: 1000, items: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,255}$' } },
+              udpActions: { type: 'array', uniqueItems: true, items: { enum: ['ban', 'vyos-address-group', 'vyos-disable-interface'] } },
+            },
+          },
+        },
         limits: {
           type: 'object',
           additionalProperties: false,
@@ -125,6 +145,8 @@ const SCHEMA = {
             proxyHeaderTimeoutSec: int(1, 300),
             maxTracked: int(100, 10_000_000),
             maxPendingJobs: int(1, 1_000_000),
+            maxConnectionsPerDevice: int(1, 100000),
+            maxRepeat: int(1, 1_000_000),
           },
         },
         builtinTriggers: { type: 'array', uniqueItems: true, items: { enum: BUILTIN_GROUPS } },
@@ -176,6 +198,9 @@ const SCHEMA = {
           },
         },
         managementNets: CIDRS,
+        banBudgetPerMinute: int(1, 1_000_000),
+        protectedListRefreshSec: int(1, 300),
+        vyosSweepSec: int(1, 3600),
         stateKvPrefix: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}(/[A-Za-z0-9._-]{1,64}){0,4}$' },
         concurrency: int(1, 64),
         actions: {
@@ -196,6 +221,12 @@ const SCHEMA = {
               caFile: PATH,
               addresses: { ...CIDRS, minItems: 1 },
               timeoutSec: int(1, 300),
+              interfaces: {
+                type: 'array',
+                maxItems: 1000,
+                uniqueItems: true,
+                items: { type: 'string', pattern: '^[a-z]{1,10}[0-9]{1,5}(\\.[0-9]{1,4})?$' },
+              },
             },
           },
         },

@@ -220,6 +220,24 @@ export class BeanstalkConnection {
     return { id: Number(id), body: r.body };
   }
 
+  /** Reserves one job by id, whatever its state (beanstalkd 1.12's reserve-job); null when there is none. */
+  async reserveJob(id: number): Promise<ReservedJob | null> {
+    const r = await this.request(`reserve-job ${id}`);
+    if (r.line === 'NOT_FOUND') return null;
+    const [word, got] = r.line.split(' ');
+    if (word !== 'RESERVED' || r.body === null) throw this.unexpected('reserve-job', r);
+    return { id: Number(got), body: r.body };
+  }
+
+  /** The next buried job of the used tube (the one `kick` moves first); null when none. */
+  async peekBuried(): Promise<ReservedJob | null> {
+    const r = await this.request('peek-buried');
+    if (r.line === 'NOT_FOUND') return null;
+    const [word, got] = r.line.split(' ');
+    if (word !== 'FOUND' || r.body === null) throw this.unexpected('peek-buried', r);
+    return { id: Number(got), body: r.body };
+  }
+
   /** false: the job was not ours any more (TTR ran out and another worker may have it). */
   async delete(id: number): Promise<boolean> {
     const r = await this.request(`delete ${id}`);

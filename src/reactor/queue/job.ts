@@ -1,14 +1,20 @@
 /**
  * A reactor job: what the parser puts on the queue and a responder acts on. JSON, one tube per
- * event type (`<prefix><event>`). Responders validate every job they reserve (ajv): a job is
- * input from the network like any syslog line, and a bad one is reported and dropped, never acted
- * on half-understood.
+ * event type (`<prefix><event>`), signed (jobAuth.ts). Responders validate every job they reserve
+ * (ajv): a job is input from the network like any syslog line, and a bad one is reported and
+ * buried, never acted on half-understood.
+ *
+ * Version 2 adds what the evidence is worth: the transport the lines came over (UDP can be
+ * forged), the device's name in the parser's config, and for a job that rests on UDP lines the
+ * actions the sending devices allow for UDP.
  */
 import { lazyValidator } from '../../config/lazyValidator.js';
 import type { Agreeing } from '../../config/schemaType.js';
 import { printable } from '../../core/address.js';
 
-export const JOB_VERSION = 1;
+export const JOB_VERSION = 2;
+
+export type Transport = 'tcp' | 'udp';
 
 export interface JobDevice {
   /** The sender: the PROXY header's source when a trusted proxy relayed it, else the peer. */
@@ -17,6 +23,17 @@ export interface JobDevice {
   readonly hostname: string | null;
   readonly via: 'direct' | 'proxy-v1' | 'proxy-v2';
   readonly listener: string;
+  /** The device's name in parser.devices (`allowed` for parser.allowedDevices). */
+  readonly name: string;
+  /** How the line arrived: tcp (from the device, or a trusted proxy over TCP) or udp (forgeable). */
+  readonly transport: Transport;
+}
+
+export interface JobEvidence {
+  /** The occurrences over TCP alone did not reach the threshold: the job may rest on forged datagrams. */
+  readonly spoofable: boolean;
+  /** For a spoofable job, the action types its devices allow for UDP; nothing else may run. */
+  readonly udpActions: readonly string[];
 }
 
 export interface ReactorJob {
@@ -31,6 +48,7 @@ export interface ReactorJob {
   /** Occurrences that crossed the threshold. */
   readonly count: number;
   readonly device: JobDevice;
+  readonly evidence: JobEvidence;
   readonly firstSeenMs: number;
   /** When the parser received the line that crossed the threshold (the "log line" time). */
   readonly lineReceivedMs: number;
@@ -59,6 +77,7 @@ const JOB_SCHEMA = {
     'fields',
     'count',
     'device',
+    'evidence',
     'firstSeenMs',
     'lineReceivedMs',
     'queuedMs',
@@ -81,12 +100,23 @@ const JOB_SCHEMA = {
     device: {
       type: 'object',
       additionalProperties: false,
-      required: ['address', 'hostname', 'via', 'listener'],
+      required: ['address', 'hostname', 'via', 'listener', 'name', 'transport'],
       properties: {
         address: { type: 'string', pattern: '^[0-9A-Fa-f.:]{2,45}$' },
         hostname: { type: ['string', 'null'], maxLength: 255 },
         via: { enum: ['direct', 'proxy-v1', 'proxy-v2'] },
         listener: { type: 'string', maxLength: 80 },
+        name: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' },
+        transport: { enum: ['tcp', 'udp'] },
+      },
+    },
+    evidence: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['spoofable', 'udpActions'],
+      properties: {
+        spoofable: { type: 'boolean' },
+        udpActions: { type: 'array', maxItems: 16, items: { type: 'string', pattern: '^[a-z0-9-]{1,64}$' } },
       },
     },
     firstSeenMs: MS,

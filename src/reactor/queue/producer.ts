@@ -1,13 +1,14 @@
 /**
  * The parser's side of the queue: puts jobs on one of several beanstalkd servers. A job goes to
  * the server its subject hashes to, so every job about one attacker lands in one FIFO; when that
- * server is down, to the next one that is up. Jobs wait in a bounded in-memory queue while no
+ * server is down, to the next one that is up. Every job is signed for its tube (jobAuth.ts). Jobs wait in a bounded in-memory queue while no
  * server answers (the parser keeps parsing); beyond the bound they are dropped and counted.
  */
 import type { Logger } from 'pino';
 import type { QueueAddress } from './address.js';
 import { BeanstalkConnection } from './beanstalkConnection.js';
 import { type ReactorJob, encodeJob, tubeFor } from './job.js';
+import { type JobKeys, seal } from './jobAuth.js';
 
 interface Link {
   readonly addr: QueueAddress;
@@ -22,6 +23,8 @@ export interface ProducerOptions {
   readonly ttrSec: number;
   readonly connectTimeoutMs: number;
   readonly maxPending: number;
+  /** Every job is signed with the first key (responders act only on signed jobs). */
+  readonly keys: JobKeys;
 }
 
 export interface ProducerCounters {
@@ -135,8 +138,8 @@ export class JobProducer {
   private async putOne(job: ReactorJob): Promise<boolean> {
     const n = this.links.length;
     const start = subjectHash(job.subject) % n;
-    const body = encodeJob(job);
     const tube = tubeFor(this.opts.tubePrefix, job.event);
+    const body = seal(this.opts.keys, 'job', tube, encodeJob(job));
     for (let k = 0; k < n; k++) {
       const link = this.links[(start + k) % n] as Link;
       if (link.conn === null && Date.now() < link.downUntil) continue;

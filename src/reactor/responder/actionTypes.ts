@@ -25,7 +25,19 @@ export class ActionError extends Error {
   }
 }
 
+/** What the actions of one job tell the ones after them. */
+export interface JobContext {
+  /** Expiry (Unix seconds) of the ban the job made or found: address-group entries end with it. */
+  banExpiry: number | null;
+  /** An operator unbanned the subject after the job's line was read: nothing more is done. */
+  cleared: boolean;
+}
+
+export function newJobContext(): JobContext {
+  return { banExpiry: null, cleared: false };
+}
+
 export interface ActionRunner {
   readonly type: string;
-  run(job: ReactorJob): Promise<ActionOutcome>;
+  run(job: ReactorJob, ctx: JobContext): Promise<ActionOutcome>;
 }

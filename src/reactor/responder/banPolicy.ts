@@ -6,6 +6,7 @@
 import type { BanAction } from '../config/reactorConfig.js';
 import { assertNever } from '../../core/assertNever.js';
 
+/** The KV key of a ban of `address` (an address, or a network: two path segments, SPEC §1). */
 export function banKey(action: BanAction, dc: string, address: string): string {
   switch (action.scope) {
     case 'world':
@@ -39,6 +40,10 @@ export interface OffenceRecord {
   readonly jobs: readonly string[];
   readonly event: string;
   readonly device: { readonly address: string; readonly hostname: string | null };
+  /** When an operator last unbanned the address: jobs for lines read before then change nothing. */
+  readonly clearedMs: number | null;
+  /** What the last ban named: the address, or a wider network. */
+  readonly target?: string;
 }
 
 export const JOBS_REMEMBERED = 32;
@@ -57,6 +62,8 @@ export function parseOffence(value: string | null): OffenceRecord | null {
       jobs: r.jobs.filter((j): j is string => typeof j === 'string'),
       event: typeof r.event === 'string' ? r.event : '',
       device: { address: String(r.device?.address ?? ''), hostname: typeof r.device?.hostname === 'string' ? r.device.hostname : null },
+      clearedMs: typeof r.clearedMs === 'number' ? r.clearedMs : null,
+      ...(typeof r.target === 'string' ? { target: r.target } : {}),
     };
   } catch {
     return null;

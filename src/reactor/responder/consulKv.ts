@@ -7,8 +7,8 @@
  * The ACL token comes from a token file (mode 0600) or the environment, and travels only in the
  * X-Consul-Token header (the package's defaults); it is never in argv, a URL or a log line.
  */
-import { readFile, stat } from 'node:fs/promises';
 import { TOKEN_ENV } from '../../config/load.js';
+import { SecretFileError, readSecretFile } from '../secretFile.js';
 import { ConsulError, type KvEntry, connectConsul, consulCall, kvEntries, readAgentIdentity, statusOf } from '../../consul/connection.js';
 
 export type { KvEntry };
@@ -17,7 +17,16 @@ export type TxnOp =
   | { readonly verb: 'set'; readonly key: string; readonly value: string }
   /** index 0: the key must not exist yet. */
   | { readonly verb: 'cas'; readonly key: string; readonly value: string; readonly index: number }
-  | { readonly verb: 'delete-cas'; readonly key: string; readonly index: number };
+  | { readonly verb: 'delete-cas'; readonly key: string; readonly index: number }
+  | { readonly verb: 'delete'; readonly key: string };
+
+/** A Consul agent as /v1/agent/members reports it. */
+export interface ConsulMember {
+  readonly name: string;
+  readonly addr: string;
+  /** "consul" for servers, "node" for clients. */
+  readonly role: string;
+}
 
 export type TxnResult = { readonly ok: true } | { readonly ok: false; readonly errors: readonly string[] };
 
@@ -29,33 +38,11 @@ export interface ReactorKv {
   list(prefix: string): Promise<KvEntry[]>;
   /** Applies all operations atomically; a failed check-and-set is `ok: false`, not an exception. */
   txn(ops: readonly TxnOp[]): Promise<TxnResult>;
+  /** The agents the local agent knows: its datacenter's (LAN), or every datacenter's servers (WAN). */
+  members(wan: boolean): Promise<ConsulMember[]>;
 }
 
-/** A secret's file (Consul token, VyOS key) is missing, too open or malformed: a config problem. */
-export class SecretFileError extends Error {
-  constructor(
-    readonly what: string,
-    readonly path: string,
-    reason: string,
-  ) {
-    super(`${what} file ${path}: ${reason}`);
-    this.name = 'SecretFileError';
-  }
-}
-
-/** Reads a secret from a file that only its owner may read; the error never holds the secret. */
-export async function readSecretFile(path: string, what: string, valid: RegExp): Promise<string> {
-  let st;
-  try {
-    st = await stat(path);
-  } catch (err) {
-    throw new SecretFileError(what, path, `cannot read: ${(err as Error).message}`);
-  }
-  if ((st.mode & 0o077) !== 0) throw new SecretFileError(what, path, 'readable by group or others; chmod 600 it');
-  const text = (await readFile(path, 'utf8')).trim();
-  if (!valid.test(text)) throw new SecretFileError(what, path, `does not hold a valid ${what}`);
-  return text;
-}
+export { SecretFileError, readSecretFile };
 
 export async function resolveConsulToken(tokenFile: string | null, env: NodeJS.ProcessEnv = process.env): Promise<string | null> {
   if (tokenFile !== null) return readSecretFile(tokenFile, 'Consul ACL token', /^[A-Za-z0-9._-]{1,256}$/);
@@ -93,11 +80,22 @@ export function createReactorKv(opts: ReactorKvOptions): ReactorKv {
       return kvEntries(await call(`kv list ${prefix}`, () => client.kv.get({ key: prefix, recurse: true, timeout } as never)));
     },
 
+    async members(wan) {
+      const res = await call(`agent/members${wan ? '?wan=1' : ''}`, () => client.agent.members({ wan, timeout } as never));
+      if (!Array.isArray(res)) throw new ConsulError('agent/members', null, 'answer is not a list');
+      return (res as { Name?: unknown; Addr?: unknown; Tags?: { role?: unknown } }[]).flatMap((m) =>
+        typeof m.Addr === 'string' && m.Addr !== ''
+          ? [{ name: typeof m.Name === 'string' ? m.Name : '', addr: m.Addr, role: typeof m.Tags?.role === 'string' ? m.Tags.role : '' }]
+          : [],
+      );
+    },
+
     async txn(ops) {
       const body = ops.map((o) => {
         const value = 'value' in o ? Buffer.from(o.value).toString('base64') : undefined;
         if (o.verb === 'set') return { KV: { Verb: 'set', Key: o.key, Value: value } };
         if (o.verb === 'cas') return { KV: { Verb: 'cas', Key: o.key, Value: value, Index: o.index } };
+        if (o.verb === 'delete') return { KV: { Verb: 'delete', Key: o.key } };
         return { KV: { Verb: 'delete-cas', Key: o.key, Index: o.index } };
       });
       try {

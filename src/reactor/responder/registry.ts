@@ -15,7 +15,7 @@ import { type VyosFleet, VyosAddressGroupRunner, VyosDisableInterfaceRunner } fr
 /** What runners may use, built once by the composition root (responderMain.ts). */
 export interface ActionContext extends BanContext {
   readonly fleet: VyosFleet;
-  /** Why an address must not be acted on (ignore list, management networks, rules_allow), or null. */
+  /** Why an address must not be acted on (the protected list, rules_allow), or null. */
   readonly isProtected: (address: string) => Promise<string | null>;
 }
 
@@ -27,7 +27,8 @@ export type ActionRegistry = { readonly [K in ActionType]: ActionFactory<ActionO
 
 export const ACTIONS: ActionRegistry = {
   ban: (action, ctx) => new BanRunner(action, ctx),
-  'vyos-address-group': (action, ctx) => new VyosAddressGroupRunner(action, ctx.fleet, ctx.isProtected),
+  'vyos-address-group': (action, ctx) =>
+    new VyosAddressGroupRunner(action, ctx.fleet, ctx.isProtected, { kv: ctx.kv, prefix: ctx.stateKvPrefix, now: ctx.now }),
   'vyos-disable-interface': (action, ctx) => new VyosDisableInterfaceRunner(action, ctx.fleet),
 };
 

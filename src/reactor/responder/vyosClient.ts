@@ -14,7 +14,7 @@ import { readFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { DeviceConfig } from '../config/reactorConfig.js';
-import { SecretFileError, readSecretFile } from './consulKv.js';
+import { SecretFileError, readSecretFile } from '../secretFile.js';
 
 export type VyosEndpoint = '/retrieve' | '/configure' | '/config-file';
 
@@ -76,6 +76,9 @@ export function interpretReply(status: number, text: string): VyosReply {
 const MAX_REPLY = 4 * 1024 * 1024;
 
 export class VyosClient {
+  /** The responder's own address on its last connection to the device (which interface it reaches it by). */
+  localAddress: string | null = null;
+
   private constructor(
     private readonly device: DeviceConfig,
     private readonly key: string,
@@ -137,6 +140,13 @@ export class VyosClient {
           res.on('error', (err) => reject(fail(res.statusCode ?? null, false, err.message)));
         },
       );
+      req.on('socket', (sock) => {
+        const note = (): void => {
+          if (sock.localAddress !== undefined) this.localAddress = sock.localAddress;
+        };
+        note();
+        sock.once('connect', note);
+      });
       req.on('timeout', () => req.destroy(new Error(`no reply within ${this.device.timeoutMs} ms`)));
       req.on('error', (err) => reject(fail(null, false, err.message)));
       req.end(form.body);

@@ -1,10 +1,19 @@
 /**
  * One responder worker: a connection to one beanstalkd, watching the tubes of the configured
- * events, doing reserve → act → delete. A failed action releases the job with a growing delay
- * (or buries it, see retryPolicy); a job that is not a valid reactor job is logged and deleted
- * without acting. While actions run, the reservation is touched so a slow device does not hand
- * the job to another worker half-way. A lost connection is re-made with backoff; a job reserved
- * on it goes back to the ready queue by beanstalkd's own rule.
+ * events, doing reserve → check → act → delete. Before anything is done, a job must earn it:
+ *   - its signature must check out for the tube it was taken from (jobAuth.ts), its body must be
+ *     a valid job, and its event must be the tube's: otherwise it is buried at once, the reason
+ *     beside it for `befw queue peek --buried`;
+ *   - evidence: a job that rests on UDP lines (spoofable) runs only the actions its devices allow
+ *     for UDP, and never a disruptive one (vyos-disable-interface); the others are skipped;
+ *   - a protected subject (protection.ts) is dropped with a warning and a counter, before any
+ *     action, so nothing about it reaches Consul or a router;
+ *   - the ban budget: past `banBudgetPerMinute` bans in the last minute this responder stops and
+ *     buries (a circuit breaker an operator resets with `befw queue kick`), with an alert.
+ * A failed action releases the job with a growing delay (or buries it, see retryPolicy). While
+ * actions run, the reservation is touched so a slow device does not hand the job to another
+ * worker half-way. A lost connection is re-made with backoff; a job reserved on it goes back to
+ * the ready queue by beanstalkd's own rule.
  *
  * Every action is logged with the job, its result and the time from the log line to the action.
  */
@@ -12,7 +21,9 @@ import type { Logger } from 'pino';
 import type { QueueAddress } from '../queue/address.js';
 import { BeanstalkConnection, type ReservedJob } from '../queue/beanstalkConnection.js';
 import { type ReactorJob, bodyExcerpt, decodeJob } from '../queue/job.js';
-import { ActionError, type ActionRunner } from './actionTypes.js';
+import { type JobKeys, type JobNote, open, withNote } from '../queue/jobAuth.js';
+import { familyOf } from '../../core/netMatch.js';
+import { ActionError, type ActionRunner, newJobContext } from './actionTypes.js';
 import { type RetryPolicy, decideRetry } from './retryPolicy.js';
 
 export interface WorkerCounters {
@@ -21,12 +32,72 @@ export interface WorkerCounters {
   released: number;
   buried: number;
   badJobs: number;
+  /** Unsigned, mis-signed, or in the wrong tube. */
+  rejected: number;
+  /** Jobs about a protected subject, dropped before any action. */
+  protectedDropped: number;
+  /** Actions not run because the job rests on UDP lines. */
+  skippedUdp: number;
+  /** Jobs buried by the ban budget. */
+  budgetHeld: number;
   actions: number;
   actionFailures: number;
 }
 
 export function newWorkerCounters(): WorkerCounters {
-  return { jobs: 0, done: 0, released: 0, buried: 0, badJobs: 0, actions: 0, actionFailures: 0 };
+  return {
+    jobs: 0,
+    done: 0,
+    released: 0,
+    buried: 0,
+    badJobs: 0,
+    rejected: 0,
+    protectedDropped: 0,
+    skippedUdp: 0,
+    budgetHeld: 0,
+    actions: 0,
+    actionFailures: 0,
+  };
+}
+
+/** Bans per minute, shared by a responder's workers: a sliding window of the last minute. */
+export class BanBudget {
+  private readonly times: number[] = [];
+  private alerted = false;
+
+  constructor(readonly perMinute: number) {}
+
+  used(nowMs: number): number {
+    while (this.times.length > 0 && nowMs - (this.times[0] as number) >= 60_000) this.times.shift();
+    if (this.times.length < this.perMinute) this.alerted = false;
+    return this.times.length;
+  }
+
+  over(nowMs: number): boolean {
+    return this.used(nowMs) >= this.perMinute;
+  }
+
+  /** True once per trip of the breaker (for one alert, not one per job). */
+  firstAlert(): boolean {
+    if (this.alerted) return false;
+    this.alerted = true;
+    return true;
+  }
+
+  record(nowMs: number): void {
+    this.times.push(nowMs);
+  }
+}
+
+/** Actions that target an address (and so the protected list and the budget apply). */
+const ADDRESS_ACTIONS = new Set(['ban', 'vyos-address-group']);
+/** Actions that cut something off: only on evidence that cannot be forged. */
+const DISRUPTIVE = new Set(['vyos-disable-interface']);
+
+export interface WorkerGuard {
+  /** Why the subject must not be acted on, or null; throws when that cannot be known now. */
+  isProtected(address: string): Promise<string | null>;
+  readonly budget: BanBudget;
 }
 
 export interface WorkerOptions {
@@ -35,10 +106,16 @@ export interface WorkerOptions {
   readonly policy: RetryPolicy;
   readonly ttrSec: number;
   readonly connectTimeoutMs: number;
+  readonly keys: JobKeys;
+  readonly guard: WorkerGuard;
+  /** host:pid, written in the note of a buried job. */
+  readonly responderId: string;
 }
 
 const RESERVE_WAIT_SEC = 1;
 const JOB_PRI = 1024;
+/** A copy waiting to be buried is put delayed by this much, so nobody else can reserve it first. */
+const HOLD_SEC = 2 ** 31 - 1;
 
 export class ResponderWorker {
   private stopped = false;
@@ -108,18 +185,26 @@ export class ResponderWorker {
   private async handle(conn: BeanstalkConnection, reserved: ReservedJob): Promise<void> {
     this.counters.jobs++;
     const ref = { server: this.addr.text, queueId: reserved.id };
-    const decoded = decodeJob(reserved.body);
-    const runners = decoded.ok ? this.opts.actions.get(decoded.job.event) : undefined;
-    if (!decoded.ok || runners === undefined) {
+    const stats = await conn.statsJob(reserved.id);
+    const tube = stats?.tube ?? '';
+    const attempt = Number(stats?.reserves ?? '1') || 1;
+    const event = this.opts.tubes.get(tube);
+    const reject = async (reason: string, error: string): Promise<void> => {
+      this.counters.rejected++;
+      this.log.error({ event: 'job-rejected', ...ref, tube, reason, error, body: bodyExcerpt(reserved.body) }, 'job rejected and buried');
+      await this.buryWithNote(conn, reserved, tube, { reason, error, attempt });
+    };
+    if (event === undefined) return reject('unknown-tube', `tube "${tube}" is not one this responder acts on`);
+    const opened = open(this.opts.keys, 'job', tube, reserved.body);
+    if (!opened.ok) return reject(opened.reason, opened.error);
+    const decoded = decodeJob(opened.payload);
+    if (!decoded.ok) {
       this.counters.badJobs++;
-      const error = decoded.ok
-        ? `no actions for event "${decoded.job.event}" (job in a tube this responder watches, but not its event)`
-        : decoded.error;
-      this.log.error({ event: 'bad-job', ...ref, error, body: bodyExcerpt(reserved.body) }, 'job dropped: not a valid reactor job');
-      await conn.delete(reserved.id);
-      return;
+      return reject('bad-job', decoded.error);
     }
     const job = decoded.job;
+    if (job.event !== event) return reject('wrong-tube', `a job for event "${job.event}" in tube ${tube} (event "${event}")`);
+    const runners = this.opts.actions.get(event) ?? [];
     const jobLog = {
       id: job.id,
       ...ref,
@@ -128,18 +213,72 @@ export class ResponderWorker {
       subject: job.subject,
       count: job.count,
       device: job.device,
+      evidence: job.evidence,
       parser: job.parser,
     };
+
+    // Evidence: what a job resting on forgeable lines may still do.
+    const runnable: ActionRunner[] = [];
+    for (const r of runners) {
+      const ok = !job.evidence.spoofable || (!DISRUPTIVE.has(r.type) && job.evidence.udpActions.includes(r.type));
+      if (ok) {
+        runnable.push(r);
+        continue;
+      }
+      this.counters.skippedUdp++;
+      this.log.warn(
+        {
+          event: 'action-skipped',
+          job: jobLog,
+          action: r.type,
+          reason: DISRUPTIVE.has(r.type)
+            ? 'a disruptive action needs TCP from the device or a trusted proxy; this job rests on UDP lines'
+            : `this job rests on UDP lines, and the device allows only [${job.evidence.udpActions.join(', ')}] for UDP`,
+        },
+        `${r.type} skipped: evidence over UDP`,
+      );
+    }
+    if (runnable.length === 0) return this.finish(conn, reserved, jobLog);
+
+    // The protected list, before anything reaches Consul or a router.
+    if (familyOf(job.subject) !== null && runnable.some((r) => ADDRESS_ACTIONS.has(r.type))) {
+      let reason: string | null;
+      try {
+        reason = await this.opts.guard.isProtected(job.subject);
+      } catch (err) {
+        return this.failed(conn, reserved, tube, job, jobLog, attempt, new ActionError('protection', false, (err as Error).message));
+      }
+      if (reason !== null) {
+        this.counters.protectedDropped++;
+        this.log.warn({ event: 'protected-subject', job: jobLog, reason }, `job dropped: ${job.subject} is protected`);
+        return this.finish(conn, reserved, jobLog);
+      }
+      const budget = this.opts.guard.budget;
+      if (budget.over(Date.now())) {
+        this.counters.budgetHeld++;
+        const error = `${budget.used(Date.now())} bans in the last minute, budget ${budget.perMinute}: not acting (befw queue kick once checked)`;
+        if (budget.firstAlert())
+          this.log.error({ event: 'ban-budget-exceeded', job: jobLog, budget: budget.perMinute }, 'ban budget exceeded: circuit open');
+        this.log.warn({ event: 'job-held', job: jobLog, reason: 'ban-budget' }, 'job held by the ban budget');
+        await this.buryWithNote(conn, reserved, tube, { reason: 'ban-budget', error, attempt });
+        return;
+      }
+    }
+
+    const ctx = newJobContext();
     const touchEvery = Math.max(1000, (this.opts.ttrSec * 1000) / 2);
     const toucher = setInterval(() => void conn.touch(reserved.id).catch(() => undefined), touchEvery);
     let failure: ActionError | null = null;
+    let changed = false;
     try {
-      for (const runner of runners) {
+      for (const runner of runnable) {
         this.counters.actions++;
         const t0 = Date.now();
         try {
-          const outcome = await runner.run(job);
-          this.log.info(
+          const outcome = await runner.run(job, ctx);
+          if (outcome.result === 'banned' || outcome.result === 'added') changed = true;
+          const warn = outcome.result === 'protected' || outcome.result === 'refused';
+          this.log[warn ? 'warn' : 'info'](
             {
               event: 'action',
               job: jobLog,
@@ -173,24 +312,55 @@ export class ResponderWorker {
     } finally {
       clearInterval(toucher);
     }
-    if (failure === null) {
-      const deleted = await conn.delete(reserved.id);
-      this.counters.done++;
-      if (!deleted) this.log.warn({ event: 'job-lost-reservation', job: jobLog }, 'job was no longer reserved by this worker when done');
-      return;
-    }
-    await this.retry(conn, reserved, job, jobLog, failure);
+    if (changed) this.opts.guard.budget.record(Date.now());
+    if (failure === null) return this.finish(conn, reserved, jobLog);
+    await this.failed(conn, reserved, tube, job, jobLog, attempt, failure);
   }
 
-  private async retry(
+  private async finish(conn: BeanstalkConnection, reserved: ReservedJob, jobLog: Record<string, unknown>): Promise<void> {
+    const deleted = await conn.delete(reserved.id);
+    this.counters.done++;
+    if (!deleted) this.log.warn({ event: 'job-lost-reservation', job: jobLog }, 'job was no longer reserved by this worker when done');
+  }
+
+  /**
+   * Buries the job with a note saying why: a copy with the note is put (held back by a delay so
+   * nobody else takes it), reserved by id and buried, and the original deleted. If that fails
+   * half-way the original is buried as it is.
+   */
+  private async buryWithNote(
     conn: BeanstalkConnection,
     reserved: ReservedJob,
+    tube: string,
+    note: Omit<JobNote, 'at' | 'by'>,
+  ): Promise<void> {
+    this.counters.buried++;
+    const full: JobNote = { at: Date.now(), by: this.opts.responderId, ...note };
+    if (tube !== '') {
+      try {
+        await conn.use(tube);
+        const copy = await conn.put(withNote(reserved.body, full), { pri: JOB_PRI, delaySec: HOLD_SEC, ttrSec: this.opts.ttrSec });
+        const got = await conn.reserveJob(copy);
+        if (got !== null && (await conn.bury(copy, JOB_PRI))) {
+          await conn.delete(reserved.id);
+          return;
+        }
+      } catch (err) {
+        this.log.warn({ event: 'bury-note-failed', err: (err as Error).message }, 'buried without a note');
+      }
+    }
+    await conn.bury(reserved.id, JOB_PRI);
+  }
+
+  private async failed(
+    conn: BeanstalkConnection,
+    reserved: ReservedJob,
+    tube: string,
     job: ReactorJob,
     jobLog: Record<string, unknown>,
+    attempt: number,
     failure: ActionError,
   ): Promise<void> {
-    const stats = await conn.statsJob(reserved.id);
-    const attempt = Number(stats?.reserves ?? '1') || 1;
     const decision = decideRetry(this.opts.policy, attempt, failure.permanent);
     if (decision.kind === 'release') {
       await conn.release(reserved.id, JOB_PRI, decision.delaySec);
@@ -207,8 +377,7 @@ export class ResponderWorker {
         'job released for a later attempt',
       );
     } else {
-      await conn.bury(reserved.id, JOB_PRI);
-      this.counters.buried++;
+      await this.buryWithNote(conn, reserved, tube, { reason: decision.reason, error: failure.message, attempt });
       this.log.error(
         {
           event: 'job-buried',

@@ -7,9 +7,12 @@
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { JobProducer } from '../queue/producer.js';
+import { ControlListener } from '../queue/control.js';
+import { loadJobKeys } from '../queue/jobAuth.js';
+import { NetSet } from '../../core/netMatch.js';
 import { SyslogListeners } from './listeners.js';
 import { type Problem, SyslogPipeline } from './pipeline.js';
-import type { ParserConfig, ReactorConfig } from '../config/reactorConfig.js';
+import { type ParserConfig, type ReactorConfig, configuredProtection } from '../config/reactorConfig.js';
 
 /** At most this many problem lines per window; the rest are only counted. */
 const PROBLEM_LOG_BURST = 20;
@@ -19,6 +22,7 @@ export interface RunningParser {
   readonly listeners: SyslogListeners;
   readonly pipeline: SyslogPipeline;
   readonly producer: JobProducer;
+  readonly control: ControlListener;
   stop(): Promise<void>;
   readonly done: Promise<void>;
 }
@@ -48,6 +52,8 @@ export function problemLogger(log: Logger): (p: Problem) => void {
 export async function startParser(config: ReactorConfig, log: Logger): Promise<RunningParser> {
   const parser = config.parser as ParserConfig;
   const parserId = `${hostname()}:${process.pid}`;
+  for (const w of config.warnings) log.warn({ event: 'config-warning', warning: w }, w);
+  const keys = await loadJobKeys(config.queue.hmacKeyFile ?? '');
   const producer = new JobProducer(
     config.queue.servers,
     {
@@ -55,6 +61,7 @@ export async function startParser(config: ReactorConfig, log: Logger): Promise<R
       ttrSec: config.queue.ttrSec,
       connectTimeoutMs: config.queue.connectTimeoutMs,
       maxPending: parser.maxPendingJobs,
+      keys,
     },
     log,
     (job, server, id) =>
@@ -69,13 +76,20 @@ export async function startParser(config: ReactorConfig, log: Logger): Promise<R
         'job queued',
       ),
   );
-  const pipeline = new SyslogPipeline(parser, config.ignore, (job) => producer.submit(job), problemLogger(log), parserId);
+  const protect = new NetSet(configuredProtection(config).flatMap((p) => p.nets.cidrs));
+  const pipeline = new SyslogPipeline(parser, protect, (job) => producer.submit(job), problemLogger(log), parserId);
+  const control = new ControlListener(config.queue.servers, config.queue.tubePrefix, keys, config.queue.connectTimeoutMs, log, (m) => {
+    const forgotten = pipeline.forget(m.subject);
+    log.info({ event: 'forgotten', subject: m.subject, entries: forgotten, by: m.by }, 'subject forgotten (unban)');
+  });
+  const controlDone = control.start();
   const listeners = new SyslogListeners(parser, pipeline, log);
   try {
     await listeners.start();
   } catch (err) {
     await listeners.stop();
     producer.close();
+    control.stop();
     throw new Error(`cannot listen: ${(err as Error).message}`, { cause: err });
   }
   log.info(
@@ -84,6 +98,7 @@ export async function startParser(config: ReactorConfig, log: Logger): Promise<R
       listeners: listeners.bound.map((b) => ({ name: b.config.name, port: b.port, proxyProtocol: b.config.proxyProtocol })),
       triggers: parser.triggers.triggers.map((t) => t.name),
       queue: config.queue.servers.map((s) => s.text),
+      controlTube: control.tube,
     },
     'syslog parser listening',
   );
@@ -93,6 +108,7 @@ export async function startParser(config: ReactorConfig, log: Logger): Promise<R
     ...pipeline.counters,
     connections: listeners.connections,
     tracked: pipeline.tracked,
+    trackedPerLevel: pipeline.trackedPerLevel,
     trackedEvicted: pipeline.evicted,
     queue: { ...producer.counters, pending: producer.pendingCount },
     memoryMb: Math.round(process.memoryUsage().rss / 1048576),
@@ -110,6 +126,8 @@ export async function startParser(config: ReactorConfig, log: Logger): Promise<R
     stopping ??= (async () => {
       clearInterval(statsTimer);
       await listeners.stop();
+      control.stop();
+      await controlDone;
       const drained = await producer.drain(5000);
       if (!drained)
         log.error({ event: 'jobs-lost-at-stop', pending: producer.pendingCount }, 'queue unreachable at stop: pending jobs lost');
@@ -119,5 +137,5 @@ export async function startParser(config: ReactorConfig, log: Logger): Promise<R
     })();
     return stopping;
   };
-  return { listeners, pipeline, producer, stop, done };
+  return { listeners, pipeline, producer, control, stop, done };
 }

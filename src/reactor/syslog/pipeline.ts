@@ -1,14 +1,16 @@
 /**
- * What happens to one received message: decode, parse (RFC 5424 / 3164, repeats unwrapped),
- * match the triggers, drop subjects on the ignore list (and special-purpose addresses such as
- * loopback), count against the event's threshold, and
- * when it is crossed (and not already reported for this subject) make a job. No sockets here:
+ * What happens to one received message: decode, parse (RFC 5424 / 3164, repeats unwrapped into
+ * the same program only, their count capped), check the hostname against the device's config,
+ * match the triggers, drop subjects the config protects (and special-purpose addresses such as
+ * loopback), count against the event's threshold (remembering which occurrences came over UDP),
+ * and when it is crossed (and not already reported for this subject) make a job. No sockets here:
  * the listeners feed it, the queue producer takes the jobs, and tests and the benchmark drive it
  * directly.
  */
 import { randomUUID } from 'node:crypto';
 import { printable } from '../../core/address.js';
 import type { JobDevice, ReactorJob } from '../queue/job.js';
+import type { DevicePolicy } from '../config/reactorConfig.js';
 import { JOB_VERSION } from '../queue/job.js';
 import { NEVER_TARGETED, type NetSet } from '../../core/netMatch.js';
 import { type ParserConfig, thresholdFor } from '../config/reactorConfig.js';
@@ -51,7 +53,10 @@ export interface Problem {
   readonly sample?: string;
 }
 
-export type Sender = Omit<JobDevice, 'hostname'>;
+export interface Sender extends Omit<JobDevice, 'hostname' | 'name'> {
+  /** The device's entry in the config (already found to allow it). */
+  readonly policy: DevicePolicy;
+}
 
 export class SyslogPipeline {
   readonly counters = newCounters();
@@ -60,7 +65,8 @@ export class SyslogPipeline {
 
   constructor(
     private readonly parser: ParserConfig,
-    private readonly ignore: NetSet,
+    /** Subjects never queued: the config's protect list, trusted proxies, routers, queue servers. */
+    private readonly protect: NetSet,
     private readonly emit: (job: ReactorJob) => void,
     private readonly report: (p: Problem) => void,
     private readonly parserId: string,
@@ -74,6 +80,15 @@ export class SyslogPipeline {
 
   get evicted(): number {
     return this.tracker.evicted;
+  }
+
+  get trackedPerLevel(): number[] {
+    return this.tracker.perLevel;
+  }
+
+  /** An operator's unban: counting and de-duplication of `subject` start again. */
+  forget(subject: string): number {
+    return this.tracker.forgetSubject(subject);
   }
 
   /** Counts a problem found outside the pipeline (framing, PROXY header, limits) the same way. */
@@ -102,6 +117,29 @@ export class SyslogPipeline {
       return;
     }
     const m = parsed.value;
+    const hostnames = sender.policy.hostnames;
+    if (hostnames !== null && (m.hostname === null || !hostnames.has(m.hostname.toLowerCase()))) {
+      this.problem({
+        reason: 'hostname-mismatch',
+        detail: `hostname ${m.hostname === null ? '(none)' : `"${printable(m.hostname, 64)}"`} is not one of device ${sender.policy.name}'s`,
+        device: sender.address,
+        listener: sender.listener,
+        sample: printable(line, 120),
+      });
+      return;
+    }
+    if (m.repeatRefused === true) {
+      this.problem({
+        reason: 'repeat-program-mismatch',
+        detail: `"message repeated" from ${m.app ?? 'no program'} wraps another program's line: not counted`,
+        device: sender.address,
+        listener: sender.listener,
+        sample: printable(line, 120),
+      });
+      return;
+    }
+    const weight = Math.min(m.repeat, this.parser.maxRepeat);
+    const udp = sender.transport === 'udp' ? sender.policy.udpActions : null;
     const matches = this.parser.triggers.match(m.app, m.msg, (p) => {
       this.counters.badSubject++;
       this.problem({
@@ -120,7 +158,7 @@ export class SyslogPipeline {
         continue;
       }
       const key = t.perDevice ? `${t.event}\u0000${sender.address}\u0000${match.subject}` : `${t.event}\u0000${match.subject}`;
-      const o = this.tracker.observe(key, thresholdFor(this.parser, t.event), m.repeat, nowMs);
+      const o = this.tracker.observe(key, thresholdFor(this.parser, t.event), weight, nowMs, udp);
       if (o.kind === 'suppressed') {
         this.counters.suppressed++;
         continue;
@@ -135,7 +173,15 @@ export class SyslogPipeline {
         subject: match.subject,
         fields: matchFields(match),
         count: o.count,
-        device: { ...sender, hostname: m.hostname === null ? null : printable(m.hostname, 255) },
+        device: {
+          address: sender.address,
+          hostname: m.hostname === null ? null : printable(m.hostname, 255),
+          via: sender.via,
+          listener: sender.listener,
+          name: sender.policy.name,
+          transport: sender.transport,
+        },
+        evidence: { spoofable: o.spoofable, udpActions: o.udpActions },
         firstSeenMs: o.firstSeenMs,
         lineReceivedMs: nowMs,
         queuedMs: Date.now(),
@@ -145,11 +191,11 @@ export class SyslogPipeline {
     }
   }
 
-  /** Ignore list and special-purpose addresses, remembered per address (bounded). */
+  /** Protected and special-purpose addresses, remembered per address (bounded). */
   private isIgnored(address: string): boolean {
     const hit = this.ignoredMemo.get(address);
     if (hit !== undefined) return hit;
-    const value = this.ignore.has(address) || NEVER_TARGETED.has(address);
+    const value = this.protect.has(address) || NEVER_TARGETED.has(address);
     if (this.ignoredMemo.size >= 65536) this.ignoredMemo.clear();
     this.ignoredMemo.set(address, value);
     return value;

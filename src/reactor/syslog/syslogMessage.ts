@@ -3,7 +3,9 @@
  * RFC 3164 (BSD) otherwise, including what relays really send: no PRI (a bare line), no
  * hostname, ISO timestamps (rsyslog's forwarding format), a day padded with a space.
  * rsyslog's "message repeated N times: [ ... ]" is unwrapped: the inner line gives the message
- * (and its own header when it carries one) and N is how many occurrences it stands for.
+ * and N is how many occurrences it stands for, but only into the program that logged the wrapper:
+ * an inner line naming another program is refused (anyone may log as nginx; that must not count
+ * as sshd). The pipeline caps N.
  *
  * Pure and allocation-light: this runs for every message, at 100,000 messages a second.
  * A line that claims a format and breaks it (a bad PRI, a 5424 header with a missing field or a
@@ -24,6 +26,12 @@ export interface SyslogMessage {
   readonly msg: string;
   /** Occurrences this message stands for: N for "message repeated N times", else 1. */
   readonly repeat: number;
+  /**
+   * Set when a "message repeated" wrapper names another program than the one that logged it
+   * (`logger -t nginx 'message repeated 9 times: [ ... sshd[1]: Failed password ...]'`): it is
+   * not unwrapped, so it matches nothing, and the pipeline counts it.
+   */
+  readonly repeatRefused?: true;
 }
 
 export type SyslogParse = { readonly ok: true; readonly value: SyslogMessage } | { readonly ok: false; readonly error: string };
@@ -269,17 +277,9 @@ function unwrapRepeated(r: SyslogParse): SyslogParse {
   const inner = parse3164(innerText, 0, null);
   if (inner.ok && inner.value.format === '3164') {
     const v = inner.value;
-    return {
-      ok: true,
-      value: {
-        ...outer,
-        hostname: v.hostname ?? outer.hostname,
-        app: v.app ?? outer.app,
-        procid: v.app === null ? outer.procid : v.procid,
-        msg: v.msg,
-        repeat,
-      },
-    };
+    // Only the program that logged the wrapper may vouch for its repeats.
+    if (v.app !== null && v.app !== outer.app) return { ok: true, value: { ...outer, repeatRefused: true } };
+    return { ok: true, value: { ...outer, msg: v.msg, repeat } };
   }
   return { ok: true, value: { ...outer, msg: innerText, repeat } };
 }

@@ -56,8 +56,17 @@ export type MatchProblem = { readonly trigger: string; readonly error: string };
 
 /** The address shapes sshd prints (IPv4, IPv6, IPv4-mapped IPv6); validated afterwards. */
 const ADDR = '[0-9A-Fa-f.:]{2,45}';
-const SSHD = ['sshd', 'sshd-session'];
-const USER = '(?<user>.{0,100}?)';
+/** OpenSSH's programs: sshd; sshd-session (9.8+); sshd-auth (10.0+). */
+const SSHD = ['sshd', 'sshd-session', 'sshd-auth'];
+/**
+ * A user name as sshd logs it: attacker-controlled text (sshd prints at most 100 characters,
+ * vis-encoded: up to 400). It may itself hold "from ADDR port N": every pattern below is anchored
+ * at both ends, so the address is the one sshd appended after the name, never one inside it.
+ */
+const USER = '(?<user>.{0,400}?)';
+/** sshd's own tail of a line: " port N", optionally " ssh2", optionally " [preauth]", nothing after. */
+const PORT_TAIL = ' port [0-9]{1,5}';
+const END = '(?: \\[preauth\\])?[ \\t]*$';
 
 export const BUILTIN_TRIGGERS: Readonly<Record<string, readonly TriggerSpec[]>> = {
   sshd: [
@@ -65,7 +74,7 @@ export const BUILTIN_TRIGGERS: Readonly<Record<string, readonly TriggerSpec[]>> 
       name: 'sshd-failed-password',
       event: 'ssh-auth-failure',
       programs: SSHD,
-      pattern: `^Failed (?:password|keyboard-interactive/pam) for (?:invalid user )?${USER} from (?<attacker>${ADDR}) port [0-9]{1,5}(?: ssh2)?`,
+      pattern: `^Failed (?:password|keyboard-interactive/pam|keyboard-interactive) for (?:invalid user )?${USER} from (?<attacker>${ADDR})${PORT_TAIL} ssh2${END}`,
       subject: 'attacker',
       subjectKind: 'ip',
       perDevice: false,
@@ -74,7 +83,7 @@ export const BUILTIN_TRIGGERS: Readonly<Record<string, readonly TriggerSpec[]>> 
       name: 'sshd-invalid-user',
       event: 'ssh-auth-failure',
       programs: SSHD,
-      pattern: `^Invalid user ${USER} from (?<attacker>${ADDR})(?: port [0-9]{1,5})?\\s*$`,
+      pattern: `^Invalid user ${USER} from (?<attacker>${ADDR})(?:${PORT_TAIL})?${END}`,
       subject: 'attacker',
       subjectKind: 'ip',
       perDevice: false,
@@ -83,7 +92,7 @@ export const BUILTIN_TRIGGERS: Readonly<Record<string, readonly TriggerSpec[]>> 
       name: 'sshd-max-auth-attempts',
       event: 'ssh-auth-failure',
       programs: SSHD,
-      pattern: `^error: maximum authentication attempts exceeded for (?:invalid user )?${USER} from (?<attacker>${ADDR}) port [0-9]{1,5}`,
+      pattern: `^error: maximum authentication attempts exceeded for (?:invalid user )?${USER} from (?<attacker>${ADDR})${PORT_TAIL} ssh2${END}`,
       subject: 'attacker',
       subjectKind: 'ip',
       perDevice: false,
@@ -92,7 +101,8 @@ export const BUILTIN_TRIGGERS: Readonly<Record<string, readonly TriggerSpec[]>> 
       name: 'sshd-pam-auth-failure',
       event: 'ssh-auth-failure',
       programs: SSHD,
-      pattern: `^pam_unix\\((?:sshd|sshd-session):auth\\): authentication failure;.{0,400}? rhost=(?<attacker>${ADDR})(?:\\s|$)`,
+      // pam_unix's own fields, each without spaces, then rhost (set by sshd) and, last, the user.
+      pattern: `^pam_unix\\((?:sshd|sshd-session|sshd-auth):auth\\): authentication failure; logname=\\S* uid=[0-9]{1,10} euid=[0-9]{1,10} tty=\\S* ruser=\\S* rhost=(?<attacker>${ADDR})(?: {1,2}user=(?<user>.{0,400}))?[ \\t]*$`,
       subject: 'attacker',
       subjectKind: 'ip',
       perDevice: false,
@@ -104,7 +114,8 @@ export const BUILTIN_TRIGGERS: Readonly<Record<string, readonly TriggerSpec[]>> 
       event: 'iface-down',
       programs: [],
       // "eth1: state DOWN flags 0x00001002 ..." (netplugd and friends), optionally after a kernel time stamp.
-      pattern: '^(?:\\[\\s*[0-9]+\\.[0-9]+\\]\\s*)?(?<iface>[A-Za-z0-9][A-Za-z0-9._@-]{0,14}): state DOWN(?:\\s|$)',
+      pattern:
+        '^(?:\\[\\s*[0-9]+\\.[0-9]+\\]\\s*)?(?<iface>[A-Za-z0-9][A-Za-z0-9._@-]{0,14}): state DOWN(?: flags 0x[0-9a-fA-F]{1,8}(?: [^\\n]{0,200})?)?[ \\t]*$',
       subject: 'iface',
       subjectKind: 'name',
       perDevice: true,
