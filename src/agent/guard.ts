@@ -6,8 +6,9 @@
  * index went backwards, a half-written file) rarely stays the same for a minute; a real change
  * does, and an operator can release it at once (`befw guard release`).
  *
- * The hold is five times longer while the inputs are suspect: the KV index just went backwards
- * (a snapshot restore or a server that lost its data) or the tree shrank by most of its keys.
+ * While the inputs are suspect (the KV index just went backwards: a snapshot restore or a server
+ * that lost its data; or the tree shrank by most of its keys) every removal waits, however
+ * small, and five times longer.
  * `befw guard hold` holds every removal, however small, until released or for a given time.
  */
 import { type GuardOptions } from '../core/blastRadius.js';
@@ -100,13 +101,16 @@ export class Guard {
   decide(last: Plan, baseline: () => Plan, next: Plan, suspect: string | null): GuardDecision {
     const now = this.deps.now();
     if (this.manual?.until !== undefined && this.manual.until !== null && now >= this.manual.until) this.manual = null;
-    const everything = this.manual !== null;
+    // While the inputs look wrong (an index that went backwards, a tree that lost most of its
+    // keys), every removal waits, however small: a Consul that came back empty must not lift
+    // even a single deny.
+    const everything = this.manual !== null || suspect !== null;
     const opts = this.deps.options();
     if (loosenings(last, next, opts, everything).length === 0) return this.pass(null);
     const base = baseline();
     const steps = loosenings(base, next, opts, everything);
     if (steps.length === 0) return this.pass(null);
-    if (!everything && this.deps.holdMs() === 0) return this.pass(null);
+    if (this.manual === null && this.deps.holdMs() === 0) return this.pass(null);
     if (this.released === next.fingerprint) return this.pass(this.hold);
 
     let fresh = false;
@@ -116,10 +120,10 @@ export class Guard {
       this.hold = {
         fingerprint: next.fingerprint,
         since: now,
-        until: everything ? (this.manual?.until ?? null) : now + ms,
+        until: this.manual !== null ? this.manual.until : now + ms,
         reasons: steps.map(describe),
         suspect,
-        manual: everything,
+        manual: this.manual !== null,
       };
       this.deps.log.warn(
         { event: 'guard-held', until: this.hold.until, reasons: this.hold.reasons.slice(0, 20), suspect, fingerprint: next.fingerprint },

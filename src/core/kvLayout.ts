@@ -102,10 +102,14 @@ function rejected(key: string, code: string, message: string): EntryOutcome {
 /** One string per distinct set or alias name, instead of one copy per key. */
 type Intern = (s: string) => string;
 
-/** BEFW's local datacenter of a node: its short name up to the first `-`. */
-export function localDcOf(nodeName: string): string {
+/**
+ * BEFW's local datacenter of a node: its short name up to the first `-`; null for a name
+ * without one (BEFW then takes the whole name, so `befw/<kind>/<node>/<node>/...` would be a
+ * scope: befw does not read that, and does not watch its prefixes for nothing).
+ */
+export function localDcOf(nodeName: string): string | null {
   const dash = nodeName.indexOf('-');
-  return dash < 0 ? nodeName : nodeName.slice(0, dash);
+  return dash <= 0 ? null : nodeName.slice(0, dash);
 }
 
 function parseEntry(key: string, value: string | null, node: NodeIdentity, intern: Intern): Outcome {

@@ -45,7 +45,8 @@ export function kvPrefixes(
   spellings: readonly string[] = [],
 ): KvPrefix[] {
   const out = new Map<string, PrefixRole>();
-  const dcs = [...new Set([node.dc, localDcOf(node.name)])];
+  const local = localDcOf(node.name);
+  const dcs = [...new Set(local === null ? [node.dc] : [node.dc, local])];
   for (const s of sets) {
     out.set(`${KV_ROOT}${s.kind}/${s.name}/`, 'world');
     for (const dc of dcs) out.set(`${KV_ROOT}${s.kind}/${dc}/${s.name}/`, 'dc');

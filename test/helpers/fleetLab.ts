@@ -172,6 +172,8 @@ export class FleetNode {
         'set.rules_allow=203.0.113.0/28',
         `metrics=127.0.0.1:${METRICS_PORT}`,
         'log_level=debug',
+        // Every node shares the host's /var/run: BEFW's api.sock is not needed here.
+        'befw_api=off',
         'guard_hold=1',
         // Every node reads the one KV datacenter (BEFW's layout); a dc2 node through its own
         // agent, which forwards to dc1 over WAN.

@@ -8,10 +8,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type Outcome, Reconciler } from '../../src/agent/reconciler.js';
 import { parseConfig } from '../../src/config/config.js';
-import type { Templates } from '../../src/config/load.js';
-import { DEFAULT_SERVICE_TEMPLATE } from '../../src/core/templates.js';
 import type { KvPair, Plan, Snapshot } from '../../src/core/types.js';
-import type { ApplyInput, ApplyReport, Dataplane, Drift } from '../../src/dataplane/iptables/driver.js';
+import type { ApplyInput, ApplyReport, Dataplane, Drift } from '../../src/dataplane/dataplane.js';
 import type { LoadResult, SavedState, StateStore } from '../../src/state/stateStore.js';
 import { recordingLog } from '../helpers/recordingLog.js';
 
@@ -54,6 +52,9 @@ function reportFor(input: ApplyInput, notDestroyed: { name: string; error: strin
     notDestroyed,
     jumpInserted: [],
     members: input.plan.sets.reduce((n, s) => n + s.members.length, 0),
+    // As the iptables backend names its sets when the names are short: the plan's names.
+    owned: input.plan.sets.map((s) => s.name),
+    takeover: null,
     ms: { script: 0, sets: 0, chain: 0, cleanup: 0, total: 0 },
   };
 }
@@ -90,6 +91,10 @@ class FakeDataplane implements Dataplane {
     this.trace.push('hasChain');
     if (this.hasChainError !== null) throw this.hasChainError;
     return this.chainPresent;
+  }
+
+  close(): void {
+    this.trace.push('close');
   }
 
   async ensureMembers(sets: readonly { name: string; family: 'inet' | 'inet6'; members: readonly string[] }[]): Promise<void> {
@@ -129,9 +134,11 @@ interface Rig {
   readonly rereads: { count: number };
   readonly clock: { now: number };
   readonly logged: ReturnType<typeof recordingLog>;
+  /** What the inputs say about themselves (an index that went backwards), or null. */
+  readonly suspect: { note: string | null };
 }
 
-function rig(opts: { base?: boolean } = {}): Rig {
+function rig(): Rig {
   const trace: string[] = [];
   const dataplane = new FakeDataplane(trace);
   const store = new FakeStore(trace);
@@ -139,14 +146,11 @@ function rig(opts: { base?: boolean } = {}): Rig {
   const rereads = { count: 0 };
   const clock = { now: T0 };
   const logged = recordingLog();
+  const suspect: { note: string | null } = { note: null };
   const config = parseConfig(
     `set.rules_allow=${MGMT_V4};${MGMT_V6}\nguard_share=50\nguard_min=10\nstate=/test/state.bin`,
     '/test/befw.conf',
   );
-  const templates: Templates = {
-    service: DEFAULT_SERVICE_TEMPLATE,
-    base: opts.base === true ? { text: '*filter\n:INPUT ACCEPT [0:0]\n:BEFW - [0:0]\n-A INPUT -j BEFW\nCOMMIT\n' } : null,
-  };
   // A plain object, not a literal at the call: a dependency dropped from ReconcilerDeps later
   // does not trip excess-property checks here.
   const deps = {
@@ -163,11 +167,11 @@ function rig(opts: { base?: boolean } = {}): Rig {
     dataplane,
     store,
     config,
-    templates,
     log: logged.log,
     now: (): number => clock.now,
+    inputsSuspect: (): string | null => suspect.note,
   };
-  return { reconciler: new Reconciler(deps), dataplane, store, trace, reads, rereads, clock, logged };
+  return { reconciler: new Reconciler(deps), dataplane, store, trace, reads, rereads, clock, logged, suspect };
 }
 
 function expectKind<K extends Outcome['kind']>(o: Outcome | null, kind: K): Extract<Outcome, { kind: K }> {
@@ -190,9 +194,8 @@ describe('Reconciler: applied and unchanged', () => {
     assert.deepEqual(members(input.plan, 'rules_allow'), [MGMT_V4], 'management networks are always in rules_allow');
     assert.deepEqual(members(input.plan, 'rules_allow_v6'), [MGMT_V6]);
     assert.equal(input.full, false);
-    assert.equal(input.base, null);
     assert.deepEqual(input.owned, [], 'nothing owned before the first apply');
-    assert.equal(input.template, DEFAULT_SERVICE_TEMPLATE);
+    assert.equal(input.adopt, true, 'a plan from Consul may take over what the other backend left');
 
     const saved = r.store.saved[0];
     assert.ok(saved !== undefined);
@@ -240,16 +243,14 @@ describe('Reconciler: applied and unchanged', () => {
     assert.deepEqual([...(r.dataplane.applies[1]?.owned ?? [])].sort(), [...setNames(first.plan), 'old_set'].sort());
   });
 
-  it('installs the base table once, on the first apply', async () => {
-    const r = rig({ base: true });
+  it('an unchanged plan is not applied again', async () => {
+    const r = rig();
     r.reads.push(snap(denyKv(3)), snap(denyKv(3)), snap(denyKv(4)));
     await r.reconciler.reconcile('kv');
     const again = await r.reconciler.reconcile('kv');
     await r.reconciler.reconcile('kv');
-    assert.notEqual(r.dataplane.applies[0]?.base, null, 'the base goes in with the first apply');
     assert.equal(again.kind, 'unchanged');
     assert.equal(r.dataplane.applies.length, 2);
-    assert.equal(r.dataplane.applies[1]?.base, null, 'and never again');
   });
 
   it('keeps the applied plan when the state cannot be saved, and says so', async () => {
@@ -337,6 +338,16 @@ describe('Reconciler: blast-radius guard', () => {
     expectKind(await r.reconciler.reconcile('release'), 'applied');
   });
 
+  it('while the inputs are suspect every removal waits, even of a single deny', async () => {
+    const r = rig();
+    r.reads.push(snap(denyKv(1)), snap(denyKv(0)));
+    await r.reconciler.reconcile('kv');
+    r.suspect.note = 'the Consul KV index went backwards 1 s ago';
+    const held = expectKind(await r.reconciler.reconcile('kv'), 'held');
+    assert.equal(held.hold.until, T0 + 300_000);
+    assert.deepEqual(members(held.enforced, 'rules_deny'), ips(1));
+  });
+
   it('lets a removal below the share through at once', async () => {
     const r = rig();
     r.reads.push(snap(denyKv(20)), snap(denyKv(10)));
@@ -377,7 +388,6 @@ describe('Reconciler: apply failures', () => {
     const rollback = r.dataplane.applies[2];
     assert.ok(rollback !== undefined);
     assert.equal(rollback.full, true);
-    assert.equal(rollback.base, null);
     assert.equal(rollback.plan.fingerprint, first.plan.fingerprint, 'the last good plan, not the failed one');
     assert.deepEqual(members(rollback.plan, 'rules_deny'), ips(3));
     assert.equal(r.reconciler.lastPlan?.fingerprint, first.plan.fingerprint);
@@ -506,6 +516,7 @@ describe('Reconciler.enforceSaved', () => {
     assert.deepEqual(members(o.plan, 'rules_allow'), [MGMT_V4]);
     assert.deepEqual(members(o.plan, 'rules_deny'), []);
     assert.deepEqual(r.trace, ['load', 'hasChain', 'apply'], 'the minimal plan is never saved as state');
+    assert.equal(r.dataplane.applies[0]?.adopt, false, 'the safety net takes nothing over: what an earlier run left keeps enforcing');
     assert.equal(r.logged.named('state-missing').length, 1);
 
     // The minimal plan is no good state: a read failure does not re-enforce it, and the

@@ -336,14 +336,14 @@ export class WatchedInputs {
       if (this.peersFailing) this.log.info({ event: 'peers-read' }, 'Consul members readable again');
       this.peersFailing = false;
       if (seen !== this.peersSeen) {
-        const first = this.peers === null;
         this.peersSeen = seen;
         this.peers = peers;
         this.log.info(
           { event: 'consul-peers', peers: peers.addrs.length, tcp: peers.tcpPorts, udp: peers.udpPorts },
           'Consul peers protected',
         );
-        if (!first) this.onChange('peers');
+        // The first answer too: a pass that ran before it compiled without Consul's peers.
+        this.onChange('peers');
       }
     } catch (err) {
       if (!this.peersFailing) {
