@@ -1,11 +1,23 @@
 /**
  * `npm run bench`: runs the benchmark scenarios, prints a table and writes it as JSON to
  * bench/results/latest.json. Figures only: nothing here passes or fails on a time.
- *   BENCH_ONLY=plan|propagation|single|cold|syslog   run one scenario
+ *   BENCH_ONLY=plan|propagation|stream|single|cold|backends|syslog|fleet   run one scenario (or name it as the
+ *   first argument: `npm run bench -- fleet`)
  *   BENCH_NO_CONSUL=1 skip the parts that need root and a Consul binary
+ * `fleet` (the fan-out benchmark, ~6 minutes and up to 5 GB of memory) runs only when named.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { benchColdApply, benchDeltaBySize, benchPropagation, benchSingleChange } from './live.js';
+import { benchFleet, fleetExtrapolation, fleetTable, fleetTargets } from './fleet.js';
+import { backendRows, backendsTable, benchBackends } from './backends.js';
+import {
+  type ColdApplyResult,
+  type DeltaBySize,
+  benchColdApply,
+  benchDeltaBySize,
+  benchPropagation,
+  benchSingleChange,
+  benchStream,
+} from './live.js';
 import { benchPlan } from './plan.js';
 import { benchSyslogReaction, benchSyslogThroughput } from './syslog.js';
 
@@ -17,7 +29,7 @@ interface Row {
 }
 
 async function main(): Promise<void> {
-  const only = process.env.BENCH_ONLY;
+  const only = process.argv[2] ?? process.env.BENCH_ONLY;
   const withConsul = process.env.BENCH_NO_CONSUL === undefined;
   const rows: Row[] = [];
   const raw: Record<string, unknown> = {};
@@ -41,7 +53,7 @@ async function main(): Promise<void> {
     }
   }
 
-  const want = (name: string): boolean => withConsul && (only === undefined || only === name);
+  const want = (name: string): boolean => withConsul && (only === undefined ? name !== 'fleet' : only === name);
   const f = (n: number, digits = 1): string => n.toFixed(digits);
 
   if (want('propagation')) {
@@ -54,6 +66,18 @@ async function main(): Promise<void> {
       note: 'target <= 20 ms',
     });
     rows.push({ scenario: 'propagation', figure: 'same: p99', value: `${f(p.p99)} ms`, note: `target <= 100 ms; max ${f(p.max)} ms` });
+  }
+
+  if (want('stream')) {
+    const p = await benchStream();
+    raw.stream = p;
+    rows.push({
+      scenario: 'stream',
+      figure: `${p.changes} grants at 20/s to one set, each PUT -> member in kernel: p50`,
+      value: `${f(p.p50)} ms`,
+      note: 'target <= 20 ms',
+    });
+    rows.push({ scenario: 'stream', figure: 'same: p99', value: `${f(p.p99)} ms`, note: `target <= 100 ms; max ${f(p.max)} ms` });
   }
   if (want('single')) {
     const deltas = benchDeltaBySize();
@@ -138,6 +162,32 @@ async function main(): Promise<void> {
       figure: 'same: p99',
       value: `${f(r.p99)} ms`,
       note: `target <= 250 ms; parser line -> ban written p50 ${f(r.lineToActionP50)} / p99 ${f(r.lineToActionP99)} ms`,
+    });
+  }
+
+  if (want('backends')) {
+    // Both firewall backends side by side, each against its raw tool (the iptables figures of the
+    // `single` and `cold` scenarios above are reused when they ran).
+    const b = await benchBackends({
+      ...(raw.cold === undefined ? {} : { cold: raw.cold as ColdApplyResult }),
+      ...(raw.deltaBySize === undefined ? {} : { deltaBySize: raw.deltaBySize as DeltaBySize[] }),
+    });
+    raw.backends = b;
+    process.stdout.write(`\n${backendsTable(b)}\n\n`);
+    rows.push(...backendRows(b));
+  }
+
+  if (want('fleet')) {
+    const t0 = Date.now();
+    const r = await benchFleet();
+    raw.fleet = r;
+    process.stdout.write(`\n${fleetTable(r)}\n\n${fleetExtrapolation(r)}\n\n`);
+    for (const t of fleetTargets(r)) rows.push({ scenario: 'fleet', ...t });
+    rows.push({
+      scenario: 'fleet',
+      figure: 'whole benchmark, wall clock',
+      value: `${((Date.now() - t0) / 1000).toFixed(0)} s`,
+      note: `${r.keys.toLocaleString('en')} keys written in ${(r.loadMs / 1000).toFixed(1)} s`,
     });
   }
 

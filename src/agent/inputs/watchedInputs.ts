@@ -1,11 +1,11 @@
 /**
  * The agent's live view of its inputs, fed by watchers instead of polls:
  *
- *   - KV: one blocking query on `befw/` (recursive). Clients, aliases and static sets at every
- *     scope live under it, and one query means one index and one consistent moment for all three
- *     kinds. Narrower queries cannot do better within BEFW's layout: datacenter- and node-scope
- *     keys (`befw/<kind>/<dc>/...`) sit under the same prefixes as world keys, and one query per
- *     set and scope would be 3 x (sets) long polls per node for the same data.
+ *   - KV: one blocking query per prefix that concerns this node (scopedKv.ts; which prefixes and
+ *     why: core/watchScope.ts), started once the node's identity and services are known and
+ *     changed with them, so a write wakes only the nodes it concerns; `kv_watch=tree` keeps one
+ *     query on all of `befw/`.
+ *   - Consul's peers: the local agent's members every 10 s, the protected paths' input.
  *   - services: a blocking query on the node's catalog entry tells when the node's services
  *     change (the agent's own list cannot block); the data is then read from the local agent,
  *     which stays the source of truth.
