@@ -28,7 +28,19 @@ export interface ScopedKvDeps {
   readonly onAnswer?: (meta: { prefix: string; changed: boolean; lastContactMs: number | null }) => void;
   readonly onError: (prefix: string, err: Error, meta: { attempt: number; retryInMs: number }) => void;
   readonly onIndexReset?: (prefix: string, meta: { sent: number; got: number; next: number }) => void;
+  /** Most parked queries this node may hold; past it the whole tree is watched with one (see below). */
+  readonly maxWatches?: number;
+  /** Scoped watching gave way to the whole tree (or came back): for the log. */
+  readonly onFallback?: (wanted: number, tree: boolean) => void;
 }
+
+/**
+ * Every parked query holds one connection to the local Consul agent, which allows 200 per client
+ * address by default (`http_max_conns_per_client`), shared with everything else on the node. A
+ * node with so many sets that its prefixes would pass this many watches the whole tree instead:
+ * correct, and one connection, at the cost of reading more.
+ */
+export const MAX_WATCHES = 64;
 
 interface Entry {
   readonly watch: BlockingWatch<KvPair[]>;
@@ -124,11 +136,18 @@ export class ScopedKv {
     await Promise.all(all.map((e) => e.watch.stop()));
   }
 
+  private fellBack = false;
+
   private wanted(): Map<string, Entry['role']> {
-    if (this.deps.mode === 'tree') return new Map([[KV_ROOT, 'tree']]);
+    const tree = new Map<string, Entry['role']>([[KV_ROOT, 'tree']]);
+    if (this.deps.mode === 'tree') return tree;
     if (this.node === null) return new Map();
     const aliases = referencedAliases(this.allData());
-    return new Map(kvPrefixes(this.node, this.sets, [...aliases].sort(), this.spellings).map((p) => [p.prefix, p.role]));
+    const scoped = kvPrefixes(this.node, this.sets, [...aliases].sort(), this.spellings);
+    const over = scoped.length > (this.deps.maxWatches ?? MAX_WATCHES);
+    if (over !== this.fellBack) this.deps.onFallback?.(scoped.length, over);
+    this.fellBack = over;
+    return over ? tree : new Map(scoped.map((p) => [p.prefix, p.role]));
   }
 
   private *allData(): Iterable<KvPair> {

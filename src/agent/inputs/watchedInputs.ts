@@ -147,6 +147,13 @@ export class WatchedInputs {
       },
       // One label for all KV watches: a label per prefix would grow with the node's sets.
       onError: (_prefix, err, meta) => this.failed('kv', err, meta),
+      onFallback: (wanted, tree) =>
+        tree
+          ? this.log.warn(
+              { event: 'kv-watch-fallback', prefixes: wanted },
+              'too many KV prefixes for one node: watching the whole befw/ tree',
+            )
+          : this.log.info({ event: 'kv-watch-scoped', prefixes: wanted }, "watching only this node's KV prefixes again"),
       onIndexReset: (prefix, meta) => {
         this.lastIndexReset = Date.now();
         this.log.info(
