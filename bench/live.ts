@@ -11,7 +11,8 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { KvPair } from '../src/core/types.js';
+import type { KvPair, Plan } from '../src/core/types.js';
+import { renderFull } from '../src/dataplane/nft/render.js';
 import { type AgentProcess, ROOT, Sandbox, sleep } from '../test/helpers/sandbox.js';
 import { KernelWatch } from './helpers/kernelWatch.js';
 import { syntheticInputs } from './plan.js';
@@ -206,13 +207,16 @@ export interface DeltaBySize {
  * The driver alone on the real kernel (fresh namespace, no Consul): one-member delta applies on
  * sets of several sizes, against one raw `ipset add` into the same set from the same process.
  */
-export function benchDeltaBySize(sizes: readonly number[] = [1_000, 10_000, 65_000]): DeltaBySize[] {
+export function benchDeltaBySize(
+  sizes: readonly number[] = [1_000, 10_000, 65_000],
+  backend: 'iptables' | 'nft' = 'iptables',
+): DeltaBySize[] {
   const ns = `befwt-${process.pid}-${Date.now().toString(16).slice(-6)}-delta`;
   spawnSync('ip', ['netns', 'add', ns]);
   try {
     const r = spawnSync(
       'ip',
-      ['netns', 'exec', ns, process.execPath, join(ROOT, 'dist/bench/helpers/applyDelta.js'), ...sizes.map(String)],
+      ['netns', 'exec', ns, process.execPath, join(ROOT, 'dist/bench/helpers/applyDelta.js'), backend, ...sizes.map(String)],
       { encoding: 'utf8' },
     );
     if (r.status !== 0) throw new Error(`applyDelta failed: ${r.stderr}`);
@@ -302,40 +306,59 @@ export interface ColdApplyResult {
   peakRssMb: number;
 }
 
-/** 100 services with 1,000 members each, applied from scratch; then the agent's memory. */
-export async function benchColdApply(): Promise<ColdApplyResult> {
+/**
+ * 100 services with 1,000 members each, applied from scratch on one backend, against the raw tool
+ * applying the same sets (`ipset restore` of the same sets; `nft -f` of the very text the agent
+ * writes); then the idle agent's CPU (integrity checks) and its memory.
+ */
+export async function benchColdApply(backend: 'iptables' | 'nft' = 'iptables'): Promise<ColdApplyResult> {
   const sb = await Sandbox.create();
+  // One KV query for the tree: 100 services' scoped prefixes open ~300 blocking queries at once,
+  // more than a Consul dev agent serves per client (its http_max_conns_per_client is 200).
+  const firewall = [`firewall=${backend}`, 'kv_watch=tree'];
   try {
-    const { services, kv } = syntheticInputs(Date.now());
+    const now = Date.now();
+    const { services, kv } = syntheticInputs(now);
     for (const s of services) await sb.registerService({ name: s.name, port: s.port, tags: [...s.tags] });
     await kvBulk(sb, kv);
-    const agent = startAgent(sb, ['integrity_full_interval=60']);
+    // The same sets and members as one raw file, applied in a fresh namespace, before the agent
+    // runs (so neither competes with the other for the CPU).
+    sb.writeFile(
+      'befw.conf',
+      [`services=${sb.dir}/services`, `ipsets=${sb.dir}/ipsets`, `state=${sb.dir}/state.bin`, ...firewall].join('\n'),
+    );
+    const planText = sb.befw(['plan', '-c', `${sb.dir}/befw.conf`, '--json']);
+    if (planText.code !== 0) throw new Error(`befw plan failed: ${planText.stderr}`);
+    const plan = JSON.parse(planText.stdout) as Plan;
+    const file = join(sb.dir, backend === 'nft' ? 'raw.nft' : 'raw.restore');
+    if (backend === 'nft') {
+      writeFileSync(file, renderFull(plan, now).text);
+    } else {
+      const lines: string[] = [];
+      for (const s of plan.sets) {
+        lines.push(`create ${s.name} hash:net family ${s.family} maxelem ${s.maxelem}`);
+        for (const m of s.members) lines.push(`add ${s.name} ${m}`);
+      }
+      writeFileSync(file, `${lines.join('\n')}\n`);
+    }
+    // Each run in a namespace of its own: the kernel frees a flushed table of 100,000 elements
+    // in the background, and the next transaction in the same namespace would wait for it.
+    const raw: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const rawNs = `${sb.nodeNs.slice(0, -4)}raw${i}`;
+      spawnSync('ip', ['netns', 'add', rawNs]);
+      try {
+        if (backend === 'nft') raw.push(...timeInNs(rawNs, 1, ['nft', '-f', file]));
+        else raw.push(...timeInNs(rawNs, 1, ['--stdin', file, 'ipset', 'restore']));
+      } finally {
+        spawnSync('ip', ['netns', 'del', rawNs]);
+      }
+    }
+    const agent = startAgent(sb, ['integrity_full_interval=60', ...firewall]);
     const e = await waitApplied(agent, (x) => x.source === 'consul', 120_000);
     const ms = e.ms as { sets: number; total: number };
     const members = Number(e.members);
 
-    // The same sets and members as one raw restore file, applied in a fresh namespace.
-    const planText = sb.befw(['plan', '-c', `${sb.dir}/befw.conf`, '--json']);
-    const plan = JSON.parse(planText.stdout) as { sets: { name: string; family: string; maxelem: number; members: string[] }[] };
-    const lines: string[] = [];
-    for (const s of plan.sets) {
-      lines.push(`create ${s.name} hash:net family ${s.family} maxelem ${s.maxelem}`);
-      for (const m of s.members) lines.push(`add ${s.name} ${m}`);
-    }
-    const file = join(sb.dir, 'raw.restore');
-    writeFileSync(file, `${lines.join('\n')}\n`);
-    const rawNs = `${sb.nodeNs.slice(0, -4)}raw`;
-    spawnSync('ip', ['netns', 'add', rawNs]);
-    let raw: number[];
-    try {
-      raw = [];
-      for (let i = 0; i < 3; i++) {
-        spawnSync('ip', ['netns', 'exec', rawNs, 'ipset', 'destroy']);
-        raw.push(...timeInNs(rawNs, 1, ['--stdin', file, 'ipset', 'restore']));
-      }
-    } finally {
-      spawnSync('ip', ['netns', 'del', rawNs]);
-    }
     await sleep(2000); // the post-apply work (state.bin, heap compaction) runs in this second
     const memEarly = rssOf(agent.proc.pid ?? 0);
     await sleep(Number(process.env.BENCH_SETTLE_MS ?? 5000));
@@ -352,7 +375,7 @@ export async function benchColdApply(): Promise<ColdApplyResult> {
     await agent.stop();
     // The same node with the default settings (full member check every 300 s, so none in this
     // window): the agent restarts from state.bin, settles, and is measured for 30 s.
-    const again = startAgent(sb);
+    const again = startAgent(sb, firewall);
     await waitApplied(again, (x) => x.source === 'consul' || x.source === 'saved', 120_000);
     await sleep(8000);
     const pid2 = again.proc.pid ?? 0;

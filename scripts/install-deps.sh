@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything befw's demo and tests need on a fresh Debian 12 machine with Node 20:
-#   - apt packages: iptables, ipset, iproute2, beanstalkd and haproxy (the syslog reactor's queue and
-#     load balancer, used by its tests, benchmark and demo)
+#   - apt packages: iptables, ipset, nftables (the firewall backends: firewall=iptables and
+#     firewall=nft; the integration suite runs on both), iproute2, beanstalkd and haproxy (the
+#     syslog reactor's queue and load balancer, used by its tests, benchmark and demo)
 #   - a Consul binary (CONSUL_BIN if set; else Debian 11's consul package, fetched through a
 #     temporary sources list built from this machine's own Debian archive URI, into .cache/consul)
 #   - npm packages (npm install, at the locked versions) and the TypeScript build
@@ -20,14 +21,14 @@ node_major=$(node -p 'process.versions.node.split(".")[0]')
 [ "$node_major" -ge 20 ] || die "Node.js 20 or newer is required (found $(node --version))"
 
 need=()
-for cmd in ipset iptables ip6tables iptables-restore ip beanstalkd haproxy; do
+for cmd in ipset iptables ip6tables iptables-restore nft xtables-monitor stdbuf ip beanstalkd haproxy; do
   command -v "$cmd" >/dev/null || need+=("$cmd")
 done
 if [ ${#need[@]} -gt 0 ]; then
-  log "installing iptables ipset iproute2 beanstalkd haproxy (missing: ${need[*]})"
+  log "installing iptables ipset nftables iproute2 coreutils beanstalkd haproxy (missing: ${need[*]})"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends iptables ipset iproute2 beanstalkd haproxy >/dev/null
+  apt-get install -y -qq --no-install-recommends iptables ipset nftables iproute2 coreutils beanstalkd haproxy >/dev/null
 fi
 
 # The main Debian archive URI this machine uses (deb822 .sources or one-line .list files).

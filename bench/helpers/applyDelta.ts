@@ -1,20 +1,23 @@
 /**
- * Runs inside a fresh network namespace: the real dataplane driver on the real kernel, without
- * Consul. For each set size it applies a plan with one set of N members (a full apply), then adds
- * one member at a time and times the driver's apply; the raw tool (`ipset add` of one member into
- * the same set) is timed from the same process, so both pay the same process-start cost.
+ * Runs inside a fresh network namespace: the real dataplane driver of one backend on the real
+ * kernel, without Consul. For each set size it applies a plan with one set of N members (a full
+ * apply), then adds one member at a time and times the driver's apply; the raw tool (`ipset add`,
+ * or `nft add element`, of one member into the same set) is timed from the same process, so both
+ * pay the same process-start cost.
+ *   node applyDelta.js iptables|nft SIZE...
  * Prints {"sizes":[{size, applyMs:[...], rawMs:[...]}]}.
  */
 import { performance } from 'node:perf_hooks';
-import { createDataplane } from '../../src/dataplane/iptables/driver.js';
-import { createPrewarmedRunner, processRunner } from '../../src/dataplane/exec.js';
-import { IPSET, RESTORE_ARGS } from '../../src/dataplane/iptables/ipset.js';
-import { detectBackend, toolsFor } from '../../src/dataplane/iptables/iptables.js';
 import { maxelemFor } from '../../src/core/compile.js';
-import { DEFAULT_SERVICE_TEMPLATE } from '../../src/core/templates.js';
 import type { Plan, PlanSet } from '../../src/core/types.js';
+import type { Dataplane } from '../../src/dataplane/dataplane.js';
+import { createPrewarmedRunner, processRunner } from '../../src/dataplane/exec.js';
+import { BACKENDS, type BackendName } from '../../src/dataplane/registry.js';
+import { createNftDataplane } from '../../src/dataplane/nft/driver.js';
+import { TABLE_REF, nftSetName } from '../../src/dataplane/nft/naming.js';
 
-const sizes = process.argv.slice(2).map(Number);
+const backend = process.argv[2] as BackendName;
+const sizes = process.argv.slice(3).map(Number);
 const RUNS = 20;
 
 function planWith(name: string, members: string[]): Plan {
@@ -35,30 +38,44 @@ function planWith(name: string, members: string[]): Plan {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const out: { size: number; applyMs: number[]; rawMs: number[] }[] = [];
-const runner = createPrewarmedRunner([[IPSET, RESTORE_ARGS]]);
+const runner = createPrewarmedRunner(BACKENDS[backend].prewarm);
+
+async function dataplane(): Promise<Dataplane> {
+  if (backend === 'nft') return createNftDataplane(runner, { watch: null, now: Date.now, retireIptables: null });
+  return (await BACKENDS.iptables.prepare({ runner, rules: null, base: null, iptablesTools: 'auto' })).dataplane;
+}
+
+function rawAdd(name: string, i: number): [string, string[]] {
+  if (backend === 'nft')
+    return ['nft', ['add', 'element', ...TABLE_REF.split(' '), nftSetName(name, 'inet', 'hosts'), `{ 198.51.100.${i + 10} }`]];
+  return ['ipset', ['add', name, `198.51.100.${i + 10}`]];
+}
+
 for (const size of sizes) {
   const name = `s${size}`;
-  const dp = createDataplane(runner, toolsFor((await detectBackend(processRunner, 'auto')).backend));
+  const dp = await dataplane();
   const members = Array.from({ length: size }, (_, i) => `198.18.${i >> 8}.${i & 255}/32`).sort();
-  await dp.apply({ plan: planWith(name, members), owned: [], template: DEFAULT_SERVICE_TEMPLATE, base: null });
+  await dp.apply({ plan: planWith(name, members), owned: [] });
   const applyMs: number[] = [];
   let current = members;
   for (let i = 0; i < RUNS; i++) {
     current = [...current, `203.0.113.${i + 10}/32`].sort();
     await sleep(20);
     const t0 = performance.now();
-    const report = await dp.apply({ plan: planWith(name, current), owned: [], template: DEFAULT_SERVICE_TEMPLATE, base: null });
+    const report = await dp.apply({ plan: planWith(name, current), owned: [] });
     applyMs.push(performance.now() - t0);
     if (report.mode !== 'delta' || report.added !== 1) throw new Error(`expected a one-member delta, got ${JSON.stringify(report)}`);
   }
   const rawMs: number[] = [];
   for (let i = 0; i < RUNS; i++) {
     await sleep(20);
+    const [cmd, args] = rawAdd(name, i);
     const t0 = performance.now();
-    const r = await processRunner.run('ipset', ['add', name, `198.51.100.${i + 10}`]);
+    const r = await processRunner.run(cmd, args);
     rawMs.push(performance.now() - t0);
     if (r.code !== 0) throw new Error(r.stderr);
   }
+  dp.close();
   out.push({ size, applyMs, rawMs });
 }
 runner.close();

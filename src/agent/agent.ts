@@ -1,7 +1,8 @@
 /**
  * The agent's composition root: the only place that builds the real adapters (Consul over HTTP,
- * processes for ipset/iptables, state.bin on disk) and wires them to the loop (agentLoop.ts), the
- * service registrar and the outcome recorder.
+ * the firewall backend `firewall=` names from the registry in src/dataplane/registry.ts, state.bin
+ * on disk) and wires them to the loop (agentLoop.ts), the service registrar and the outcome
+ * recorder.
  *
  * Building takes two steps so that a reload can fail without harm: prepareAgent() does all that
  * can fail (templates, token, backend detection, adapters) without touching the kernel or
@@ -10,13 +11,12 @@
  * supervisor, which replaces one agent by another on reload.
  */
 import { type Config } from '../config/config.js';
-import { type Templates, loadTemplates, resolveToken } from '../config/load.js';
+import { loadTemplates, resolveToken } from '../config/load.js';
 import { DEFAULT_WATCH_OPTIONS, type WatchOptions } from '../consul/blockingWatch.js';
 import { createConsulApi } from '../consul/client.js';
 import { type CommandRunner, createLauncherRunner, createPrewarmedRunner, processRunner } from '../dataplane/exec.js';
-import { type Drift, createDataplane } from '../dataplane/iptables/driver.js';
-import { IPSET, RESTORE_ARGS } from '../dataplane/iptables/ipset.js';
-import { type Backend, detectBackend, toolsFor } from '../dataplane/iptables/iptables.js';
+import type { Drift } from '../dataplane/dataplane.js';
+import { BACKENDS, type Backend } from '../dataplane/registry.js';
 import { type Logger, createLogger } from '../log/logger.js';
 import { createFileStateStore } from '../state/stateStore.js';
 import type { GuardAnswer } from './controlProtocol.js';
@@ -55,17 +55,29 @@ export interface PreparedAgent {
 export async function prepareAgent(config: Config, log: Logger, metrics: Metrics | null): Promise<PreparedAgent> {
   const templates = await loadTemplates(config);
   const token = await resolveToken(config);
-  const backend = await detectBackend(processRunner, config.iptablesBackend);
-  log.info({ event: 'iptables-backend', backend: backend.backend, how: backend.how }, 'iptables backend');
-  const runner = createToolRunner();
+  const factory = BACKENDS[config.firewall.backend];
+  const runner = createToolRunner(factory.prewarm);
   let parts: AgentParts;
   try {
-    parts = assemble({ config, log, metrics, templates, token, backend: backend.backend, runner });
+    const backend = await factory.prepare({ runner, ...templates, iptablesTools: config.iptablesBackend });
+    log.info(
+      { event: 'firewall-backend', backend: backend.name, why: config.firewall.why, description: backend.description },
+      `firewall backend ${backend.name}`,
+    );
+    if (config.firewall.warning !== null) log.warn({ event: 'firewall-config', why: config.firewall.why }, config.firewall.warning);
+    for (const note of backend.notes) log.warn({ event: 'firewall-config', backend: backend.name }, note);
+    parts = assemble({ config, log, metrics, token, backend, runner });
   } catch (err) {
     runner.close();
     throw err;
   }
-  return { start: () => startParts(parts), discard: () => runner.close() };
+  return {
+    start: () => startParts(parts),
+    discard: () => {
+      parts.backend.dataplane.close();
+      runner.close();
+    },
+  };
 }
 
 export async function startAgent(
@@ -80,11 +92,11 @@ interface ToolRunner extends CommandRunner {
   close(): void;
 }
 
-function createToolRunner(): ToolRunner {
-  // Writes (with input) go to a prewarmed process: the delta's `ipset restore` is the one process
-  // on the propagation path. Reads (the integrity check's listings) are started by a small
-  // long-lived shell: forking the agent itself every 3 s would be most of its idle CPU.
-  const writer = createPrewarmedRunner([[IPSET, RESTORE_ARGS]]);
+function createToolRunner(prewarm: readonly (readonly [string, readonly string[]])[]): ToolRunner {
+  // Writes (with input) go to a prewarmed process: the delta's `ipset restore` or `nft -f` is the
+  // one process on the propagation path. Reads (the integrity check's listings) are started by a
+  // small long-lived shell: forking the agent itself every 3 s would be most of its idle CPU.
+  const writer = createPrewarmedRunner(prewarm);
   const reader = createLauncherRunner(processRunner);
   return {
     run: (cmd, args, opts) => (opts?.input !== undefined ? writer.run(cmd, args, opts) : reader.run(cmd, args, opts)),
@@ -99,7 +111,6 @@ interface Ingredients {
   readonly config: Config;
   readonly log: Logger;
   readonly metrics: Metrics | null;
-  readonly templates: Templates;
   readonly token: string | null;
   readonly backend: Backend;
   readonly runner: ToolRunner;
@@ -129,7 +140,7 @@ function loopTiming(config: Config): LoopTiming {
 function assemble(i: Ingredients): AgentParts {
   const { config, log } = i;
   const consul = createConsulApi({ ...config.consul, token: i.token, timeoutMs: config.consulTimeout * 1000 });
-  const dataplane = createDataplane(i.runner, toolsFor(i.backend));
+  const dataplane = i.backend.dataplane;
   const recorder = new OutcomeRecorder(i.metrics);
   // The inputs call back only once started (by loop.start()), so `loop` and `registrar`, built
   // below, exist by then.
@@ -152,7 +163,6 @@ function assemble(i: Ingredients): AgentParts {
     dataplane,
     store: createFileStateStore(config.statePath),
     config,
-    templates: i.templates,
     log,
     now: () => Date.now(),
     // An index that went backwards makes the inputs suspect for as long as a suspect hold lasts.
@@ -195,6 +205,7 @@ async function startParts(p: AgentParts): Promise<AgentHandle> {
     await p.loop.start();
   } catch (err) {
     await p.loop.stop();
+    p.backend.dataplane.close();
     p.runner.close();
     throw err;
   }
@@ -230,6 +241,7 @@ function handleOf(p: AgentParts, startedAt: number): AgentHandle {
       await p.reconciler.flushSaves();
       await p.registrar.stop();
       await p.publisher.stop();
+      p.backend.dataplane.close();
       p.runner.close();
       p.log.info({ event: 'stopped' }, 'befw agent stopped; firewall left as it is');
       resolveDone();

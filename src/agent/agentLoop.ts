@@ -11,7 +11,7 @@
  * what an outcome means for status and metrics is the OutcomeSink's.
  */
 import { assertNever } from '../core/assertNever.js';
-import type { Drift } from '../dataplane/iptables/driver.js';
+import type { Drift } from '../dataplane/dataplane.js';
 import type { Logger } from '../log/logger.js';
 import { Coalescer } from './coalescer.js';
 import { IntegrityCheck } from './integrityCheck.js';

@@ -35,7 +35,7 @@ function reasonOf(err: unknown): string {
 
 /** Settings the running process keeps until a restart. */
 function restartOnly(a: Config, b: Config): boolean {
-  return a.socketPath !== b.socketPath || JSON.stringify(a.metrics) !== JSON.stringify(b.metrics);
+  return a.socketPath !== b.socketPath || a.befwApi !== b.befwApi || JSON.stringify(a.metrics) !== JSON.stringify(b.metrics);
 }
 
 export class AgentSlot {

@@ -31,7 +31,7 @@ export class ControlError extends Error {
 }
 
 /** Whether something answers on the path (a live agent), as opposed to a stale socket file. */
-function isLive(path: string): Promise<boolean> {
+export function isLive(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const c = createConnection(path);
     c.once('connect', () => {

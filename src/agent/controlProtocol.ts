@@ -8,7 +8,7 @@
  * CLI checks an answer's shape (minimally: the fields it reads) before using it.
  */
 import { assertNever } from '../core/assertNever.js';
-import type { Drift } from '../dataplane/iptables/driver.js';
+import type { Drift } from '../dataplane/dataplane.js';
 import type { GuardStatus, Hold } from './guard.js';
 import type { AgentStatus } from './status.js';
 

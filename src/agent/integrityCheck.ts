@@ -7,7 +7,7 @@
  * an apply would read as drift. A check still running when the next is due is not doubled.
  */
 import { performance } from 'node:perf_hooks';
-import type { Drift } from '../dataplane/iptables/driver.js';
+import type { Drift } from '../dataplane/dataplane.js';
 import type { Logger } from '../log/logger.js';
 import type { OutcomeSink } from './outcomeRecorder.js';
 import type { Outcome } from './reconciler.js';

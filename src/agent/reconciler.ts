@@ -18,12 +18,11 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Config } from '../config/config.js';
-import type { Templates } from '../config/load.js';
-import type { ApplyReport, Dataplane, Drift } from '../dataplane/iptables/driver.js';
+import type { ApplyReport, Dataplane, Drift } from '../dataplane/dataplane.js';
 import { type GuardOptions } from '../core/blastRadius.js';
 import { RULES_ALLOW, compile } from '../core/compile.js';
 import { KvParseCache } from '../core/kvLayout.js';
-import { v6Name } from '../core/setNames.js';
+import { planSetName } from '../core/planSets.js';
 import type { CompileOptions, Plan, Snapshot } from '../core/types.js';
 import type { StateStore } from '../state/stateStore.js';
 import type { Logger } from '../log/logger.js';
@@ -48,7 +47,6 @@ export interface ReconcilerDeps {
   readonly dataplane: Dataplane;
   readonly store: StateStore;
   readonly config: Config;
-  readonly templates: Templates;
   readonly log: Logger;
   readonly now: () => number;
   /** Why the inputs look suspect right now (an index that went backwards), or null. */
@@ -94,7 +92,6 @@ export interface StateSaveHealth {
 export class Reconciler {
   private lastGood: { snapshot: Snapshot; plan: Plan; source: Source } | null = null;
   private owned = new Set<string>();
-  private baseInstalled = false;
   /** An apply failed since the last success: retry even if the plan looks unchanged. */
   private failedSince = false;
   /** The plan in the kernel: lastGood's, or the guard's held-back plan while a change waits. */
@@ -179,7 +176,7 @@ export class Reconciler {
         const v6 = config.managementNets.filter((n) => n.family === 6).map((n) => n.cidr);
         await dataplane.ensureMembers([
           { name: RULES_ALLOW, family: 'inet', members: v4 },
-          { name: v6Name(RULES_ALLOW), family: 'inet6', members: v6 },
+          { name: planSetName(RULES_ALLOW, 'inet6'), family: 'inet6', members: v6 },
         ]);
         log.warn(
           { event: 'safety-net', kept: 'existing BEFW chain', managementNets: config.managementNets.map((n) => n.cidr) },
@@ -300,10 +297,9 @@ export class Reconciler {
     compileMs: number,
     source: Source,
   ): Promise<{ kind: 'unchanged' } | { kind: 'applied'; report: ApplyReport } | { kind: 'failed'; outcome: Outcome }> {
-    const { log, templates } = this.deps;
-    const installBase = templates.base !== null && !this.baseInstalled;
+    const { log } = this.deps;
     const unchanged = this.inForce !== null && this.inForce.fingerprint === plan.fingerprint && !this.failedSince;
-    if (!installBase && !full && unchanged) {
+    if (!full && unchanged) {
       // Same sets and rules, so the kernel is right; but the plan's other parts may have moved
       // (diagnostics, a shortened expiry): status and the expiry timer must follow the newest.
       this.inForce = plan;
@@ -311,13 +307,8 @@ export class Reconciler {
     }
     let report: ApplyReport;
     try {
-      report = await this.deps.dataplane.apply({
-        plan,
-        owned: [...this.owned],
-        template: templates.service,
-        base: installBase ? templates.base : null,
-        full,
-      });
+      // A real plan (not the safety net's) may take over what the other backend or BEFW left.
+      report = await this.deps.dataplane.apply({ plan, owned: [...this.owned], full, adopt: source !== 'minimal' });
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
       this.stats.applyFailures++;
@@ -327,9 +318,8 @@ export class Reconciler {
       const rolledBack = await this.rollback();
       return { kind: 'failed', outcome: { kind: 'apply-failed', error, plan, rolledBack } };
     }
-    if (installBase) this.baseInstalled = true;
     this.failedSince = false;
-    this.owned = new Set([...plan.sets.map((s) => s.name), ...report.notDestroyed.map((f) => f.name)]);
+    this.owned = new Set([...report.owned, ...report.notDestroyed.map((f) => f.name)]);
     this.inForce = plan;
     this.stats.applies++;
     this.stats.lastApplyAt = this.deps.now();
@@ -356,6 +346,7 @@ export class Reconciler {
         destroyed: report.destroyed,
         notDestroyed: report.notDestroyed,
         jumpInserted: report.jumpInserted,
+        ...(report.takeover === null ? {} : { takeover: report.takeover }),
         diagnostics: plan.diagnostics.length,
         nextExpiry: plan.nextExpiry === null ? null : new Date(plan.nextExpiry).toISOString(),
         ms: { compile: compileMs, ...report.ms },
@@ -388,11 +379,11 @@ export class Reconciler {
   private async rollback(): Promise<boolean> {
     const last = this.lastGood;
     if (last === null) return false;
-    const { dataplane, templates, log } = this.deps;
+    const { dataplane, log } = this.deps;
     const plan = compile(last.snapshot, compileOptions(this.deps.config), this.deps.now(), { views: false });
     try {
       dataplane.forget();
-      await dataplane.apply({ plan, owned: [...this.owned], template: templates.service, base: null, full: true });
+      await dataplane.apply({ plan, owned: [...this.owned], full: true });
       this.stats.rollbacks++;
       this.lastGood = { ...last, plan };
       this.inForce = plan;

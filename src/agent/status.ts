@@ -4,7 +4,7 @@
  * (ready) and the loop (healthy).
  */
 import type { Diagnostic } from '../core/types.js';
-import type { Backend } from '../dataplane/iptables/iptables.js';
+import type { Backend } from '../dataplane/registry.js';
 import type { GuardStatus } from './guard.js';
 import type { ConsulHealth } from './inputs/watchedInputs.js';
 import type { Reconciler, ReconcilerStats, StateSaveHealth } from './reconciler.js';
@@ -16,7 +16,8 @@ export const PROTECTED_CODES = new Set(['protected-clipped', 'refused-address'])
 
 export interface AgentStatus {
   readonly startedAt: number;
-  readonly backend: Backend;
+  /** The firewall backend and what runs (`nft: nftables v1.0.6 ..., table inet befw`). */
+  readonly backend: string;
   readonly consul: ConsulHealth;
   readonly stats: ReconcilerStats;
   readonly lastSource: string | null;
@@ -40,7 +41,7 @@ export interface AgentStatus {
 
 export interface StatusParts {
   readonly startedAt: number;
-  readonly backend: Backend;
+  readonly backend: Pick<Backend, 'name' | 'description'>;
   readonly inputs: { readonly consulHealth: ConsulHealth; readonly kvPrefixes: readonly string[] };
   readonly reconciler: Pick<Reconciler, 'stats' | 'lastSource' | 'lastPlan' | 'guardStatus' | 'stateSave'>;
   readonly recorder: { readonly ready: boolean };
@@ -70,7 +71,7 @@ export function agentStatus(p: StatusParts): AgentStatus {
   const plan = p.reconciler.lastPlan;
   return {
     startedAt: p.startedAt,
-    backend: p.backend,
+    backend: `${p.backend.name}: ${p.backend.description}`,
     consul: p.inputs.consulHealth,
     stats: { ...p.reconciler.stats },
     lastSource: p.reconciler.lastSource,

@@ -16,6 +16,7 @@ import { VERSION } from '../core/version.js';
 import { type Logger, createLogger } from '../log/logger.js';
 import { type AgentHandle, prepareAgent } from './agent.js';
 import { AgentSlot } from './agentSlot.js';
+import { startBefwApi } from './befwApi.js';
 import { startControlServer } from './control.js';
 import { takeNodeLock } from './nodeLock.js';
 import type { ControlHandlers } from './controlProtocol.js';
@@ -39,6 +40,7 @@ export async function runAgent(configPath: string): Promise<void> {
 
 async function runLocked(configPath: string, config: Config): Promise<void> {
   const log = createLogger(config.logLevel);
+  for (const warning of config.warnings) log.warn({ event: 'config-warning', config: configPath }, warning);
   const metrics = config.metrics === null ? null : createMetrics();
   const notifier = createNotifier(process.env, log);
   const readiness = new ReadinessNotice(notifier);
@@ -59,6 +61,7 @@ async function runLocked(configPath: string, config: Config): Promise<void> {
   );
   readiness.watch(slot.agent);
   const control = await startControlServer(config.socketPath, controlHandlers(slot, configPath));
+  const befwApi = await startBefwApi(config.befwApi, { reload: () => slot.reload() }, log);
   const http = await startHealthEndpoint(config, metrics, slot, log);
   const watchdog = startWatchdog(notifier, slot);
 
@@ -82,6 +85,7 @@ async function runLocked(configPath: string, config: Config): Promise<void> {
   // After the stop: a reload that was still running may have watched its new agent.
   readiness.close();
   control.close();
+  befwApi.close();
   http?.close();
   notifier.close();
   if (err !== undefined) throw err;

@@ -7,8 +7,9 @@ import { askAgent } from '../agent/control.js';
 import { type ControlFailure, type GuardAnswer, MAX_HOLD_SECONDS, type StatusAnswer, isControlFailure } from '../agent/controlProtocol.js';
 import type { GuardStatus } from '../agent/guard.js';
 import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, join } from 'node:path';
 import { ConfigError, DEFAULT_CONFIG_PATH, DEFAULT_SOCKET_PATH } from '../config/config.js';
-import type { Drift } from '../dataplane/iptables/driver.js';
+import type { Drift } from '../dataplane/dataplane.js';
 import { UsageError, quoted } from './access/errors.js';
 import { parseDuration } from './duration.js';
 import { formatDuration } from './format.js';
@@ -30,9 +31,7 @@ function ago(ms: number | null, now: number): string {
 
 export function formatStatus(s: StatusAnswer, now = Date.now()): string {
   const out: string[] = [];
-  out.push(
-    `befw agent ${s.version}, pid ${s.pid}, up ${formatDuration(now - s.startedAt)}, config ${s.config}, iptables backend ${s.backend}`,
-  );
+  out.push(`befw agent ${s.version}, pid ${s.pid}, up ${formatDuration(now - s.startedAt)}, config ${s.config}, firewall ${s.backend}`);
   out.push(
     s.consul.reachable
       ? `Consul:      reachable, last answer ${ago(s.consul.lastAnswerAt, now)}, staleness ${s.consul.lastContactMs === null ? 'n/a' : `${s.consul.lastContactMs} ms`}`
@@ -108,7 +107,9 @@ async function socketOf(opts: Opts): Promise<string> {
     throw new ConfigError(opts.config, null, null, `cannot read: ${(err as Error).message}`);
   }
   const line = /^\s*socket\s*=\s*(\S+)\s*$/m.exec(text);
-  return line?.[1] ?? DEFAULT_SOCKET_PATH;
+  const path = line?.[1] ?? DEFAULT_SOCKET_PATH;
+  // A relative socket= is read from the config file's directory, as the agent reads it.
+  return isAbsolute(path) ? path : join(dirname(opts.config), path);
 }
 
 /** The agent could not answer the question (it answered why): printed, and exit 1. */

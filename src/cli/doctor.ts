@@ -1,6 +1,10 @@
 /**
  * `befw doctor`: can this host run the agent, and is its Consul token right-sized?
  *
+ * It says which firewall backend runs and why (`firewall=` as BEFW meant it), checks that
+ * backend's tools and kernel modules, and warns about what the other backend (or BEFW) left in the
+ * kernel: the agent removes that at its first apply from Consul or state.bin.
+ *
  * Everything here only looks. Tools are run with read-only arguments (`--version`, `ipset list`,
  * `*-save`), kernel modules are judged from /proc, /sys and /lib/modules plus what is already in
  * use, and Consul is asked questions whose answers do not change it (see kvWritable in
@@ -15,9 +19,10 @@ import { type Config, ConfigError, DEFAULT_CONFIG_PATH } from '../config/config.
 import { TOKEN_ENV, loadConfig } from '../config/load.js';
 import type { OperatorConsul } from '../consul/kvWriter.js';
 import { type CommandResult, type CommandRunner, processRunner } from '../dataplane/exec.js';
-import { type Backend, detectBackend } from '../dataplane/iptables/iptables.js';
+import { type Flavour as Backend, detectBackend } from '../dataplane/iptables/iptables.js';
+import { CHAIN } from '../dataplane/iptables/render.js';
+import { TABLE_REF } from '../dataplane/nft/naming.js';
 import { readServiceFiles } from '../agent/inputs/localFiles.js';
-import { CHAIN } from '../core/render.js';
 import { BEFW_TAG } from '../core/services.js';
 import { openConsul, print, printJson } from './access/context.js';
 
@@ -156,14 +161,94 @@ async function checkTools(host: HostView, preference: 'auto' | Backend): Promise
   return { checks, backend, inUse };
 }
 
-async function checkModules(host: HostView, backend: Backend | null, inUse: ReadonlyMap<string, string>): Promise<Check[]> {
+/** Whether `nft list tables` shows table inet befw; null when nft cannot list (not installed, not root). */
+async function nftTable(host: HostView): Promise<{ present: boolean; listing: CommandResult } | null> {
+  const r = await host.run('nft', ['list', 'tables']);
+  if (r.code !== 0) return null;
+  return { present: r.stdout.split('\n').some((l) => l.trim() === `table ${TABLE_REF}`), listing: r };
+}
+
+/** The nftables backend's tools: nft itself, the table, and the monitor the integrity check uses. */
+async function checkNft(host: HostView, config: Config | null): Promise<ToolFacts> {
+  const checks: Check[] = [];
+  const inUse = new Map<string, string>();
+  const v = await host.run('nft', ['--version']);
+  if (v.code !== 0) {
+    checks.push({ area: 'tools', status: 'FAIL', message: `nft does not run: ${reason(v)} (install the nftables package)` });
+    return { checks, backend: null, inUse };
+  }
+  const t = await nftTable(host);
+  if (t === null) {
+    checks.push({
+      area: 'tools',
+      status: 'FAIL',
+      message: `${firstLine(v)} is installed but "nft list tables" fails (root or CAP_NET_ADMIN needed)`,
+    });
+  } else {
+    inUse.set('nf_tables', 'nft list tables works');
+    if (t.present) inUse.set('nft_reject_inet', `table ${TABLE_REF} is in place`);
+    checks.push({
+      area: 'tools',
+      status: 'OK',
+      message: `${firstLine(v)}; ${t.present ? `table ${TABLE_REF} present (the agent's, BEFW's, or an earlier run's: replaced in one transaction at the first apply)` : `no table ${TABLE_REF} yet`}`,
+    });
+  }
+  const xm = await host.run('xtables-monitor', ['-h']);
+  const sb = await host.run('stdbuf', ['--version']);
+  if (sb.code === 0 && (xm.code === 0 || /xtables-monitor/.test(xm.stdout + xm.stderr)))
+    checks.push({
+      area: 'integrity',
+      status: 'OK',
+      message: 'ruleset generations watched with xtables-monitor: a change by anyone else is seen at once',
+    });
+  else if (sb.code === 0)
+    checks.push({
+      area: 'integrity',
+      status: 'WARN',
+      message:
+        'no xtables-monitor (iptables package): generations are watched with "nft monitor", which keeps a copy of the ruleset (~500 bytes per element)',
+    });
+  else
+    checks.push({
+      area: 'integrity',
+      status: 'WARN',
+      message: 'no stdbuf (coreutils): no generation watch; the quick check reads set headers and chains, elements only at the full check',
+    });
+  if (config?.rulesTemplate !== null && config?.rulesTemplate !== undefined)
+    checks.push({
+      area: 'config',
+      status: 'WARN',
+      message: `rules=${config.rulesTemplate} is an iptables template: the nftables backend does not use it`,
+    });
+  // What the iptables backend (befw's or BEFW's) left: removed at the first apply.
+  for (const flavour of ['nft', 'legacy'] as const) {
+    for (const tool of ['iptables', 'ip6tables'] as const) {
+      const save = await host.run(`${tool}-${flavour}-save`, ['-t', 'filter']);
+      if (save.code !== 0) continue;
+      if (summarizeSave(save.stdout).hasChain)
+        checks.push({
+          area: 'backend',
+          status: 'WARN',
+          message: `a ${CHAIN} chain is in ${tool}-${flavour}: left by the iptables backend (befw or BEFW); the agent removes it, its jumps and its ipsets once its first real plan is in`,
+        });
+    }
+  }
+  return { checks, backend: null, inUse };
+}
+
+async function checkModules(
+  host: HostView,
+  backend: Backend | null,
+  inUse: ReadonlyMap<string, string>,
+  modules?: readonly string[],
+): Promise<Check[]> {
   const base = `/lib/modules/${host.kernelRelease}`;
   const [procModules, builtin, dep] = await Promise.all([
     host.readText('/proc/modules'),
     host.readText(`${base}/modules.builtin`),
     host.readText(`${base}/modules.dep`),
   ]);
-  const wanted = [
+  const wanted = modules ?? [
     'ip_set',
     'ip_set_hash_net',
     'xt_set',
@@ -335,8 +420,29 @@ export async function runDoctor(configPath: string, host: HostView, env: NodeJS.
       message: err instanceof ConfigError ? err.message : `${configPath}: ${(err as Error).message}`,
     });
   }
-  const tools = await checkTools(host, config?.iptablesBackend ?? 'auto');
-  checks.push(...tools.checks, ...(await checkModules(host, tools.backend, tools.inUse)));
+  const firewall = config?.firewall ?? { backend: 'iptables' as const, why: 'no usable config: the default', warning: null };
+  checks.push({
+    area: 'backend',
+    status: firewall.warning === null ? 'OK' : 'WARN',
+    message: `firewall backend ${firewall.backend === 'nft' ? 'nftables (table inet befw)' : 'iptables + ipset (chain BEFW)'}: ${firewall.why}${firewall.warning === null ? '' : `; ${firewall.warning}`}`,
+  });
+  if (firewall.backend === 'nft') {
+    const tools = await checkNft(host, config);
+    checks.push(
+      ...tools.checks,
+      ...(await checkModules(host, null, tools.inUse, ['nf_tables', 'nft_reject_inet', 'nf_reject_ipv4', 'nf_reject_ipv6'])),
+    );
+  } else {
+    const tools = await checkTools(host, config?.iptablesBackend ?? 'auto');
+    checks.push(...tools.checks, ...(await checkModules(host, tools.backend, tools.inUse)));
+    const t = await nftTable(host);
+    if (t?.present === true)
+      checks.push({
+        area: 'backend',
+        status: 'WARN',
+        message: `table ${TABLE_REF} exists (BEFW's nft provider, or an earlier firewall=nft run): packets pass it too; the agent deletes it once its first real plan is in`,
+      });
+  }
   if (config === null) {
     checks.push({ area: 'consul', status: 'FAIL', message: 'not checked: no usable config' });
     return checks;
@@ -369,7 +475,7 @@ export function registerDoctorCommand(program: Command): void {
   program
     .command('doctor')
     .description(
-      'check this host and its Consul token for the agent: tools, iptables backend, kernel modules, Consul reachability and permissions (changes nothing)',
+      'check this host and its Consul token for the agent: which firewall backend runs and why, its tools and kernel modules, leftovers of the other backend, Consul reachability and permissions (changes nothing)',
     )
     .option('-c, --config <file>', 'befw.conf to use', DEFAULT_CONFIG_PATH)
     .option('--json', 'print the checks as JSON')

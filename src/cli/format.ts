@@ -1,9 +1,7 @@
 /**
  * Human output for `befw plan` and `befw show`. JSON output is the plan itself.
  */
-import { renderChainRestore } from '../core/render.js';
 import { portText } from '../core/services.js';
-import type { ServiceTemplate } from '../core/templates.js';
 import type { Diagnostic, EffectiveMember, Plan } from '../core/types.js';
 
 export function formatDuration(ms: number): string {
@@ -40,21 +38,20 @@ function diagnosticLines(diags: readonly Diagnostic[]): string[] {
   ];
 }
 
-export function formatPlan(plan: Plan, template: ServiceTemplate): string {
+/** The plan's sets and members, then what the backend would write (`rendered`), then the diagnostics. */
+export function formatPlan(plan: Plan, backend: string, rendered: string): string {
   const out: string[] = [`Plan ${plan.fingerprint}`, '', 'Sets:'];
   for (const s of plan.sets) {
     out.push(`  ${s.name} (${s.family}, maxelem ${s.maxelem}): ${s.members.length} member(s)`);
     for (const m of s.members) out.push(`    ${m}`);
   }
-  for (const family of [4, 6] as const) {
-    out.push('', `BEFW chain (${family === 4 ? 'iptables' : 'ip6tables'}-restore --noflush):`);
-    out.push(
-      ...renderChainRestore(plan.rules, family, template, false)
-        .trimEnd()
-        .split('\n')
-        .map((l) => `  ${l}`),
-    );
-  }
+  out.push('', `As the ${backend} backend writes it:`);
+  out.push(
+    ...rendered
+      .trimEnd()
+      .split('\n')
+      .map((l) => `  ${l}`),
+  );
   out.push('', `Next expiry: ${plan.nextExpiry === null ? 'none' : new Date(plan.nextExpiry).toISOString()}`);
   out.push(...diagnosticLines(plan.diagnostics));
   return out.join('\n');
@@ -73,7 +70,7 @@ export function formatShow(plan: Plan, nowMs: number): string {
     for (const m of members) out.push(`  ${m.cidr.padEnd(24)} ${expiryText(m, nowMs)}  via ${m.via.join(', ')}`);
   }
   for (const v of plan.setViews.filter((x) => x.kind === 'static')) {
-    out.push('', `static set ${v.logical}${v.kernel === v.logical ? '' : ` (kernel ${v.kernel})`}: ${v.members.length} member(s)`);
+    out.push('', `static set ${v.logical}: ${v.members.length} member(s)`);
     for (const m of v.members) {
       const none = m.shadowedBy === undefined ? '' : `  NO EFFECT: ${m.shadowedBy} accepts it first`;
       out.push(`  ${m.cidr.padEnd(24)} ${expiryText(m, nowMs)}  via ${m.via.join(', ')}${none}`);

@@ -14,6 +14,9 @@ import { registerAccessCommands } from './access/index.js';
 import { registerControlCommands } from './control.js';
 import { formatPlan, formatShow } from './format.js';
 import { registerReactorCommands } from './reactor.js';
+import { registerMigrateCommands } from './migrate.js';
+import { registerBefwCliCommand } from './befwCli.js';
+import { BACKENDS } from '../dataplane/registry.js';
 
 function parseAt(value: string): number {
   if (/^-?[0-9]+$/.test(value)) return Number(value) * 1000;
@@ -55,13 +58,19 @@ export function buildProgram(): Command {
     });
 
   configOption(program.command('plan'))
-    .description('print the sets and BEFW rules that would be applied now, without touching the kernel')
+    .description(
+      'print the sets and the rules the configured backend would apply now (iptables-restore or nft text), without touching the kernel',
+    )
     .option('--json', 'print the plan as JSON')
     .option('--at <time>', 'compile for another moment (Unix seconds or ISO 8601) to preview expiry', parseAt)
     .action(async (opts: ReadOpts) => {
-      const { config, plan } = await readPlan(opts);
+      const { config, plan, now } = await readPlan(opts);
       if (opts.json) process.stdout.write(`${JSON.stringify(plan, null, 2)}\n`);
-      else process.stdout.write(`${formatPlan(plan, (await loadTemplates(config)).service)}\n`);
+      else {
+        const backend = config.firewall.backend;
+        const text = BACKENDS[backend].render(plan, await loadTemplates(config), now);
+        process.stdout.write(`${formatPlan(plan, `${backend} (${config.firewall.why})`, text)}\n`);
+      }
     });
 
   configOption(program.command('show'))
@@ -80,6 +89,8 @@ export function buildProgram(): Command {
   registerControlCommands(program);
   registerAccessCommands(program);
   registerReactorCommands(program);
+  registerMigrateCommands(program);
+  registerBefwCliCommand(program);
 
   return program;
 }

@@ -3,6 +3,7 @@
  * schema (ajv) and then turned into a typed Config; every problem names the file, the line and
  * the key, and none of them falls back to a silent default.
  */
+import { dirname, isAbsolute, join } from 'node:path';
 import type { ErrorObject } from 'ajv';
 import { lazyValidator } from './lazyValidator.js';
 import type { FromSchema } from './schemaType.js';
@@ -11,7 +12,6 @@ import { SET_NAME } from '../core/kvLayout.js';
 import type { Net } from '../core/address.js';
 import type { StaticSetConfig, Target } from '../core/types.js';
 import { BUILTIN_SETS, RULES_ALLOW } from '../core/compile.js';
-import { BASE_NAME_MAX } from '../core/setNames.js';
 
 export interface Config {
   readonly file: string;
@@ -26,10 +26,12 @@ export interface Config {
   readonly nodeDc: string | null;
   readonly servicesDir: string;
   readonly ipsetsDir: string;
-  /** Service rule template; null: the built-in one. */
+  /** Service rule template (iptables backend); null: the built-in one. */
   readonly rulesTemplate: string | null;
-  /** Base ruleset template installed at start; null: leave the base alone, only ensure the jump. */
-  readonly firewallTemplate: string | null;
+  /** `base_rules=`: base ruleset template the iptables backend installs at start; null: leave the base alone, only ensure the jump. */
+  readonly baseRules: string | null;
+  /** `firewall=`: the firewall backend, as BEFW meant the key, and why it was chosen. */
+  readonly firewall: FirewallChoice;
   readonly customSets: readonly StaticSetConfig[];
   readonly managementNets: readonly Net[];
   /** `protect=`: networks no deny or ban may touch, accepted ahead of every deny. */
@@ -71,7 +73,29 @@ export interface Config {
    */
   readonly cliWorldPrefix: number;
   readonly cliWorldPrefix6: number;
+  /** BEFW's API socket (`befw_api=`; text lines helo, help, reload, clear_missing), or null when off. */
+  readonly befwApi: string | null;
+  /** `nids=` (BEFW's trap ports): accepted; not enforced yet, which `warnings` says. */
+  readonly nids: boolean;
+  /** What the file asks for that befw accepts but does not do (yet): logged at start. */
+  readonly warnings: readonly string[];
 }
+
+export type FirewallBackend = 'iptables' | 'nft';
+
+export interface FirewallChoice {
+  readonly backend: FirewallBackend;
+  /** Why: the key as written, or the default. */
+  readonly why: string;
+  /** Something the operator should see at start (nftc7, an unknown value); null when none. */
+  readonly warning: string | null;
+}
+
+/**
+ * Custom set names stay as written in the kernel in every backend (a NOOP set is there for other
+ * tools to find by name): at most what an ipset name holds with its `_v6` twin.
+ */
+export const CUSTOM_SET_NAME_MAX = 28;
 
 /** The file's keys and values as written (every value still text), typed from SCHEMA below. */
 export type RawConfig = FromSchema<typeof SCHEMA>;
@@ -80,6 +104,8 @@ export type IptablesBackend = NonNullable<RawConfig['iptables_backend']>;
 
 export const DEFAULT_CONFIG_PATH = '/etc/befw.conf';
 export const DEFAULT_SOCKET_PATH = '/run/befw/befw.sock';
+/** Where BEFW served its API (befw/const.go:81), and so where its befw-cli and scripts look. */
+export const DEFAULT_BEFW_API_PATH = '/var/run/befw/api.sock';
 
 export class ConfigError extends Error {
   constructor(
@@ -94,6 +120,10 @@ export class ConfigError extends Error {
 }
 
 const PATH = { type: 'string', pattern: '^/[^\\u0000-\\u001f]*$' } as const;
+/** A file BEFW also reads: a relative path is read from the config file's directory. */
+const FILE = { type: 'string', pattern: '^[^\\u0000-\\u001f]{1,4096}$' } as const;
+/** Go's strconv.ParseBool, which BEFW reads `nids=` with. */
+const GO_BOOL = ['1', 't', 'T', 'TRUE', 'true', 'True', '0', 'f', 'F', 'FALSE', 'false', 'False'] as const;
 const NAME = { type: 'string', pattern: '^[A-Za-z0-9._-]{1,128}$' } as const;
 const SECONDS = { type: 'string', pattern: '^[1-9][0-9]{0,5}$' } as const;
 
@@ -105,17 +135,21 @@ const SCHEMA = {
     address: { type: 'string', pattern: '^(https?://)?[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$' },
     dc: NAME,
     token: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,256}$' },
-    token_file: PATH,
+    token_file: FILE,
     nodename: NAME,
     nodedc: NAME,
-    services: PATH,
-    ipsets: PATH,
-    rules: PATH,
-    firewall: PATH,
-    state: PATH,
-    socket: PATH,
+    services: FILE,
+    ipsets: FILE,
+    rules: FILE,
+    firewall: { type: 'string', pattern: '^[^\\u0000-\\u001f]{0,256}$' },
+    base_rules: PATH,
+    state: FILE,
+    socket: FILE,
     metrics: { type: 'string', pattern: '^(127\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}|localhost|\\[::1\\]):[0-9]{1,5}$' },
     resync_interval: SECONDS,
+    consulwatch_timeout_sec: SECONDS,
+    nids: { type: 'string', enum: GO_BOOL },
+    befw_api: FILE,
     consul_wait: { type: 'string', pattern: '^([1-9]|[1-9][0-9]|[1-5][0-9][0-9])$' },
     max_stale: SECONDS,
     consul_timeout_sec: SECONDS,
@@ -144,6 +178,7 @@ const validator = lazyValidator<RawConfig>(SCHEMA, { allErrors: true });
 const HINTS: Record<string, string> = {
   address: 'expected host:port, e.g. 127.0.0.1:8500',
   resync_interval: 'expected whole seconds, 1 or more',
+  consulwatch_timeout_sec: 'expected whole seconds, 1 or more',
   consul_wait: 'expected whole seconds from 1 to 599 (Consul caps waits at 10 minutes)',
   max_stale: 'expected whole seconds, 1 or more',
   guard_share: 'expected a percentage from 1 to 100',
@@ -157,15 +192,44 @@ const HINTS: Record<string, string> = {
   cli_world_prefix6: 'expected an IPv6 prefix length from 0 to 128 (world-scope networks wider than it need --yes)',
   token: 'expected a Consul ACL token (letters, digits, ".", "_", "-")',
   metrics: 'expected a loopback address and port, e.g. 127.0.0.1:9187 or [::1]:9187 (metrics are never exposed beyond the host)',
+  firewall: 'expected the firewall backend as in BEFW: nft, nftc7 or iptables',
 };
 
+/** `firewall=` with BEFW's meaning: nft (and nftc7, with a warning) is nftables, anything else iptables. */
+function firewallChoice(value: string | undefined, file: string, line: number | null): FirewallChoice {
+  if (value === undefined) return { backend: 'iptables', why: 'default (no firewall= in the config)', warning: null };
+  if (value.includes('/'))
+    throw new ConfigError(
+      file,
+      line,
+      'firewall',
+      `"${printable(value)}" is a path: firewall= names the firewall backend as in BEFW (nft, nftc7 or iptables); the base ruleset file moved to its own key, base_rules=${printable(value)}`,
+    );
+  if (value === 'nft') return { backend: 'nft', why: 'firewall=nft', warning: null };
+  if (value === 'nftc7')
+    return {
+      backend: 'nft',
+      why: 'firewall=nftc7',
+      warning: "firewall=nftc7 (BEFW's provider for CentOS 7's nftables 0.8) runs as firewall=nft: table inet befw, the same rules",
+    };
+  if (value === 'iptables' || value === '') return { backend: 'iptables', why: `firewall=${value}`, warning: null };
+  return {
+    backend: 'iptables',
+    why: `firewall=${printable(value)}`,
+    warning: `firewall=${printable(value)} is neither nft nor nftc7: iptables, as BEFW read it`,
+  };
+}
+
 function explain(e: ErrorObject, key: string): string {
-  if (e.keyword === 'additionalProperties') return 'unknown key';
+  if (e.keyword === 'additionalProperties')
+    return key === 'fail' ? "BEFW's marker of a config nobody has edited yet: edit the file, then remove this line" : 'unknown key';
   if (e.keyword === 'enum') return `expected one of ${(e.params as { allowedValues: string[] }).allowedValues.join(', ')}`;
   if (key.startsWith('set.') && key !== `set.${RULES_ALLOW}`) return 'expected PRIORITY;TARGET with TARGET ACCEPT, DROP, REJECT or NOOP';
   if (key === `set.${RULES_ALLOW}`) return 'expected networks separated by ";"';
   if (HINTS[key] !== undefined) return HINTS[key];
   if (SCHEMA.properties[key as keyof typeof SCHEMA.properties] === PATH) return 'expected an absolute path';
+  if (SCHEMA.properties[key as keyof typeof SCHEMA.properties] === FILE)
+    return "expected a path (a relative one is read from the config file's directory)";
   return 'expected a name of letters, digits, ".", "_" or "-"';
 }
 
@@ -221,8 +285,8 @@ export function parseConfig(text: string, file: string): Config {
     }
     if (BUILTIN_SETS.some((b) => b.name === name))
       throw new ConfigError(file, at(key), key, `${name} is built in (priority 2, REJECT) and cannot be redefined`);
-    if (!SET_NAME.test(name) || name.length > BASE_NAME_MAX || name.endsWith('_v6')) {
-      throw new ConfigError(file, at(key), key, `set name must be 1-${BASE_NAME_MAX} of [a-z0-9._-] and not end in _v6`);
+    if (!SET_NAME.test(name) || name.length > CUSTOM_SET_NAME_MAX || name.endsWith('_v6')) {
+      throw new ConfigError(file, at(key), key, `set name must be 1-${CUSTOM_SET_NAME_MAX} of [a-z0-9._-] and not end in _v6`);
     }
     const parts = value.split(';');
     const target = parts[parts.length - 1] as Target;
@@ -232,6 +296,14 @@ export function parseConfig(text: string, file: string): Config {
       throw new ConfigError(file, at(key), key, 'custom sets come after rules_allow (1) and rules_deny (2): priority must be 3 or more');
     customSets.push({ name, priority, target });
   }
+  // Relative paths as BEFW's demo writes them (services=services): next to the config file.
+  const fileOf = (value: string | undefined): string | null =>
+    value === undefined ? null : isAbsolute(value) ? value : join(dirname(file), value);
+  const nids = raw.nids !== undefined && ['1', 't', 'T', 'TRUE', 'true', 'True'].includes(raw.nids);
+  if (raw.resync_interval !== undefined && raw.consulwatch_timeout_sec !== undefined) {
+    const later = (at('resync_interval') ?? 0) > (at('consulwatch_timeout_sec') ?? 0) ? 'resync_interval' : 'consulwatch_timeout_sec';
+    throw new ConfigError(file, at(later), later, 'set resync_interval or consulwatch_timeout_sec (its BEFW name), not both');
+  }
   if (raw.token !== undefined && raw.token_file !== undefined) {
     throw new ConfigError(file, at('token_file'), 'token_file', 'set token or token_file, not both');
   }
@@ -240,6 +312,15 @@ export function parseConfig(text: string, file: string): Config {
   const m = /^(https?:\/\/)?([^:/]+)(?::([0-9]+))?\/?$/.exec(address);
   const port = Number(m?.[3] ?? '8500');
   if (m === null || port < 1 || port > 65535) throw new ConfigError(file, at('address'), 'address', HINTS.address ?? '');
+
+  const firewall = firewallChoice(raw.firewall, file, at('firewall'));
+  if (firewall.backend === 'nft' && raw.base_rules !== undefined)
+    throw new ConfigError(
+      file,
+      at('base_rules'),
+      'base_rules',
+      `base_rules= is an iptables-restore base ruleset and ${firewall.why} runs nftables: the agent manages only table inet befw there; keep the base ruleset in nftables' own configuration (/etc/nftables.conf)`,
+    );
 
   let metrics: Config['metrics'] = null;
   if (raw.metrics !== undefined) {
@@ -251,23 +332,25 @@ export function parseConfig(text: string, file: string): Config {
 
   return {
     file,
-    socketPath: raw.socket ?? DEFAULT_SOCKET_PATH,
+    socketPath: fileOf(raw.socket) ?? DEFAULT_SOCKET_PATH,
     metrics,
     consul: { host: m[2] ?? '127.0.0.1', port, secure: m[1] === 'https://' },
     dc: raw.dc ?? null,
     token: raw.token ?? null,
-    tokenFile: raw.token_file ?? null,
+    tokenFile: fileOf(raw.token_file),
     nodeName: raw.nodename ?? null,
     nodeDc: raw.nodedc ?? null,
-    servicesDir: raw.services ?? '/etc/befw.service.d',
-    ipsetsDir: raw.ipsets ?? '/etc/befw.ipset.d',
-    rulesTemplate: raw.rules ?? null,
-    firewallTemplate: raw.firewall ?? null,
+    servicesDir: fileOf(raw.services) ?? '/etc/befw.service.d',
+    ipsetsDir: fileOf(raw.ipsets) ?? '/etc/befw.ipset.d',
+    rulesTemplate: fileOf(raw.rules),
+    baseRules: raw.base_rules ?? null,
+    firewall,
     customSets,
     managementNets,
     protect: raw.protect === undefined ? [] : netList('protect', raw.protect),
-    statePath: raw.state ?? '/var/lib/befw/state.bin',
-    resyncInterval: Number(raw.resync_interval ?? '300'),
+    statePath: fileOf(raw.state) ?? '/var/lib/befw/state.bin',
+    // BEFW's consulwatch_timeout_sec: the longest it went without a full refresh (befw/watcher.go:164).
+    resyncInterval: Number(raw.resync_interval ?? raw.consulwatch_timeout_sec ?? '300'),
     consulWait: Number(raw.consul_wait ?? '300'),
     maxStale: Number(raw.max_stale ?? '5'),
     consulTimeout: Number(raw.consul_timeout_sec ?? '10'),
@@ -283,5 +366,10 @@ export function parseConfig(text: string, file: string): Config {
     integrityFullInterval: Number(raw.integrity_full_interval ?? '300'),
     cliWorldPrefix: Number(raw.cli_world_prefix ?? '16'),
     cliWorldPrefix6: Number(raw.cli_world_prefix6 ?? '48'),
+    befwApi: raw.befw_api === 'off' ? null : (fileOf(raw.befw_api) ?? DEFAULT_BEFW_API_PATH),
+    nids,
+    warnings: nids
+      ? ["nids=true (BEFW's trap ports, which only logged port scans) is accepted and not enforced: trap ports come in a later release"]
+      : [],
   };
 }

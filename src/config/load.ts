@@ -1,15 +1,10 @@
 /**
- * Loading what the config points at: the file itself, the ACL token and the iptables templates.
- * Each failure names the file; the token's value never appears in an error.
+ * Loading what the config points at: the file itself, the ACL token and the template files
+ * (`rules=`, `base_rules=`). Templates are read here and parsed by the backend they belong to
+ * (src/dataplane/iptables/templates.ts). Each failure names the file; the token's value never
+ * appears in an error.
  */
 import { readFile, stat } from 'node:fs/promises';
-import {
-  DEFAULT_SERVICE_TEMPLATE,
-  type BaseTemplate,
-  type ServiceTemplate,
-  parseBaseTemplate,
-  parseServiceTemplate,
-} from '../core/templates.js';
 import { type Config, ConfigError, parseConfig } from './config.js';
 
 export async function loadConfig(path: string): Promise<Config> {
@@ -48,27 +43,41 @@ export async function resolveToken(config: Config, env: NodeJS.ProcessEnv = proc
   return null;
 }
 
-export interface Templates {
-  readonly service: ServiceTemplate;
-  readonly base: BaseTemplate | null;
+export interface TemplateFile {
+  readonly file: string;
+  readonly text: string;
 }
 
-async function readTemplate(config: Config, key: string, path: string): Promise<string> {
+/** The template files the config names, as read (null: not configured). */
+export interface Templates {
+  /** `rules=`: the per-service rule template. */
+  readonly rules: TemplateFile | null;
+  /** `base_rules=`: the base ruleset. */
+  readonly base: TemplateFile | null;
+}
+
+async function readTemplate(config: Config, key: string, path: string): Promise<TemplateFile> {
   try {
-    return await readFile(path, 'utf8');
+    return { file: path, text: await readFile(path, 'utf8') };
   } catch (err) {
     throw new ConfigError(config.file, null, key, `cannot read template ${path}: ${(err as Error).message}`);
   }
 }
 
+/** BEFW's `rules=` is a JSON file of templates (befw/fwiptables.go:185-194): named as such, not misread. */
+function refuseLegacyRules(config: Config, t: TemplateFile): TemplateFile {
+  if (!t.text.trimStart().startsWith('{')) return t;
+  throw new ConfigError(
+    config.file,
+    null,
+    'rules',
+    `${t.file} is BEFW's JSON rule templates (header, rule_service, rule_service_e, static_set, ...); befw does not translate them yet: remove rules= to use befw's template (templates/iptables/service.rules), or write one in befw's format`,
+  );
+}
+
 export async function loadTemplates(config: Config): Promise<Templates> {
-  const service =
-    config.rulesTemplate === null
-      ? DEFAULT_SERVICE_TEMPLATE
-      : parseServiceTemplate(await readTemplate(config, 'rules', config.rulesTemplate), config.rulesTemplate);
-  const base =
-    config.firewallTemplate === null
-      ? null
-      : parseBaseTemplate(await readTemplate(config, 'firewall', config.firewallTemplate), config.firewallTemplate);
-  return { service, base };
+  return {
+    rules: config.rulesTemplate === null ? null : refuseLegacyRules(config, await readTemplate(config, 'rules', config.rulesTemplate)),
+    base: config.baseRules === null ? null : await readTemplate(config, 'base_rules', config.baseRules),
+  };
 }

@@ -34,7 +34,7 @@ function parseV4(text: string): number | string {
   return value;
 }
 
-function formatV4(value: number): string {
+export function formatV4(value: number): string {
   return [value >>> 24, (value >>> 16) & 255, (value >>> 8) & 255, value & 255].join('.');
 }
 
@@ -77,7 +77,7 @@ function parseV6(text: string): bigint | string {
   return value;
 }
 
-function formatV6(value: bigint): string {
+export function formatV6(value: bigint): string {
   const groups: number[] = [];
   for (let i = 7; i >= 0; i--) groups.push(Number((value >> BigInt(i * 16)) & 0xffffn));
   // RFC 5952: compress the longest run (>= 2) of zero groups, the first one on a tie.

@@ -1,7 +1,8 @@
 /**
- * The one module that starts processes. ipset and iptables are driven through their own CLIs
+ * The one module that starts processes. ipset, iptables and nft are driven through their own CLIs
  * (no wrapper library); every call goes through `CommandRunner`, so tests can record or script
- * them, and every failure carries the command, its exit code and its stderr.
+ * them, and every failure carries the command, its exit code and its stderr. Long-lived watchers
+ * (a process whose output lines are events) start through `LineSpawner`.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 
@@ -15,6 +16,11 @@ export interface RunOptions {
   /** Written to the command's stdin (restore scripts). */
   readonly input?: string;
   readonly timeoutMs?: number;
+  /**
+   * Told the process id before any input is written: a backend that watches the ruleset's
+   * generations (nftables) recognises its own transactions by it.
+   */
+  readonly onSpawn?: (pid: number) => void;
 }
 
 export interface CommandRunner {
@@ -57,7 +63,7 @@ interface Started {
   readonly child: ChildProcessWithoutNullStreams;
   readonly done: Promise<CommandResult>;
   /** Writes the input, closes stdin and arms the timeout. */
-  feed(input: string, timeoutMs: number): Promise<CommandResult>;
+  feed(input: string, timeoutMs: number, onSpawn?: (pid: number) => void): Promise<CommandResult>;
 }
 
 function start(cmd: string, args: readonly string[]): Started {
@@ -90,7 +96,8 @@ function start(cmd: string, args: readonly string[]): Started {
   return {
     child,
     done,
-    feed(input, timeoutMs) {
+    feed(input, timeoutMs, onSpawn) {
+      if (onSpawn !== undefined && child.pid !== undefined) onSpawn(child.pid);
       timer = setTimeout(() => {
         child.kill('SIGKILL');
         settle({ code: -1, stdout: Buffer.concat(out).toString(), stderr: `timed out after ${timeoutMs} ms` });
@@ -103,7 +110,7 @@ function start(cmd: string, args: readonly string[]): Started {
 
 export const processRunner: CommandRunner = {
   run(cmd, args, opts = {}) {
-    return start(cmd, args).feed(opts.input ?? '', opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    return start(cmd, args).feed(opts.input ?? '', opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, opts.onSpawn);
   },
 };
 
@@ -144,7 +151,7 @@ export function createPrewarmedRunner(commands: readonly (readonly [string, read
         return processRunner.run(cmd, args, opts);
       }
       standby.delete(sig);
-      const result = s.feed(opts.input ?? '', opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+      const result = s.feed(opts.input ?? '', opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, opts.onSpawn);
       warm(sig);
       return result;
     },
@@ -219,7 +226,9 @@ export function createLauncherRunner(fallback: CommandRunner): LauncherRunner {
 
   return {
     run(cmd, args, opts = {}) {
-      if (opts.input !== undefined || ![cmd, ...args].every((w) => PLAIN_WORD.test(w))) return fallback.run(cmd, args, opts);
+      // Writes (input, or a caller that tracks process ids) go to the fallback: the shell only reads.
+      if (opts.input !== undefined || opts.onSpawn !== undefined || ![cmd, ...args].every((w) => PLAIN_WORD.test(w)))
+        return fallback.run(cmd, args, opts);
       const next = queue.then(
         () =>
           new Promise<CommandResult>((resolve) => {
@@ -243,3 +252,50 @@ export function createLauncherRunner(fallback: CommandRunner): LauncherRunner {
     },
   };
 }
+
+/** A long-lived process whose stdout lines are events (a ruleset monitor). */
+export interface LineProcess {
+  readonly pid: number | undefined;
+  /** Ends it (SIGTERM); `onExit` is still called. */
+  stop(): void;
+}
+
+export type LineSpawner = (
+  cmd: string,
+  args: readonly string[],
+  onLine: (line: string) => void,
+  onExit: (code: number | null, stderr: string) => void,
+) => LineProcess;
+
+export const spawnLines: LineSpawner = (cmd, args, onLine, onExit) => {
+  const child = spawn(cmd, [...args], { stdio: ['ignore', 'pipe', 'pipe'], env: TOOL_ENV });
+  let tail = '';
+  let err = '';
+  let exited = false;
+  const exit = (code: number | null): void => {
+    if (exited) return;
+    exited = true;
+    onExit(code, err.trim().slice(0, 2000));
+  };
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (d: string) => {
+    const lines = (tail + d).split('\n');
+    tail = lines.pop() ?? '';
+    for (const l of lines) onLine(l);
+  });
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d: string) => {
+    if (err.length < 4000) err += d;
+  });
+  child.on('error', (e) => {
+    err += e.message;
+    exit(-1);
+  });
+  child.on('close', (code) => exit(code));
+  return {
+    pid: child.pid,
+    stop: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    },
+  };
+};

@@ -436,6 +436,9 @@ export class Sandbox {
     // per host and a second agent refuses to start on a live one).
     const text = readFileSync(configPath, 'utf8');
     if (!/^socket=/m.test(text)) writeFileSync(configPath, `${text.replace(/\n*$/, '\n')}socket=${this.dir}/befw.sock\n`);
+    // ...and BEFW's API socket too (its default, /var/run/befw/api.sock, is the host's).
+    const withSocket = readFileSync(configPath, 'utf8');
+    if (!/^befw_api=/m.test(withSocket)) writeFileSync(configPath, `${withSocket.replace(/\n*$/, '\n')}befw_api=${this.dir}/api.sock\n`);
     const p = this.spawnIn(this.nodeNs, process.execPath, [...BEFW_NODE_FLAGS, BEFW_BIN, 'agent', '-c', configPath], logName, {
       ...process.env,
       ...BEFW_ENV,

@@ -31,7 +31,7 @@ function fakeHandle(name: string, trace: string[]): AgentHandle {
     status: () =>
       agentStatus({
         startedAt: 0,
-        backend: 'nft',
+        backend: { name: 'iptables', description: 'iptables + ipset, nf_tables tools' },
         inputs: { consulHealth: { reachable: true, lastAnswerAt: null, lastError: null, lastContactMs: null }, kvPrefixes: [] },
         reconciler: {
           stats: {

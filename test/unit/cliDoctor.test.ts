@@ -1,4 +1,7 @@
 import { describe, test } from 'node:test';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { type Check, type HostView, formatChecks, moduleState, runDoctor, summarizeSave } from '../../src/cli/doctor.js';
 import type { CommandResult } from '../../src/dataplane/exec.js';
@@ -91,7 +94,8 @@ describe('runDoctor (host side)', () => {
     assert.equal(find(checks, 'kernel', /^nft_compat: not seen/)?.status, 'WARN');
     assert.equal(checks.filter((c) => c.area === 'backend' && c.status === 'WARN').length, 0);
     // Only read-only invocations.
-    for (const c of calls) assert.match(c, /^(ipset (--version|list -t)|ip6?tables(-(nft|legacy)-save -t filter| --version))$/, c);
+    for (const c of calls)
+      assert.match(c, /^(ipset (--version|list -t)|ip6?tables(-(nft|legacy)-save -t filter| --version)|nft list tables)$/, c);
   });
 
   test('rules left in the other backend are a WARN, a BEFW chain there is named', async () => {
@@ -144,6 +148,63 @@ describe('runDoctor (host side)', () => {
     assert.equal(find(checks, 'kernel', /^xt_set: loadable/)?.status, 'OK');
     assert.equal(find(checks, 'kernel', /^nft_compat: built in/)?.status, 'OK');
     assert.equal(find(checks, 'kernel', /^nf_tables: in use/)?.status, 'OK');
+  });
+});
+
+describe('runDoctor: which firewall backend runs, and why', () => {
+  const withConfig = (text: string): string => {
+    const dir = mkdtempSync(join(tmpdir(), 'befw-doctor-'));
+    const file = join(dir, 'befw.conf');
+    // Consul on a port nothing listens on: those checks fail fast and are not looked at here.
+    writeFileSync(file, `address=127.0.0.1:1\nconsul_timeout_sec=1\n${text}\n`);
+    return file;
+  };
+
+  test('firewall=nft: nft, the table, the monitor, and what the iptables backend left', async () => {
+    const checks = await runDoctor(
+      withConfig('firewall=nft\nrules=/etc/befw/service.rules'),
+      host({
+        'nft --version': ok('nftables v1.0.6 (Lester Gooch #5)\n'),
+        'nft list tables': ok('table ip filter\ntable inet befw\n'),
+        'xtables-monitor -h': ok('xtables-monitor 1.8.9 (nf_tables)\n'),
+        'stdbuf --version': ok('stdbuf (GNU coreutils) 9.1\n'),
+        'iptables-nft-save -t filter': ok(NFT_SAVE_WITH_BEFW),
+        'ip6tables-nft-save -t filter': ok(''),
+      }),
+    );
+    assert.equal(find(checks, 'backend', /^firewall backend nftables \(table inet befw\): firewall=nft$/)?.status, 'OK');
+    assert.equal(find(checks, 'tools', /nftables v1\.0\.6 .*; table inet befw present/)?.status, 'OK');
+    assert.equal(find(checks, 'integrity', /xtables-monitor/)?.status, 'OK');
+    assert.equal(find(checks, 'config', /rules=\/etc\/befw\/service\.rules is an iptables template/)?.status, 'WARN');
+    assert.equal(find(checks, 'backend', /a BEFW chain is in iptables-nft: left by the iptables backend/)?.status, 'WARN');
+    assert.equal(find(checks, 'kernel', /^nf_tables: in use/)?.status, 'OK');
+    assert.equal(find(checks, 'kernel', /^nft_reject_inet: in use/)?.status, 'OK');
+    assert.equal(find(checks, 'tools', /ipset/), undefined, 'no ipset needed');
+  });
+
+  test('firewall=nftc7 is nft with a WARN; no nft is a FAIL', async () => {
+    const checks = await runDoctor(withConfig('firewall=nftc7'), host({}));
+    assert.equal(
+      find(checks, 'backend', /firewall backend nftables .*firewall=nftc7; firewall=nftc7 .* runs as firewall=nft/)?.status,
+      'WARN',
+    );
+    assert.equal(find(checks, 'tools', /nft does not run: .*install the nftables package/)?.status, 'FAIL');
+  });
+
+  test("iptables: BEFW's nft table left on the node is a WARN", async () => {
+    const checks = await runDoctor(
+      withConfig('firewall=iptables'),
+      host({
+        'ipset --version': ok('ipset v7.17\n'),
+        'ipset list -t': ok(''),
+        'iptables --version': ok('iptables v1.8.9 (nf_tables)\n'),
+        'iptables-nft-save -t filter': ok(''),
+        'ip6tables-nft-save -t filter': ok(''),
+        'nft list tables': ok('table inet befw\n'),
+      }),
+    );
+    assert.equal(find(checks, 'backend', /^firewall backend iptables \+ ipset \(chain BEFW\): firewall=iptables$/)?.status, 'OK');
+    assert.equal(find(checks, 'backend', /table inet befw exists .*deletes it once its first real plan is in/)?.status, 'WARN');
   });
 });
 

@@ -127,21 +127,20 @@ describe('compile: rules', () => {
     );
   });
 
-  test('long names are shortened in the kernel, consistently in sets and rules', () => {
+  test("long names stay logical in the plan: sets and rules name the logical set, kernel naming is the backend's", () => {
     const long: AgentService = { id: 'l', name: 'an-extremely-long-service-name-indeed', port: 8080, tags: ['befw', 'enforcing'] };
     const plan = compile(
       snap({ 'befw/$service$/an-extremely-long-service-name-indeed_tcp_8080/192.0.2.1': '-1' }, { agentServices: [long] }),
       NO_OPTIONS,
       NOW,
     );
-    const v = view(plan, 'an-extremely-long-service-name-indeed_tcp_8080');
-    assert.ok(v.kernel.length <= 28);
-    assert.notEqual(v.kernel, v.logical);
-    assert.deepEqual(members(plan, v.kernel), ['192.0.2.1/32']);
-    assert.deepEqual(members(plan, `${v.kernel}_v6`), []);
+    const logical = 'an-extremely-long-service-name-indeed_tcp_8080';
+    const v = view(plan, logical);
+    assert.equal(v.kernel, undefined);
+    assert.deepEqual(members(plan, logical), ['192.0.2.1/32']);
+    assert.deepEqual(members(plan, `${logical}_v6`), []);
     const svcRules = plan.rules.filter((r) => r.kind === 'service');
-    assert.deepEqual(svcRules, [{ kind: 'service', service: v.logical, set: v.kernel, proto: 'tcp', port: '8080', mode: 'enforcing' }]);
-    for (const s of plan.sets) assert.ok(s.name.length <= 31, s.name);
+    assert.deepEqual(svcRules, [{ kind: 'service', service: logical, set: logical, proto: 'tcp', port: '8080', mode: 'enforcing' }]);
   });
 });
 
@@ -263,7 +262,7 @@ describe('compile: members', () => {
     assert.equal(plan.nextExpiry, (T + 6) * 1000);
   });
 
-  test('/0 is split into halves in the kernel set', () => {
+  test("/0 stays /0 in the plan (splitting it is ipset's business), overlaps kept as they are", () => {
     const plan = compile(
       snap({
         'befw/$ipset$/rules_allow/0.0.0.0/0': '-1',
@@ -273,8 +272,8 @@ describe('compile: members', () => {
       NO_OPTIONS,
       NOW,
     );
-    assert.deepEqual(members(plan, 'rules_allow'), ['0.0.0.0/1', '128.0.0.0/1']);
-    assert.deepEqual(members(plan, 'rules_allow_v6'), ['8000::/1', '::/1'].sort());
+    assert.deepEqual(members(plan, 'rules_allow'), ['0.0.0.0/0', '0.0.0.0/1']);
+    assert.deepEqual(members(plan, 'rules_allow_v6'), ['::/0']);
     assert.deepEqual(
       view(plan, 'rules_allow').members.map((m) => m.cidr),
       ['0.0.0.0/0', '0.0.0.0/1', '::/0'],
@@ -620,12 +619,15 @@ describe('compile: determinism and fingerprint', () => {
     );
   });
 
-  test('the fingerprint ignores what the kernel does not see: expiry times and diagnostics', () => {
-    const ref = compile(snap(KV), NO_OPTIONS, NOW);
-    const laterExpiry = KV.map((p) => (p.key === 'befw/$service$/dc1/web_tcp_8080/198.51.100.0/24' ? { ...p, value: String(T + 999) } : p));
-    assert.equal(compile(snap(laterExpiry), NO_OPTIONS, NOW).fingerprint, ref.fingerprint);
+  test('the fingerprint follows expiry times (the kernel holds them as element timeouts), not diagnostics', () => {
+    const ref = compile(snap(KV, { agentServices: [WEB, DNS] }), NO_OPTIONS, NOW);
+    // The $ops$ grant renewed: its members' expiry moves, so the kernel's element timeouts do.
+    const laterExpiry = KV.map((p) => (p.key === 'befw/$service$/web_tcp_8080/$ops$' ? { ...p, value: String(T + 999) } : p));
+    const renewed = compile(snap(laterExpiry, { agentServices: [WEB, DNS] }), NO_OPTIONS, NOW);
+    assert.notEqual(renewed.fingerprint, ref.fingerprint);
+    assert.deepEqual(renewed.sets.find((x) => x.name === 'web_tcp_8080')?.expiring?.at.includes(T + 999), true);
     const moreNoise = [...KV, { key: 'befw/$service$/web_tcp_8080/not-an-ip', value: '-1' }];
-    assert.equal(compile(snap(moreNoise), NO_OPTIONS, NOW).fingerprint, ref.fingerprint);
+    assert.equal(compile(snap(moreNoise, { agentServices: [WEB, DNS] }), NO_OPTIONS, NOW).fingerprint, ref.fingerprint);
   });
 });
 

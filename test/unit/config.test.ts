@@ -32,7 +32,8 @@ describe('parseConfig: defaults and BEFW files', () => {
     assert.equal(c.servicesDir, '/etc/befw.service.d');
     assert.equal(c.ipsetsDir, '/etc/befw.ipset.d');
     assert.equal(c.rulesTemplate, null);
-    assert.equal(c.firewallTemplate, null);
+    assert.equal(c.baseRules, null);
+    assert.deepEqual(c.firewall, { backend: 'iptables', why: 'default (no firewall= in the config)', warning: null });
     assert.deepEqual(c.customSets, []);
     assert.deepEqual(c.managementNets, []);
     assert.equal(c.statePath, '/var/lib/befw/state.bin');
@@ -56,7 +57,7 @@ describe('parseConfig: defaults and BEFW files', () => {
       'services=/srv/befw/services',
       'ipsets=/srv/befw/ipsets',
       'rules=/etc/befw/service.rules',
-      'firewall=/etc/befw/base.rules',
+      'base_rules=/etc/befw/base.rules',
       'state=/var/lib/befw/other.bin',
       'resync_interval=60',
       'consul_wait=120',
@@ -79,7 +80,7 @@ describe('parseConfig: defaults and BEFW files', () => {
     assert.equal(c.servicesDir, '/srv/befw/services');
     assert.equal(c.ipsetsDir, '/srv/befw/ipsets');
     assert.equal(c.rulesTemplate, '/etc/befw/service.rules');
-    assert.equal(c.firewallTemplate, '/etc/befw/base.rules');
+    assert.equal(c.baseRules, '/etc/befw/base.rules');
     assert.equal(c.statePath, '/var/lib/befw/other.bin');
     assert.equal(c.resyncInterval, 60);
     assert.equal(c.consulWait, 120);
@@ -162,10 +163,21 @@ describe('parseConfig: errors name the line and the key', () => {
     fails('token=has space', 1, 'token');
   });
 
-  test('relative paths', () => {
-    for (const key of ['services', 'ipsets', 'rules', 'firewall', 'state', 'token_file']) {
-      fails(`# x\n${key}=relative/path`, 2, key, /absolute path/);
+  test("relative paths are read from the config file's directory (BEFW's demo writes services=services)", () => {
+    for (const [key, field] of [
+      ['services', 'servicesDir'],
+      ['ipsets', 'ipsetsDir'],
+      ['rules', 'rulesTemplate'],
+      ['state', 'statePath'],
+      ['token_file', 'tokenFile'],
+      ['socket', 'socketPath'],
+      ['befw_api', 'befwApi'],
+    ] as const) {
+      assert.equal(parseConfig(`# x\n${key}=relative/path`, '/etc/befw/befw.conf')[field], '/etc/befw/relative/path', key);
+      assert.equal(parseConfig(`${key}=/abs/path`, '/etc/befw/befw.conf')[field], '/abs/path', key);
+      fails(`# x\n${key}=bad\u0001path`, 2, key, /path/);
     }
+    fails('# x\nbase_rules=relative/path', 2, 'base_rules', /absolute path/);
   });
 
   test('token and token_file together', () => {
@@ -212,5 +224,33 @@ describe('parseConfig: errors name the line and the key', () => {
   test('control characters in keys are not echoed raw', () => {
     const e = fails('bad\u0007key=1', 1, 'bad\\x07key', /unknown key/);
     assert.doesNotMatch(e.message, /\u0007/);
+  });
+});
+
+describe('parseConfig: firewall= as BEFW meant it, base_rules=', () => {
+  test('nft is nftables; nftc7 too, with a warning; anything else is iptables', () => {
+    assert.deepEqual(parseConfig('firewall=nft', 'f').firewall, { backend: 'nft', why: 'firewall=nft', warning: null });
+    const c7 = parseConfig('firewall=nftc7', 'f').firewall;
+    assert.equal(c7.backend, 'nft');
+    assert.match(c7.warning ?? '', /nftc7.*runs as firewall=nft/);
+    assert.deepEqual(parseConfig('firewall=iptables', 'f').firewall, { backend: 'iptables', why: 'firewall=iptables', warning: null });
+    const other = parseConfig('firewall=ipset', 'f').firewall;
+    assert.equal(other.backend, 'iptables');
+    assert.match(other.warning ?? '', /neither nft nor nftc7: iptables, as BEFW read it/);
+  });
+
+  test('a path given to firewall= points to base_rules=', () => {
+    const e = fails(
+      'firewall=/etc/befw/base.rules',
+      1,
+      'firewall',
+      /is a path: .*base ruleset file moved to its own key, base_rules=\/etc\/befw\/base\.rules/,
+    );
+    assert.equal(e.key, 'firewall');
+  });
+
+  test('base_rules= is the iptables base ruleset; with firewall=nft it is refused', () => {
+    assert.equal(parseConfig('base_rules=/etc/befw/base.rules', 'f').baseRules, '/etc/befw/base.rules');
+    fails('firewall=nft\nbase_rules=/etc/befw/base.rules', 2, 'base_rules', /nftables.*\/etc\/nftables\.conf/);
   });
 });

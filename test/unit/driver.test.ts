@@ -5,11 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DEFAULT_SERVICE_TEMPLATE, parseBaseTemplate } from '../../src/core/templates.js';
+import { type BaseTemplate, DEFAULT_SERVICE_TEMPLATE, parseBaseTemplate } from '../../src/dataplane/iptables/templates.js';
+import type { Dataplane } from '../../src/dataplane/dataplane.js';
 import type { ChainRule, Plan, PlanSet } from '../../src/core/types.js';
 import { CommandError, type CommandResult, type CommandRunner, type RunOptions } from '../../src/dataplane/exec.js';
 import { ApplyError, type ApplyInput, createDataplane } from '../../src/dataplane/iptables/driver.js';
-import { IncompatibleSetError } from '../../src/dataplane/iptables/ipset.js';
+import { IncompatibleSetError, ipsetMembers } from '../../src/dataplane/iptables/ipset.js';
 import { toolsFor } from '../../src/dataplane/iptables/iptables.js';
 
 interface Call {
@@ -127,10 +128,13 @@ const CHAIN6_BACK = [
 const input = (p: Plan, over: Partial<ApplyInput> = {}): ApplyInput => ({
   plan: p,
   owned: p.sets.map((s) => s.name),
-  template: DEFAULT_SERVICE_TEMPLATE,
-  base: null,
   ...over,
 });
+
+/** The iptables driver with the built-in service template (and `base`, when given). */
+function driver(runner: CommandRunner, base: BaseTemplate | null = null): Dataplane {
+  return createDataplane(runner, TOOLS, { template: DEFAULT_SERVICE_TEMPLATE, base, dropNftTable: null });
+}
 
 /** A kernel without BEFW: rules_allow left by an earlier run, a temp set from a crash, two orphans. */
 function coldKernel(): ScriptedRunner {
@@ -156,9 +160,9 @@ function coldKernel(): ScriptedRunner {
 }
 
 /** A driver that has applied PLAN on a cold kernel, and the runner it used (calls cleared). */
-async function warmDriver(): Promise<{ runner: ScriptedRunner; dp: ReturnType<typeof createDataplane> }> {
+async function warmDriver(): Promise<{ runner: ScriptedRunner; dp: Dataplane }> {
   const runner = coldKernel();
-  const dp = createDataplane(runner, TOOLS);
+  const dp = driver(runner);
   await dp.apply(input(PLAN));
   runner.reset();
   return { runner, dp };
@@ -167,7 +171,7 @@ async function warmDriver(): Promise<{ runner: ScriptedRunner; dp: ReturnType<ty
 describe('driver: cold apply', () => {
   it('writes the sets, then the chain with the INPUT jump, reads it back, then destroys the orphans', async () => {
     const runner = coldKernel();
-    const dp = createDataplane(runner, TOOLS);
+    const dp = driver(runner);
     const report = await dp.apply(input(PLAN, { owned: ['rules_allow', 'old_tcp_81', 'old_tcp_81_v6'] }));
 
     assert.deepEqual(runner.lines, [LIST, RESTORE_SETS, SAVE4, CHAIN4, SAVE6, CHAIN6, SAVE4, SAVE6, DESTROY_BATCH]);
@@ -222,7 +226,7 @@ describe('driver: cold apply', () => {
     const runner = coldKernel()
       .script(SAVE4, { stdout: filterSave(['-A BEFW -j RETURN'], true) }, { stdout: filterSave(CHAIN4_BACK, true) })
       .script(SAVE6, { stdout: filterSave(['-A BEFW -j RETURN'], true) }, { stdout: filterSave(CHAIN6_BACK, true) });
-    const report = await createDataplane(runner, TOOLS).apply(input(PLAN));
+    const report = await driver(runner).apply(input(PLAN));
     assert.deepEqual(report.jumpInserted, []);
     assert.doesNotMatch(runner.inputOf(CHAIN4) ?? '', /INPUT/);
     assert.doesNotMatch(runner.inputOf(CHAIN6) ?? '', /INPUT/);
@@ -234,7 +238,7 @@ describe('driver: cold apply', () => {
       'base.rules',
     );
     const runner = coldKernel().script(TABLE4, {}).script(TABLE6, {});
-    const report = await createDataplane(runner, TOOLS).apply(input(PLAN, { base }));
+    const report = await driver(runner, base).apply(input(PLAN));
     assert.deepEqual(runner.lines, [LIST, RESTORE_SETS, TABLE4, TABLE6, SAVE4, SAVE6]);
     assert.equal(
       runner.inputOf(TABLE4),
@@ -319,7 +323,7 @@ describe('driver: failures', () => {
       code: 1,
       stderr: 'ipset v7.19: Error in line 3: Kernel error received: Cannot allocate memory\n',
     });
-    const dp = createDataplane(runner, TOOLS);
+    const dp = driver(runner);
     const err = await dp.apply(input(PLAN)).then(
       () => assert.fail('apply should fail'),
       (e: unknown) => e,
@@ -354,7 +358,7 @@ describe('driver: failures', () => {
 
   it('reports a failing chain write at "chain" and destroys nothing', async () => {
     const runner = coldKernel().script(CHAIN4, { code: 2, stderr: 'iptables-restore: line 3 failed\n' });
-    const err = await createDataplane(runner, TOOLS)
+    const err = await driver(runner)
       .apply(input(PLAN, { owned: ['old_tcp_81'] }))
       .then(
         () => assert.fail('apply should fail'),
@@ -368,7 +372,7 @@ describe('driver: failures', () => {
 
   it('reports a kernel it cannot list at "read-kernel" and writes nothing', async () => {
     const runner = coldKernel().script(LIST, { code: 1, stderr: 'ipset v7.19: Kernel error received: Operation not permitted' });
-    const err = await createDataplane(runner, TOOLS)
+    const err = await driver(runner)
       .apply(input(PLAN))
       .then(
         () => assert.fail('apply should fail'),
@@ -382,7 +386,7 @@ describe('driver: failures', () => {
 
   it('refuses to replace a referenced set of another type, before writing anything', async () => {
     const runner = coldKernel().script(LIST, { stdout: header('web_tcp_80', { type: 'hash:ip', refs: 1 }) });
-    const err = await createDataplane(runner, TOOLS)
+    const err = await driver(runner)
       .apply(input(PLAN))
       .then(
         () => assert.fail('apply should fail'),
@@ -402,7 +406,7 @@ describe('driver: failures', () => {
       })
       .script('ipset destroy old_tcp_81', { code: 1, stderr: 'ipset v7.19: Set cannot be destroyed: it is in use by a kernel component\n' })
       .script('ipset destroy old_tcp_81_v6', { code: 1, stderr: 'ipset v7.19: The set with the given name does not exist' });
-    const report = await createDataplane(runner, TOOLS).apply(input(PLAN, { owned: ['old_tcp_81', 'old_tcp_81_v6'] }));
+    const report = await driver(runner).apply(input(PLAN, { owned: ['old_tcp_81', 'old_tcp_81_v6'] }));
     assert.deepEqual(runner.lines.slice(-3), [DESTROY_BATCH, 'ipset destroy old_tcp_81', 'ipset destroy old_tcp_81_v6']);
     assert.deepEqual(report.destroyed, ['old_tcp_81_v6'], 'already gone is as good as destroyed');
     assert.deepEqual(report.notDestroyed, [
@@ -414,7 +418,7 @@ describe('driver: failures', () => {
 describe('driver: verify', () => {
   it('reports nothing, and runs nothing, before anything was applied', async () => {
     const runner = new ScriptedRunner();
-    assert.deepEqual(await createDataplane(runner, TOOLS).verify({ members: true }), []);
+    assert.deepEqual(await driver(runner).verify({ members: true }), []);
     assert.deepEqual(runner.lines, []);
   });
 
@@ -493,15 +497,15 @@ describe('driver: verify', () => {
 describe('driver: safety-net helpers', () => {
   it('hasChain looks at both families', async () => {
     const none = new ScriptedRunner().script(SAVE4, { stdout: filterSave(null, false) }).script(SAVE6, { stdout: filterSave(null, false) });
-    assert.equal(await createDataplane(none, TOOLS).hasChain(), false);
+    assert.equal(await driver(none).hasChain(), false);
     assert.deepEqual(none.lines, [SAVE4, SAVE6]);
     const v6only = new ScriptedRunner().script(SAVE4, { stdout: filterSave(null, false) }).script(SAVE6, { stdout: filterSave([], false) });
-    assert.equal(await createDataplane(v6only, TOOLS).hasChain(), true);
+    assert.equal(await driver(v6only).hasChain(), true);
   });
 
   it('ensureMembers adds to the sets in one restore that tolerates what is already there', async () => {
     const runner = new ScriptedRunner().script(RESTORE_SETS, {});
-    await createDataplane(runner, TOOLS).ensureMembers([
+    await driver(runner).ensureMembers([
       { name: 'rules_allow', family: 'inet', members: ['192.0.2.0/24'] },
       { name: 'rules_allow_v6', family: 'inet6', members: [] },
     ]);
@@ -510,5 +514,56 @@ describe('driver: safety-net helpers', () => {
       runner.inputOf(RESTORE_SETS),
       'create rules_allow hash:net family inet maxelem 65536\nadd rules_allow 192.0.2.0/24\ncreate rules_allow_v6 hash:net family inet6 maxelem 65536\n',
     );
+  });
+});
+
+describe('driver: what the nftables backend or BEFW left, and what ipset cannot hold', () => {
+  it('with a real plan in, table inet befw goes, once; the safety net takes nothing over', async () => {
+    const runner = coldKernel();
+    const calls: string[] = [];
+    const dp = createDataplane(runner, TOOLS, {
+      template: DEFAULT_SERVICE_TEMPLATE,
+      base: null,
+      dropNftTable: async () => {
+        calls.push(`drop after ${runner.lines.length} calls`);
+        return 'removed';
+      },
+    });
+    const minimal = await dp.apply(input(PLAN, { adopt: false }));
+    assert.equal(minimal.takeover, null);
+    const real = await dp.apply(input(PLAN, { adopt: true, full: true }));
+    assert.deepEqual(real.takeover, { removed: ['nftables table inet befw'], failed: [] });
+    assert.ok(runner.lines.includes(CHAIN4), 'the chain was written before');
+    assert.equal((await dp.apply(input(PLAN, { adopt: true }))).takeover, null, 'only once');
+    assert.equal(calls.length, 1);
+  });
+
+  it('a /0 in the plan is written as its halves', async () => {
+    const runner = coldKernel();
+    const zero = plan([set('rules_allow', 'inet', ['0.0.0.0/0', '10.0.0.0/8']), set('rules_allow_v6', 'inet6', ['::/0']), WEB, WEB6]);
+    await driver(runner).apply(input(zero));
+    const script = runner.inputOf(RESTORE_SETS) ?? '';
+    assert.match(script, /add ~befw0 0\.0\.0\.0\/1\nadd ~befw0 10\.0\.0\.0\/8\nadd ~befw0 128\.0\.0\.0\/1\n/);
+    assert.match(script, /add rules_allow_v6 8000::\/1\nadd rules_allow_v6 ::\/1\n/);
+    assert.deepEqual(ipsetMembers(['0.0.0.0/0', '10.0.0.0/8']), ['0.0.0.0/1', '10.0.0.0/8', '128.0.0.0/1']);
+    const plain = ['10.0.0.0/8'];
+    assert.equal(ipsetMembers(plain), plain, 'without a /0 the list itself comes back');
+  });
+
+  it('long logical names are shortened for ipset, in sets and rules alike', async () => {
+    const long = 'an-extremely-long-service-name-indeed_tcp_80';
+    const runner = coldKernel();
+    const p = plan(
+      [ALLOW, ALLOW6, set(long, 'inet', ['198.51.100.1/32']), set(`${long}_v6`, 'inet6', [])],
+      [{ kind: 'service', service: long, set: long, proto: 'tcp', port: '80', mode: 'enforcing' }],
+    );
+    await driver(runner).apply(input(p));
+    const kernel =
+      /create (\S+) hash:net family inet maxelem/.exec(
+        (runner.inputOf(RESTORE_SETS) ?? '').split('\n').find((l) => l.includes('an-extremely')) ?? '',
+      )?.[1] ?? '';
+    assert.ok(kernel.length <= 28 && kernel.startsWith('an-extremely-long-s'), kernel);
+    assert.match(runner.inputOf(CHAIN4) ?? '', new RegExp(`--match-set ${kernel} src`));
+    assert.match(runner.inputOf(CHAIN6) ?? '', new RegExp(`--match-set ${kernel}_v6 src`));
   });
 });

@@ -4,6 +4,7 @@
  *   <name>.plan.json                  the whole plan, JSON.stringify(plan, null, 2) + "\n"
  *   <name>.v4.rules / <name>.v6.rules  renderChainRestore with the built-in service template
  *   <name>.base.v4.rules / .base.v6.rules  renderBaseRestore with test/fixtures/golden/base.rules
+ *   <name>.nft                          the nftables backend's full transaction (`nft -f` text)
  *
  * After an intended change, regenerate and review the diff before committing:
  *   npx tsc -p . && UPDATE_GOLDEN=1 node --test dist/test/unit/golden.test.js
@@ -14,8 +15,10 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type Net, parseNet } from '../../src/core/address.js';
 import { compile } from '../../src/core/compile.js';
-import { renderBaseRestore, renderChainRestore } from '../../src/core/render.js';
-import { DEFAULT_SERVICE_TEMPLATE, parseBaseTemplate } from '../../src/core/templates.js';
+import { renderBaseRestore, renderChainRestore } from '../../src/dataplane/iptables/render.js';
+import { kernelNamesFor } from '../../src/dataplane/iptables/setNames.js';
+import { renderFull } from '../../src/dataplane/nft/render.js';
+import { DEFAULT_SERVICE_TEMPLATE, parseBaseTemplate } from '../../src/dataplane/iptables/templates.js';
 import type { CompileOptions, Snapshot, StaticSetConfig } from '../../src/core/types.js';
 
 const DIR = new URL('../../../test/fixtures/golden/', import.meta.url);
@@ -70,14 +73,16 @@ for (const name of ['full', 'empty']) {
     const plan = compile(snapshot, options, now);
 
     test('plan', () => golden(`${name}.plan.json`, `${JSON.stringify(plan, null, 2)}\n`));
+    const names = kernelNamesFor(plan);
     test('chain restore, IPv4 and IPv6', () => {
-      golden(`${name}.v4.rules`, renderChainRestore(plan.rules, 4, DEFAULT_SERVICE_TEMPLATE, true));
-      golden(`${name}.v6.rules`, renderChainRestore(plan.rules, 6, DEFAULT_SERVICE_TEMPLATE, true));
+      golden(`${name}.v4.rules`, renderChainRestore(plan.rules, 4, DEFAULT_SERVICE_TEMPLATE, true, names));
+      golden(`${name}.v6.rules`, renderChainRestore(plan.rules, 6, DEFAULT_SERVICE_TEMPLATE, true, names));
     });
     test('base restore, IPv4 and IPv6', () => {
-      golden(`${name}.base.v4.rules`, renderBaseRestore(base, plan.rules, 4, DEFAULT_SERVICE_TEMPLATE));
-      golden(`${name}.base.v6.rules`, renderBaseRestore(base, plan.rules, 6, DEFAULT_SERVICE_TEMPLATE));
+      golden(`${name}.base.v4.rules`, renderBaseRestore(base, plan.rules, 4, DEFAULT_SERVICE_TEMPLATE, names));
+      golden(`${name}.base.v6.rules`, renderBaseRestore(base, plan.rules, 6, DEFAULT_SERVICE_TEMPLATE, names));
     });
+    test('nftables transaction', () => golden(`${name}.nft`, renderFull(plan, now).text));
     test('compiling again gives the same bytes', () => {
       assert.equal(JSON.stringify(compile(snapshot, options, now)), JSON.stringify(plan));
     });
@@ -92,8 +97,8 @@ describe('golden: full, spot checks that do not depend on the stored files', () 
   test('what the fixture is meant to exercise', () => {
     assert.deepEqual(members('web_tcp_8080'), ['192.0.2.10/32', '192.0.2.11/32', '198.51.100.0/24', '198.51.100.2/32']);
     assert.deepEqual(members('web_tcp_8080_v6'), ['2001:db8:1::/64', '2001:db8::11/128']);
-    assert.deepEqual(members('dns_udp_53'), ['0.0.0.0/1', '128.0.0.0/1']);
-    assert.deepEqual(members('dns_udp_53_v6'), ['8000::/1', '::/1']);
+    assert.deepEqual(members('dns_udp_53'), ['0.0.0.0/0']);
+    assert.deepEqual(members('dns_udp_53_v6'), ['::/0']);
     assert.deepEqual(members('api_tcp_9000'), ['203.0.113.6/32']);
     assert.deepEqual(members('legacyapp_tcp_8081'), ['198.51.100.0/24']);
     assert.deepEqual(members('rules_allow'), ['10.0.0.0/8', '10.1.2.3/32', '192.0.2.200/32']); // overlaps are not merged
@@ -104,9 +109,10 @@ describe('golden: full, spot checks that do not depend on the stored files', () 
     assert.deepEqual(members('partners'), ['100.64.0.0/10']);
     assert.deepEqual(members('monitor'), ['192.0.2.99/32']);
     assert.equal(plan.nextExpiry, (now / 1000 + 1) * 1000); // rules_allow/192.0.2.200
-    const long = plan.setViews.find((v) => v.logical === 'an-extremely-long-internal-service-name_tcp_7000');
-    assert.ok(long !== undefined && long.kernel.length <= 28);
-    assert.deepEqual(members(long.kernel), ['192.0.2.70/32']);
+    const long = 'an-extremely-long-internal-service-name_tcp_7000';
+    assert.deepEqual(members(long), ['192.0.2.70/32']);
+    // ...and only the iptables backend shortens it, for ipset's 31 characters.
+    assert.ok(kernelNamesFor(plan).set(long, 'inet').length <= 28);
     assert.deepEqual(
       plan.rules.filter((r) => r.kind === 'static').map((r) => r.set),
       ['befw~protect', 'rules_allow', 'rules_deny', 'blocklist', 'partners'],

@@ -11,8 +11,12 @@ import { parseIp, parseNet, printable } from '../../src/core/address.js';
 import { ALIAS_NAME, SET_NAME, parseKv } from '../../src/core/kvLayout.js';
 import { compile } from '../../src/core/compile.js';
 import { serviceSetName } from '../../src/core/services.js';
-import { chainRuleLines, renderChainRestore } from '../../src/core/render.js';
-import { DEFAULT_SERVICE_TEMPLATE, TemplateError, parseServiceTemplate } from '../../src/core/templates.js';
+import { chainRuleLines, renderChainRestore } from '../../src/dataplane/iptables/render.js';
+import { ipsetMembers } from '../../src/dataplane/iptables/ipset.js';
+import { kernelNamesFor } from '../../src/dataplane/iptables/setNames.js';
+import { renderFull } from '../../src/dataplane/nft/render.js';
+import { logicalOf } from '../../src/core/planSets.js';
+import { DEFAULT_SERVICE_TEMPLATE, TemplateError, parseServiceTemplate } from '../../src/dataplane/iptables/templates.js';
 import { ConfigError, parseConfig } from '../../src/config/config.js';
 import { parseServiceFile } from '../../src/agent/inputs/localFiles.js';
 import type { AgentService, CompileOptions, FileService, KvPair, Snapshot, StaticSetConfig } from '../../src/core/types.js';
@@ -464,19 +468,41 @@ describe('property: compile', () => {
       fc.property(snapshotArb, fc.integer({ min: 1, max: 1000 }), ({ snapshot, options, now }, seed) => {
         const plan = compile(snapshot, options, now);
         const names = new Set(plan.sets.map((s) => s.name));
-        assert.equal(names.size, plan.sets.length, 'duplicate kernel set names');
+        assert.equal(names.size, plan.sets.length, 'duplicate plan set names');
+        // The plan names logical sets; the iptables backend names them for ipset (31 characters).
+        const kernel = kernelNamesFor(plan);
+        const kernelNames = new Set<string>();
         for (const s of plan.sets) {
-          assert.ok(s.name.length <= 31, `set name ${s.name} is too long`);
-          assert.match(s.name, /^[a-z0-9._~-]+$/);
           assert.equal(s.family === 'inet6', s.name.endsWith('_v6'));
-          if (s.family === 'inet') assert.ok(names.has(`${s.name}_v6`), `${s.name} has no IPv6 twin`);
+          if (s.family === 'inet') assert.ok(names.has(`${s.name}_v6`), `${s.name} has no IPv6 half`);
+          const k = kernel.set(logicalOf(s), s.family);
+          assert.ok(k.length <= 31, `ipset name ${k} is too long`);
+          assert.match(k, /^[a-z0-9._~-]+$/);
+          kernelNames.add(k);
           assert.deepEqual([...s.members], [...new Set(s.members)].sort(), `${s.name} members are not sorted and unique`);
           assert.ok(s.maxelem >= 65536 && s.maxelem >= s.members.length);
           for (const m of s.members) {
             assert.ok(isCanonicalCidr(m), `member ${m} of ${s.name} is not a canonical CIDR`);
             assert.equal(m.includes(':'), s.family === 'inet6', `member ${m} is in the wrong family set ${s.name}`);
-            assert.ok(!m.endsWith('/0'), '/0 must be split');
           }
+          for (const m of ipsetMembers(s.members)) assert.ok(!m.endsWith('/0'), 'ipset gets /0 split');
+          if (s.expiring !== undefined) {
+            assert.equal(s.expiring.members.length, s.expiring.at.length);
+            for (const m of s.expiring.members) assert.ok(s.members.includes(m), `expiring ${m} is not a member`);
+            assert.deepEqual([...s.expiring.members], [...s.expiring.members].sort());
+          }
+        }
+        assert.equal(kernelNames.size, plan.sets.length, 'duplicate ipset names');
+        // The nftables backend: valid identifiers, one transaction nft can parse (shape-checked).
+        const nft = renderFull(plan, now);
+        for (const x of nft.sets) assert.match(x.name, /^(ip|net)[46]_[A-Za-z0-9._-]+$/);
+        assert.equal(new Set(nft.sets.map((x) => x.name)).size, nft.sets.length, 'duplicate nft set names');
+        for (const line of nft.text.split('\n').filter((l) => l.startsWith('add element'))) {
+          assert.match(
+            line,
+            /^add element inet befw [A-Za-z0-9._-]+ \{ [0-9a-f.:/-]+( timeout \d+ms)?(, [0-9a-f.:/-]+( timeout \d+ms)?)* \}$/,
+            line,
+          );
         }
         // Management networks are always allowed.
         const allow = plan.setViews.find((v) => v.logical === 'rules_allow');
@@ -488,20 +514,20 @@ describe('property: compile', () => {
         assert.equal(plan.nextExpiry, expiries.length === 0 ? null : Math.min(...expiries));
         // The rendered chain: only known shapes, only sets the plan creates, ports in range.
         for (const family of [4, 6] as const) {
-          const lines = chainRuleLines(plan.rules, family, DEFAULT_SERVICE_TEMPLATE);
+          const lines = chainRuleLines(plan.rules, family, DEFAULT_SERVICE_TEMPLATE, kernel);
           for (const line of lines) {
             const m = RULE_SHAPES.map((re) => re.exec(line)).find((x) => x !== null);
             assert.ok(m, `unexpected rule line ${JSON.stringify(line)}`);
             const set = m.slice(1).find((g) => g !== undefined && !/^[0-9:]+$/.test(g));
             if (set !== undefined) {
-              assert.ok(names.has(set), `rule references unknown set ${set}`);
+              assert.ok(kernelNames.has(set), `rule references unknown set ${set}`);
               assert.equal(set.endsWith('_v6'), family === 6);
             }
             for (const port of (/--dport ([0-9:]+)/.exec(line)?.[1] ?? '').split(':').filter((p) => p !== '')) {
               assert.ok(Number(port) >= 1 && Number(port) <= 65535, `port ${port} out of range`);
             }
           }
-          const text = renderChainRestore(plan.rules, family, DEFAULT_SERVICE_TEMPLATE, true);
+          const text = renderChainRestore(plan.rules, family, DEFAULT_SERVICE_TEMPLATE, true, kernel);
           assert.equal(text, ['*filter', ':BEFW - [0:0]', ...lines, '-I INPUT 1 -j BEFW', 'COMMIT', ''].join('\n'));
         }
         // Enforcing services drop what they do not accept, default ones never drop.

@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chainRuleLines, renderBaseRestore, renderChainRestore } from '../../src/core/render.js';
-import { DEFAULT_SERVICE_TEMPLATE, parseBaseTemplate, parseServiceTemplate } from '../../src/core/templates.js';
+import { chainRuleLines, renderBaseRestore, renderChainRestore } from '../../src/dataplane/iptables/render.js';
+import { DEFAULT_SERVICE_TEMPLATE, parseBaseTemplate, parseServiceTemplate } from '../../src/dataplane/iptables/templates.js';
 import type { ChainRule } from '../../src/core/types.js';
 
 const RULES: ChainRule[] = [

@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BASE_NAME_MAX, IPSET_NAME_MAX, assignKernelNames, v6Name } from '../../src/core/setNames.js';
+import { BASE_NAME_MAX, IPSET_NAME_MAX, assignKernelNames, v6Name } from '../../src/dataplane/iptables/setNames.js';
 import { hash53 } from '../../src/core/hash.js';
 import { shuffled } from '../helpers/shuffle.js';
 

@@ -1,7 +1,12 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { DEFAULT_SERVICE_TEMPLATE, TemplateError, parseBaseTemplate, parseServiceTemplate } from '../../src/core/templates.js';
+import {
+  DEFAULT_SERVICE_TEMPLATE,
+  TemplateError,
+  parseBaseTemplate,
+  parseServiceTemplate,
+} from '../../src/dataplane/iptables/templates.js';
 
 const SHIPPED_SERVICE = new URL('../../../templates/iptables/service.rules', import.meta.url);
 const SHIPPED_BASE = new URL('../../../templates/iptables/base.rules', import.meta.url);

@@ -192,10 +192,7 @@ describe('WatchedInputs', () => {
     assert.equal(peerPokes(), 1, 'the first answer is announced: a pass before it had no peers');
     for (let i = 0; i < 400 && peerPokes() < 2; i++) await new Promise((r) => setTimeout(r, 5));
     assert.ok(errors.includes('agent/members'), 'the failed read is counted');
-    assert.ok(
-      peerPokes() === 2,
-      'a new server is a change; the same answer again is not',
-    );
+    assert.ok(peerPokes() === 2, 'a new server is a change; the same answer again is not');
     assert.deepEqual((await inputs?.snapshot())?.consulPeers, second);
   });
 

@@ -11,87 +11,50 @@
  * kernel equals the plan whatever happened to it meanwhile.
  */
 import { performance } from 'node:perf_hooks';
-import { type IpFamily, renderBaseRestore, renderChainRestore } from '../../core/render.js';
-import type { BaseTemplate, ServiceTemplate } from '../../core/templates.js';
-import type { Plan } from '../../core/types.js';
-import { type CommandRunner, runChecked } from '../exec.js';
 import { maxelemFor } from '../../core/compile.js';
+import { logicalOf } from '../../core/planSets.js';
+import type { Plan, PlanSet } from '../../core/types.js';
+import { ApplyError, type ApplyStep, type Dataplane, type Drift, type IpFamily, type Takeover } from '../dataplane.js';
+import { type CommandRunner, runChecked } from '../exec.js';
 import {
   type AppliedSet,
   IPSET,
   type KernelSetHeader,
   buildSetScript,
   destroySets,
+  ipsetMembers,
   listSetHeaders,
   needsRebuild,
   restoreSets,
 } from './ipset.js';
 import { type ToolSet, readFilter, restoreChain, restoreTable } from './iptables.js';
+import { renderBaseRestore, renderChainRestore } from './render.js';
+import { type KernelNames, assignKernelNames, kernelNamesFor, v6Name } from './setNames.js';
+import type { BaseTemplate, ServiceTemplate } from './templates.js';
 
-export type ApplyStep = 'read-kernel' | 'sets' | 'chain' | 'cleanup';
+export { ApplyError } from '../dataplane.js';
+export type { ApplyInput, ApplyReport, Dataplane, Drift } from '../dataplane.js';
 
-export class ApplyError extends Error {
-  constructor(
-    readonly step: ApplyStep,
-    cause: unknown,
-  ) {
-    super(`apply failed at ${step}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
-    this.name = 'ApplyError';
-  }
-}
-
-export interface ApplyInput {
-  readonly plan: Plan;
-  /** Kernel sets the agent applied before; those missing from the plan are destroyed. */
-  readonly owned: readonly string[];
+export interface IptablesOptions {
+  /** The per-service rule template (`rules=`, or the built-in one). */
   readonly template: ServiceTemplate;
-  /** Install this base table (with the chain filled in) instead of replacing the chain alone. */
+  /** The base ruleset (`base_rules=`), installed with the chain filled in by the first apply; null: only the chain and the jump. */
   readonly base: BaseTemplate | null;
-  /** Rebuild every set and rewrite the chain, whatever the driver believes is in the kernel. */
-  readonly full?: boolean;
-}
-
-export interface ApplyReport {
-  readonly mode: 'full' | 'delta';
-  readonly created: readonly string[];
-  readonly swapped: readonly string[];
-  readonly added: number;
-  readonly deleted: number;
-  readonly chainWritten: boolean;
-  readonly destroyed: readonly string[];
-  readonly notDestroyed: readonly { name: string; error: string }[];
-  readonly jumpInserted: readonly IpFamily[];
-  readonly members: number;
-  /** `script`: deciding what to write (diff); `sets`: that plus running it. */
-  readonly ms: { readonly script: number; readonly sets: number; readonly chain: number; readonly cleanup: number; readonly total: number };
-}
-
-export interface Dataplane {
-  apply(input: ApplyInput): Promise<ApplyReport>;
-  /** Drop what the driver believes is in the kernel: the next apply is full. */
-  forget(): void;
   /**
-   * Compares the kernel with what the driver last applied: set presence, type and entry counts,
-   * the BEFW chain (as the kernel printed it back after the write) and the INPUT jump, for both
-   * families; with `members`, every set's members too. Empty when nothing was applied yet.
+   * Removes what an nftables run left (table inet befw, BEFW's or befw's), once the plan is in:
+   * null when nft is not installed (then no such table can have been written by it).
    */
-  verify(opts: { readonly members: boolean }): Promise<Drift[]>;
-  /** Whether a BEFW chain is in the kernel now (left by an earlier run, say). */
-  hasChain(): Promise<boolean>;
-  /**
-   * Adds networks to the rules_allow sets without touching anything else: the safety net when
-   * there is neither Consul nor a valid state, and a BEFW chain from an earlier run is in place.
-   */
-  ensureMembers(
-    sets: readonly { readonly name: string; readonly family: 'inet' | 'inet6'; readonly members: readonly string[] }[],
-  ): Promise<void>;
+  readonly dropNftTable?: (() => Promise<'removed' | 'absent'>) | null;
 }
 
-export interface Drift {
-  readonly what: 'set-missing' | 'set-type' | 'set-count' | 'set-members' | 'chain' | 'jump';
-  readonly family?: IpFamily;
-  readonly set?: string;
-  readonly detail: string;
+/** The plan's sets as ipset sees them: kernel names, and a /0 split in halves (hash:net cannot hold it). */
+function kernelSets(plan: Plan, names: KernelNames): PlanSet[] {
+  return plan.sets.map((s) => ({
+    name: names.set(logicalOf(s), s.family),
+    family: s.family,
+    members: ipsetMembers(s.members),
+    maxelem: s.maxelem,
+  }));
 }
 
 /** Count and two order-independent sums of per-member hashes: a set's contents in 3 numbers. */
@@ -143,7 +106,10 @@ async function step<T>(name: ApplyStep, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-export function createDataplane(runner: CommandRunner, tools: ToolSet): Dataplane {
+export function createDataplane(runner: CommandRunner, tools: ToolSet, opts: IptablesOptions): Dataplane {
+  const { template } = opts;
+  let baseInstalled = opts.base === null;
+  let adopted = false;
   let applied = new Map<string, AppliedSet>();
   let chainText: Record<IpFamily, string> | null = null;
   /** The BEFW chain as the kernel printed it back after our last write, per family. */
@@ -227,6 +193,26 @@ export function createDataplane(runner: CommandRunner, tools: ToolSet): Dataplan
     return drifts;
   };
 
+  /**
+   * After the plan is in (sets, chain and jump): the nftables table `inet befw` an earlier nft run
+   * or BEFW's nft provider left goes. Until then both enforce, so nobody refused gets in between;
+   * a frozen `rules_deny` in it would otherwise keep rejecting whatever Consul says.
+   */
+  const takeOver = async (): Promise<Takeover> => {
+    const drop = opts.dropNftTable ?? null;
+    if (drop === null) {
+      adopted = true;
+      return { removed: [], failed: [] };
+    }
+    try {
+      const r = await drop();
+      adopted = true;
+      return { removed: r === 'removed' ? ['nftables table inet befw'] : [], failed: [] };
+    } catch (err) {
+      return { removed: [], failed: [{ what: 'nftables table inet befw', error: (err as Error).message }] };
+    }
+  };
+
   return {
     forget,
     verify,
@@ -237,43 +223,52 @@ export function createDataplane(runner: CommandRunner, tools: ToolSet): Dataplan
     async ensureMembers(sets) {
       const lines: string[] = [];
       for (const s of sets) {
-        lines.push(`create ${s.name} hash:net family ${s.family} maxelem ${maxelemFor(s.members.length)}`);
-        for (const m of s.members) lines.push(`add ${s.name} ${m}`);
+        const base = assignKernelNames([logicalOf(s)]).get(logicalOf(s)) ?? logicalOf(s);
+        const name = s.family === 'inet' ? base : v6Name(base);
+        const members = ipsetMembers(s.members);
+        lines.push(`create ${name} hash:net family ${s.family} maxelem ${maxelemFor(members.length)}`);
+        for (const m of members) lines.push(`add ${name} ${m}`);
       }
       await restoreSets(runner, `${lines.join('\n')}\n`);
     },
-    async apply({ plan, owned, template, base, full = false }) {
+    close() {
+      // Nothing runs beside the agent for this backend.
+    },
+    async apply({ plan, owned, full = false, adopt = false }) {
       const t0 = performance.now();
+      const base = baseInstalled ? null : opts.base;
       if (full || base !== null) forget();
       const delta = applied.size > 0;
+      const names = kernelNamesFor(plan);
+      const wanted = kernelSets(plan, names);
       // A failure below leaves the kernel somewhere between the old and the new plan: whatever
       // was believed is no longer known, so the next attempt must be full.
       try {
-        const kernel: ReadonlyMap<string, KernelSetHeader> = needsRebuild(plan.sets, applied)
+        const kernel: ReadonlyMap<string, KernelSetHeader> = needsRebuild(wanted, applied)
           ? await step('read-kernel', () => listSetHeaders(runner))
           : new Map();
-        const sets = buildSetScript(plan.sets, kernel, applied);
+        const sets = buildSetScript(wanted, kernel, applied);
         const tScript = performance.now();
         await step('sets', () => restoreSets(runner, sets.script));
         const t1 = performance.now();
 
         const jumpInserted: IpFamily[] = [];
         const text: Record<IpFamily, string> = {
-          4: renderChainRestore(plan.rules, 4, template, false),
-          6: renderChainRestore(plan.rules, 6, template, false),
+          4: renderChainRestore(plan.rules, 4, template, false, names),
+          6: renderChainRestore(plan.rules, 6, template, false, names),
         };
         let chainWritten = false;
         await step('chain', async () => {
           for (const family of FAMILIES) {
             if (base !== null) {
-              await restoreTable(runner, tools, family, renderBaseRestore(base, plan.rules, family, template));
+              await restoreTable(runner, tools, family, renderBaseRestore(base, plan.rules, family, template, names));
               chainWritten = true;
               continue;
             }
             if (chainText !== null && chainText[family] === text[family]) continue;
             const filter = await readFilter(runner, tools, family);
             if (!filter.hasJump) jumpInserted.push(family);
-            await restoreChain(runner, tools, family, renderChainRestore(plan.rules, family, template, !filter.hasJump));
+            await restoreChain(runner, tools, family, renderChainRestore(plan.rules, family, template, !filter.hasJump, names));
             chainWritten = true;
           }
           // Read the chain back as the kernel prints it: the integrity check compares with this.
@@ -283,14 +278,16 @@ export function createDataplane(runner: CommandRunner, tools: ToolSet): Dataplan
           }
         });
         chainText = text;
+        if (base !== null) baseInstalled = true;
         const t2 = performance.now();
 
-        const planned = new Set(plan.sets.map((s) => s.name));
+        const planned = new Set(wanted.map((s) => s.name));
         const orphans = owned.filter((n) => !planned.has(n));
         const cleanup = await step('cleanup', () => destroySets(runner, orphans));
         const t3 = performance.now();
 
-        applied = new Map(plan.sets.map((s) => [s.name, { family: s.family, maxelem: s.maxelem, members: s.members }]));
+        applied = new Map(wanted.map((s) => [s.name, { family: s.family, maxelem: s.maxelem, members: s.members }]));
+        const takeover = adopt && !adopted ? await takeOver() : null;
         return {
           mode: delta ? 'delta' : 'full',
           created: sets.created,
@@ -302,6 +299,8 @@ export function createDataplane(runner: CommandRunner, tools: ToolSet): Dataplan
           notDestroyed: cleanup.failed,
           jumpInserted,
           members: plan.sets.reduce((n, s) => n + s.members.length, 0),
+          owned: [...planned, ...cleanup.failed.map((f) => f.name)],
+          takeover,
           ms: { script: tScript - t0, sets: t1 - t0, chain: t2 - t1, cleanup: t3 - t2, total: t3 - t0 },
         };
       } catch (err) {

@@ -3,6 +3,7 @@
  * `ipset restore` batch per apply. Set names and members in the batch come from the plan, which
  * only holds canonical CIDRs and validated names.
  */
+import { kernelMembers, parseNet } from '../../core/address.js';
 import { diffSorted } from '../../core/sortedDiff.js';
 import type { PlanSet } from '../../core/types.js';
 import { type CommandRunner, runChecked } from '../exec.js';
@@ -10,6 +11,46 @@ import { type CommandRunner, runChecked } from '../exec.js';
 export const IPSET = 'ipset';
 /** Temporary sets start with a character no planned set name can contain. */
 export const TEMP_PREFIX = '~befw';
+
+const splitCache = new WeakMap<readonly string[], readonly string[]>();
+
+/** Whether a sorted member list holds a /0: `0.0.0.0/0` sorts first, `::/0` is found by bisection. */
+function hasZero(members: readonly string[]): boolean {
+  if (members[0] === '0.0.0.0/0') return true;
+  let lo = 0;
+  let hi = members.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const m = members[mid] as string;
+    if (m === '::/0') return true;
+    if (m < '::/0') lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return false;
+}
+
+/**
+ * A plan set's members as hash:net can hold them: `0.0.0.0/0` becomes `0.0.0.0/1` and
+ * `128.0.0.0/1` (`::/0`: `::/1` and `8000::/1`), kept sorted and unique. The same list comes back
+ * for the same input, so an unchanged set is still recognised by identity.
+ */
+export function ipsetMembers(members: readonly string[]): readonly string[] {
+  if (!hasZero(members)) return members;
+  const known = splitCache.get(members);
+  if (known !== undefined) return known;
+  const out = new Set<string>();
+  for (const m of members) {
+    if (!m.endsWith('/0')) {
+      out.add(m);
+      continue;
+    }
+    const net = parseNet(m);
+    if (net.ok) for (const half of kernelMembers({ family: net.value.family, cidr: net.value.cidr, prefix: 0 })) out.add(half);
+  }
+  const split = [...out].sort();
+  splitCache.set(members, split);
+  return split;
+}
 
 export interface KernelSetHeader {
   readonly name: string;

@@ -2,7 +2,8 @@
  * iptables/ip6tables: read the filter table once (`-save`), write the BEFW chain in one
  * `-restore --noflush --wait` transaction, or the whole base table when installing it.
  */
-import { CHAIN, type IpFamily } from '../../core/render.js';
+import type { IpFamily } from '../dataplane.js';
+import { CHAIN } from './render.js';
 import { type CommandRunner, runChecked } from '../exec.js';
 
 export interface IptablesTools {
@@ -10,14 +11,15 @@ export interface IptablesTools {
   readonly restore: string;
 }
 
-export type Backend = 'nft' | 'legacy';
+/** Which iptables: the nf_tables flavour (`iptables-nft`) or the legacy x_tables one. */
+export type Flavour = 'nft' | 'legacy';
 export type ToolSet = Readonly<Record<IpFamily, IptablesTools>>;
 
 /**
  * The tools of one backend, named explicitly (`iptables-nft-restore`, not `iptables-restore`), so
  * that every call goes to the same backend even if the host's alternatives change meanwhile.
  */
-export function toolsFor(backend: Backend): ToolSet {
+export function toolsFor(backend: Flavour): ToolSet {
   return {
     4: { save: `iptables-${backend}-save`, restore: `iptables-${backend}-restore` },
     6: { save: `ip6tables-${backend}-save`, restore: `ip6tables-${backend}-restore` },
@@ -36,7 +38,7 @@ export class BackendError extends Error {
  * the other backend would live in a separate ruleset that packets also traverse, so befw never
  * mixes: it follows the host, or the backend configured with `iptables_backend=`.
  */
-export async function detectBackend(runner: CommandRunner, preference: 'auto' | Backend): Promise<{ backend: Backend; how: string }> {
+export async function detectBackend(runner: CommandRunner, preference: 'auto' | Flavour): Promise<{ backend: Flavour; how: string }> {
   if (preference !== 'auto') {
     const r = await runner.run(`iptables-${preference}`, ['--version']);
     if (r.code !== 0) throw new BackendError(`iptables_backend=${preference} but iptables-${preference} does not run: ${r.stderr.trim()}`);

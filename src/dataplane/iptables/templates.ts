@@ -7,12 +7,12 @@
  *   a line may start with `enforcing:` or `default:` to be written only in that mode
  *   every rule must append to BEFW (`-A BEFW ...`)
  *
- * base template: a whole `*filter` table, installed at start when `firewall=` is set.
+ * base template: a whole `*filter` table, installed at start when `base_rules=` is set.
  *   {ICMP} becomes `icmp` or `ipv6-icmp`; it must declare `:BEFW` and jump to it from INPUT.
  *   The agent fills the BEFW chain into the same transaction, so installing the base never
  *   leaves a moment with an empty BEFW chain.
  */
-import type { Mode } from './types.js';
+import type { Mode } from '../../core/types.js';
 
 export interface ServiceTemplateLine {
   readonly only: Mode | null;

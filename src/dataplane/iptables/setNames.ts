@@ -1,10 +1,13 @@
 /**
- * Kernel names for logical sets. ipset names hold at most 31 characters, and every set has an
+ * ipset names for logical sets (the iptables backend's naming: the plan itself only knows logical
+ * names). ipset names hold at most 31 characters, and every set has an
  * IPv6 twin `<name>_v6`, so a kernel base name holds at most 28. Longer logical names become
  * `<first 19 characters>-<8 hex digits of a hash>`: stable across runs and nodes, readable, and
  * checked for collisions against every other name in the plan.
  */
-import { hash53 } from './hash.js';
+import { hash53 } from '../../core/hash.js';
+import { logicalOf } from '../../core/planSets.js';
+import type { ChainRule, PlanSet, SetFamily } from '../../core/types.js';
 
 export const IPSET_NAME_MAX = 31;
 export const V6_SUFFIX = '_v6';
@@ -40,4 +43,32 @@ export function assignKernelNames(logical: readonly string[]): Map<string, strin
     taken.add(candidate);
   }
   return out;
+}
+
+/** Kernel names of one plan's sets: the ipset name of each logical set's half. */
+export interface KernelNames {
+  set(logical: string, family: SetFamily): string;
+}
+
+const namesCache = new WeakMap<object, KernelNames>();
+
+/**
+ * The ipset names for a plan: every logical set the plan holds or its rules reference gets a
+ * base name (assignKernelNames over all of them, so collisions are checked plan-wide), and its
+ * IPv6 half that base name plus `_v6`.
+ */
+export function kernelNamesFor(plan: { readonly sets: readonly PlanSet[]; readonly rules: readonly ChainRule[] }): KernelNames {
+  const known = namesCache.get(plan.sets);
+  if (known !== undefined) return known;
+  const logical = new Set<string>(plan.sets.map(logicalOf));
+  for (const r of plan.rules) if (r.kind !== 'loopback') logical.add(r.set);
+  const base = assignKernelNames([...logical]);
+  const names: KernelNames = {
+    set: (l, family) => {
+      const b = base.get(l) ?? l;
+      return family === 'inet' ? b : v6Name(b);
+    },
+  };
+  namesCache.set(plan.sets, names);
+  return names;
 }
