@@ -95,9 +95,36 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * `-c FILE` / `--config FILE` given before the command (`befw -c ~/.befw.conf status`, what an
+ * alias `befw='befw -c ~/.befw.conf'` produces) moves behind it, where every command takes it.
+ */
+export function hoistConfig(argv: readonly string[]): string[] {
+  const out = argv.slice(0, 2);
+  const moved: string[] = [];
+  let i = 2;
+  for (; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (a === '-c' || a === '--config') {
+      if (i + 1 < argv.length) moved.push(a, argv[i + 1] as string);
+      i++;
+      continue;
+    }
+    if (a.startsWith('--config=')) {
+      moved.push(a);
+      continue;
+    }
+    break;
+  }
+  const rest = argv.slice(i);
+  const dashdash = rest.indexOf('--');
+  if (moved.length === 0) return [...out, ...rest];
+  return dashdash < 0 ? [...out, ...rest, ...moved] : [...out, ...rest.slice(0, dashdash), ...moved, ...rest.slice(dashdash)];
+}
+
 export async function main(argv: readonly string[]): Promise<number> {
   try {
-    await buildProgram().parseAsync([...argv]);
+    await buildProgram().parseAsync(hoistConfig(argv));
     // Commands that report a finding (drift, a rejected reload) set process.exitCode themselves.
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {

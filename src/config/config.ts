@@ -102,7 +102,8 @@ export type RawConfig = FromSchema<typeof SCHEMA>;
 export type LogLevel = NonNullable<RawConfig['log_level']>;
 export type IptablesBackend = NonNullable<RawConfig['iptables_backend']>;
 
-export const DEFAULT_CONFIG_PATH = '/etc/befw.conf';
+/** `BEFW_CONFIG` in the environment, else /etc/befw.conf: what every command reads without -c. */
+export const DEFAULT_CONFIG_PATH = process.env.BEFW_CONFIG ?? '/etc/befw.conf';
 export const DEFAULT_SOCKET_PATH = '/run/befw/befw.sock';
 /** Where BEFW served its API (befw/const.go:81), and so where its befw-cli and scripts look. */
 export const DEFAULT_BEFW_API_PATH = '/var/run/befw/api.sock';
