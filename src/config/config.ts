@@ -10,7 +10,7 @@ import type { FromSchema } from './schemaType.js';
 import { parseNet, printable } from '../core/address.js';
 import { SET_NAME } from '../core/kvLayout.js';
 import type { Net } from '../core/address.js';
-import type { StaticSetConfig, Target } from '../core/types.js';
+import { type StaticSetConfig, type Target, userChainOf } from '../core/types.js';
 import { BUILTIN_SETS, RULES_ALLOW } from '../core/compile.js';
 
 export interface Config {
@@ -170,7 +170,8 @@ const SCHEMA = {
     [`set.${RULES_ALLOW}`]: { type: 'string', pattern: '^[0-9A-Fa-f.:/; ]*$' },
   },
   patternProperties: {
-    '^set\\.(?!rules_allow$)[a-z0-9._-]+$': { type: 'string', pattern: '^(-?[0-9]{1,6};)?(ACCEPT|DROP|REJECT|NOOP)$' },
+    // BEFW: `[PRIORITY;]TARGET`, any integer, any -j target (befw/config.go:125-141).
+    '^set\\.(?!rules_allow$)[a-z0-9._-]+$': { type: 'string', pattern: '^([+-]?[0-9]{1,9};)?[A-Za-z0-9_-]{1,28}$' },
   },
 } as const;
 
@@ -225,13 +226,39 @@ function explain(e: ErrorObject, key: string): string {
   if (e.keyword === 'additionalProperties')
     return key === 'fail' ? "BEFW's marker of a config nobody has edited yet: edit the file, then remove this line" : 'unknown key';
   if (e.keyword === 'enum') return `expected one of ${(e.params as { allowedValues: string[] }).allowedValues.join(', ')}`;
-  if (key.startsWith('set.') && key !== `set.${RULES_ALLOW}`) return 'expected PRIORITY;TARGET with TARGET ACCEPT, DROP, REJECT or NOOP';
+  if (key.startsWith('set.') && key !== `set.${RULES_ALLOW}`)
+    return 'expected [PRIORITY;]TARGET: an integer priority and ACCEPT, DROP, REJECT, NOOP, LOG, NFLOG, RETURN or a user chain (1-28 of [A-Za-z0-9_-])';
   if (key === `set.${RULES_ALLOW}`) return 'expected networks separated by ";"';
   if (HINTS[key] !== undefined) return HINTS[key];
   if (SCHEMA.properties[key as keyof typeof SCHEMA.properties] === PATH) return 'expected an absolute path';
   if (SCHEMA.properties[key as keyof typeof SCHEMA.properties] === FILE)
     return "expected a path (a relative one is read from the config file's directory)";
   return 'expected a name of letters, digits, ".", "_" or "-"';
+}
+
+const TARGET_WORDS = ['ACCEPT', 'DROP', 'REJECT', 'NOOP', 'LOG', 'NFLOG', 'RETURN'] as const;
+/** Chains a static set may not jump to: its own (a loop) and the built-in ones (iptables refuses). */
+const NOT_A_USER_CHAIN = ['BEFW', 'INPUT', 'OUTPUT', 'FORWARD', 'PREROUTING', 'POSTROUTING'];
+
+/** A `set.NAME` target: one of BEFW's words, else a user chain (befw/fwiptables.go:220-223 writes it after -j). */
+function parseTarget(word: string, file: string, line: number | null, key: string): Target {
+  if ((TARGET_WORDS as readonly string[]).includes(word)) return word as Target;
+  const upper = word.toUpperCase();
+  if ((TARGET_WORDS as readonly string[]).includes(upper))
+    throw new ConfigError(
+      file,
+      line,
+      key,
+      `target "${word}": targets are upper case (${upper}); a user chain of that name would be too easy to mistake for it`,
+    );
+  if (NOT_A_USER_CHAIN.includes(upper))
+    throw new ConfigError(
+      file,
+      line,
+      key,
+      `target "${word}": a static set may not jump to ${upper === 'BEFW' ? 'the BEFW chain itself (a loop)' : `the built-in chain ${upper}`}`,
+    );
+  return `chain:${word}`;
 }
 
 export function parseConfig(text: string, file: string): Config {
@@ -276,6 +303,7 @@ export function parseConfig(text: string, file: string): Config {
         return { family: net.value.family, cidr: net.value.cidr, prefix: net.value.prefix };
       });
   const customSets: StaticSetConfig[] = [];
+  const setWarnings: string[] = [];
   let managementNets: Net[] = [];
   for (const [key, value] of Object.entries(raw)) {
     if (!key.startsWith('set.')) continue;
@@ -290,11 +318,13 @@ export function parseConfig(text: string, file: string): Config {
       throw new ConfigError(file, at(key), key, `set name must be 1-${CUSTOM_SET_NAME_MAX} of [a-z0-9._-] and not end in _v6`);
     }
     const parts = value.split(';');
-    const target = parts[parts.length - 1] as Target;
-    // BEFW gave sets without a priority the next number after the built-ins, in file order.
+    const target = parseTarget(parts[parts.length - 1] ?? '', file, at(key), key);
+    // BEFW gave sets without a priority the next number after the built-ins (befw/config.go:124-133).
     const priority = parts.length === 2 ? Number(parts[0]) : 3 + customSets.length;
     if (priority < 3)
-      throw new ConfigError(file, at(key), key, 'custom sets come after rules_allow (1) and rules_deny (2): priority must be 3 or more');
+      setWarnings.push(
+        `${key}=${printable(value)}: priority ${priority} comes after rules_allow (1) and rules_deny (2) in befw; BEFW inserted it at position ${priority} of its chain (${priority < 1 ? 'which iptables-restore refuses' : 'ahead of the built-in sets'})`,
+      );
     customSets.push({ name, priority, target });
   }
   // Relative paths as BEFW's demo writes them (services=services): next to the config file.
@@ -322,6 +352,18 @@ export function parseConfig(text: string, file: string): Config {
       'base_rules',
       `base_rules= is an iptables-restore base ruleset and ${firewall.why} runs nftables: the agent manages only table inet befw there; keep the base ruleset in nftables' own configuration (/etc/nftables.conf)`,
     );
+
+  if (firewall.backend === 'nft')
+    for (const s of customSets) {
+      const chain = userChainOf(s.target);
+      if (chain !== null)
+        throw new ConfigError(
+          file,
+          at(`set.${s.name}`),
+          `set.${s.name}`,
+          `target ${chain} is a user chain and ${firewall.why} runs nftables: table inet befw is the agent's own and holds no chain ${chain}; use ACCEPT, DROP, REJECT, LOG, NFLOG, RETURN or NOOP, or firewall=iptables`,
+        );
+    }
 
   let metrics: Config['metrics'] = null;
   if (raw.metrics !== undefined) {
@@ -369,8 +411,11 @@ export function parseConfig(text: string, file: string): Config {
     cliWorldPrefix6: Number(raw.cli_world_prefix6 ?? '48'),
     befwApi: raw.befw_api === 'off' ? null : (fileOf(raw.befw_api) ?? DEFAULT_BEFW_API_PATH),
     nids,
-    warnings: nids
-      ? ["nids=true (BEFW's trap ports, which only logged port scans) is accepted and not enforced: trap ports come in a later release"]
-      : [],
+    warnings: [
+      ...(nids
+        ? ["nids=true (BEFW's trap ports, which only logged port scans) is accepted and not enforced: trap ports come in a later release"]
+        : []),
+      ...setWarnings,
+    ],
   };
 }

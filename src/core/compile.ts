@@ -261,7 +261,14 @@ export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: numb
   const peers = guard.peers;
   if (peers.tcpPorts.length > 0) rules.push({ kind: 'peers', set: PEERS_SET, proto: 'tcp', ports: peers.tcpPorts });
   if (peers.udpPorts.length > 0) rules.push({ kind: 'peers', set: PEERS_SET, proto: 'udp', ports: peers.udpPorts });
-  const ordered = [...staticSets.values()].sort((a, b) => a.priority - b.priority || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  // rules_allow and rules_deny first whatever a custom set's priority (BEFW inserted `-I BEFW P`,
+  // so its priority 1 or 2 went ahead of them: befw/fwiptables.go:210-224, const.go:23); then the
+  // custom sets by priority, then name. No custom target (LOG, RETURN, a chain) precedes a deny.
+  const builtin = (s: StaticSetConfig): number => BUILTIN_SETS.findIndex((b) => b.name === s.name);
+  const rank = (s: StaticSetConfig): number => (builtin(s) === -1 ? 1 : 0);
+  const ordered = [...staticSets.values()].sort(
+    (a, b) => rank(a) - rank(b) || a.priority - b.priority || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
+  );
   for (const s of ordered) {
     if (s.target === 'NOOP') continue;
     rules.push({ kind: 'static', set: s.name, target: s.target });

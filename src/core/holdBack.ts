@@ -14,7 +14,7 @@
 import { type SuspiciousRemoval, type GuardOptions, suspiciousRemovals } from './blastRadius.js';
 import { hash53 } from './hash.js';
 import { diffSorted } from './sortedDiff.js';
-import type { ChainRule, Plan, PlanSet } from './types.js';
+import { type ChainRule, type Plan, type PlanSet, targetText } from './types.js';
 
 export type Loosening =
   | { readonly kind: 'rule-removed'; readonly rule: string }
@@ -30,7 +30,7 @@ export function describeRule(r: ChainRule): string {
     case 'peers':
       return `Consul peers ${r.proto}`;
     case 'static':
-      return `${r.set} ${r.target}`;
+      return `${r.set} ${targetText(r.target)}`;
     case 'service':
       return `${r.service} ${r.port}/${r.proto} ${r.mode}`;
   }

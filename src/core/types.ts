@@ -8,7 +8,29 @@ import type { ConsulPeers } from './protect.js';
 export type Scope = 'world' | 'dc' | 'node';
 export type Proto = 'tcp' | 'udp';
 export type Mode = 'default' | 'enforcing';
-export type Target = 'ACCEPT' | 'DROP' | 'REJECT' | 'NOOP';
+/**
+ * What a static set's rule does to its members (`set.NAME=PRIORITY;TARGET`). BEFW passes the word
+ * straight to `-j` (befw/config.go:125-141, befw/fwiptables.go:210-224): the verdicts, the
+ * non-terminating LOG and NFLOG, RETURN (leave BEFW's chain), NOOP (no rule at all) or a user chain,
+ * written here as `chain:NAME`.
+ */
+export type Target = 'ACCEPT' | 'DROP' | 'REJECT' | 'NOOP' | 'LOG' | 'NFLOG' | 'RETURN' | UserChainTarget;
+export type UserChainTarget = `chain:${string}`;
+
+/** The user chain a target jumps to, or null for the fixed targets. */
+export function userChainOf(t: Target): string | null {
+  return t.startsWith('chain:') ? t.slice('chain:'.length) : null;
+}
+
+/** A LOG rule's prefix, `befw NAME ` cut to the 29 characters iptables' --log-prefix holds. */
+export function logPrefix(set: string): string {
+  return `${`befw ${set}`.slice(0, 28)} `;
+}
+
+/** A target as BEFW's config writes it (a user chain by its bare name). */
+export function targetText(t: Target): string {
+  return userChainOf(t) ?? t;
+}
 
 export interface NodeIdentity {
   /** Short, lower-case node name, as used in node-scope keys. */

@@ -206,9 +206,32 @@ const CONFIG_ROWS: readonly ConfigRow[] = [
     source: 'befw/config.go:129-131; befw/fwiptables.go:336-338',
     ours: { ok: (c) => assert.deepEqual(c.customSets, [{ name: 'monitor', priority: 3, target: 'NOOP' }]) },
   },
-  // Later: BEFW's set.NAME takes any iptables target (befw/config.go:126-143); befw's rule model
-  // for them comes with the nftables work. Until then the line is refused, naming the key.
-  { line: 'set.audit=4;LOG', befw: 'a LOG rule for the set', source: 'befw/config.go:126-143', ours: { error: /PRIORITY;TARGET/ } },
+  // BEFW's set.NAME takes any iptables target and any integer priority (befw/config.go:126-143,
+  // befw/fwiptables.go:210-224 writes `-I BEFW {PRIORITY} ... -j {TARGET}`).
+  {
+    line: 'set.audit=4;LOG',
+    befw: 'a LOG rule for the set',
+    source: 'befw/config.go:126-143',
+    ours: { ok: (c) => assert.deepEqual(c.customSets, [{ name: 'audit', priority: 4, target: 'LOG' }]) },
+  },
+  {
+    line: 'set.trace=NFLOG',
+    befw: 'an NFLOG rule (group 0) for the set',
+    source: 'befw/config.go:129-131; befw/const.go:23',
+    ours: { ok: (c) => assert.deepEqual(c.customSets, [{ name: 'trace', priority: 3, target: 'NFLOG' }]) },
+  },
+  {
+    line: 'set.office=6;OFFICE',
+    befw: 'a jump to the user chain OFFICE',
+    source: 'befw/config.go:133-136',
+    ours: { ok: (c) => assert.deepEqual(c.customSets, [{ name: 'office', priority: 6, target: 'chain:OFFICE' }]) },
+  },
+  {
+    line: 'set.skip=1;RETURN',
+    befw: 'inserted at position 1, ahead of rules_allow',
+    source: 'befw/fwiptables.go:210-224; befw/const.go:23',
+    ours: { ok: (c) => assert.match(c.warnings.join('\n'), /set\.skip=1;RETURN: priority 1 comes after rules_allow/) },
+  },
   {
     line: 'fail=1',
     befw: 'LogError panics at every refresh: BEFW runs on its last state',
@@ -247,7 +270,7 @@ describe('BEFW compatibility: config lines', () => {
   }
 
   test('a BEFW config befw refuses in part is checked line by line', () => {
-    const { config, refused } = parseConfigLeniently('dc=dc1\ncolour=blue\nset.audit=4;LOG\nnodename=x\n', CONF);
+    const { config, refused } = parseConfigLeniently('dc=dc1\ncolour=blue\nset.audit=4;L.OG\nnodename=x\n', CONF);
     assert.equal(config.nodeName, 'x');
     assert.deepEqual(
       refused.map((r) => [r.line, r.key]),

@@ -41,6 +41,34 @@ function view(plan: Plan, logical: string) {
 }
 
 describe('compile: rules', () => {
+  test("BEFW's priorities and targets: a custom set never goes ahead of the protected paths, rules_allow or rules_deny", () => {
+    const plan = compile(
+      snap({}),
+      {
+        customSets: [
+          { name: 'early', priority: 1, target: 'RETURN' },
+          { name: 'neg', priority: -7, target: 'chain:OFFICE' },
+          { name: 'audit', priority: 2, target: 'LOG' },
+          { name: 'trace', priority: 50, target: 'NFLOG' },
+        ],
+        managementNets: [],
+      },
+      NOW,
+    );
+    assert.deepEqual(
+      plan.rules.filter((r) => r.kind !== 'service'),
+      [
+        ...PROTECTED_RULES,
+        { kind: 'static', set: 'rules_allow', target: 'ACCEPT' },
+        { kind: 'static', set: 'rules_deny', target: 'REJECT' },
+        { kind: 'static', set: 'neg', target: 'chain:OFFICE' },
+        { kind: 'static', set: 'early', target: 'RETURN' },
+        { kind: 'static', set: 'audit', target: 'LOG' },
+        { kind: 'static', set: 'trace', target: 'NFLOG' },
+      ],
+    );
+  });
+
   test('order: rules_allow, rules_deny, custom sets by priority (NOOP without a rule), then services and ports', () => {
     const plan = compile(
       snap({}),

@@ -187,12 +187,41 @@ describe('parseConfig: errors name the line and the key', () => {
   });
 
   test('bad set spec', () => {
-    fails('set.blocklist=DENY', 1, 'set.blocklist', /PRIORITY;TARGET/);
-    fails('set.blocklist=3;accept', 1, 'set.blocklist', /PRIORITY;TARGET/);
-    fails('set.blocklist=3;', 1, 'set.blocklist', /PRIORITY;TARGET/);
-    fails('set.blocklist=;DROP', 1, 'set.blocklist', /PRIORITY;TARGET/);
-    fails('set.blocklist=x;DROP', 1, 'set.blocklist', /PRIORITY;TARGET/);
-    fails('set.blocklist=3;4;DROP', 1, 'set.blocklist', /PRIORITY;TARGET/);
+    fails('set.blocklist=DE.NY', 1, 'set.blocklist', /PRIORITY;\]?TARGET/);
+    fails('set.blocklist=3;accept', 1, 'set.blocklist', /upper case \(ACCEPT\)/);
+    fails('set.blocklist=3;', 1, 'set.blocklist', /PRIORITY;\]?TARGET/);
+    fails('set.blocklist=;DROP', 1, 'set.blocklist', /PRIORITY;\]?TARGET/);
+    fails('set.blocklist=x;DROP', 1, 'set.blocklist', /PRIORITY;\]?TARGET/);
+    fails('set.blocklist=3;4;DROP', 1, 'set.blocklist', /PRIORITY;\]?TARGET/);
+    fails('set.blocklist=3;1.5', 1, 'set.blocklist', /PRIORITY;\]?TARGET/);
+    fails(`set.blocklist=3;${'C'.repeat(29)}`, 1, 'set.blocklist', /user chain/);
+    fails('set.blocklist=3;BEFW', 1, 'set.blocklist', /loop/);
+    fails('set.blocklist=3;INPUT', 1, 'set.blocklist', /built-in chain INPUT/);
+    fails('set.blocklist=3;Input', 1, 'set.blocklist', /built-in chain INPUT/);
+    fails('set.blocklist=3;nflog', 1, 'set.blocklist', /upper case \(NFLOG\)/);
+  });
+
+  test("BEFW's targets: LOG, NFLOG, RETURN and a user chain", () => {
+    const c = parseConfig('set.audit=4;LOG\nset.trace=5;NFLOG\nset.skip=6;RETURN\nset.office=7;OFFICE_in-2\nset.quiet=NOOP', 'f');
+    assert.deepEqual(c.customSets, [
+      { name: 'audit', priority: 4, target: 'LOG' },
+      { name: 'trace', priority: 5, target: 'NFLOG' },
+      { name: 'skip', priority: 6, target: 'RETURN' },
+      { name: 'office', priority: 7, target: 'chain:OFFICE_in-2' },
+      { name: 'quiet', priority: 7, target: 'NOOP' },
+    ]);
+    assert.deepEqual(c.warnings, []);
+  });
+
+  test('a user chain is refused for firewall=nft, every other target is not', () => {
+    fails('firewall=nft\nset.office=7;OFFICE', 2, 'set.office', /user chain.*table inet befw.*holds no chain OFFICE/);
+    fails('set.office=OFFICE\nfirewall=nftc7', 1, 'set.office', /firewall=nftc7 runs nftables/);
+    const c = parseConfig('firewall=nft\nset.a=LOG\nset.b=NFLOG\nset.c=RETURN\nset.d=DROP', 'f');
+    assert.deepEqual(
+      c.customSets.map((s) => s.target),
+      ['LOG', 'NFLOG', 'RETURN', 'DROP'],
+    );
+    assert.equal(parseConfig('firewall=iptables\nset.office=7;OFFICE', 'f').customSets[0]?.target, 'chain:OFFICE');
   });
 
   test('rules_deny is built in', () => {
@@ -200,11 +229,22 @@ describe('parseConfig: errors name the line and the key', () => {
     fails('set.rules_deny=REJECT', 1, 'set.rules_deny', /built in/);
   });
 
-  test('priority must be 3 or more', () => {
-    fails('set.early=2;ACCEPT', 1, 'set.early', /priority/);
-    fails('set.early=0;ACCEPT', 1, 'set.early', /priority/);
-    fails('set.early=-5;DROP', 1, 'set.early', /priority/);
+  test('any integer priority, as BEFW; below 3 is a warning (rules_allow and rules_deny stay first)', () => {
+    const c = parseConfig('set.early=2;ACCEPT\nset.zero=0;LOG\nset.neg=-5;DROP\nset.big=+123456789;RETURN', 'f');
+    assert.deepEqual(c.customSets, [
+      { name: 'early', priority: 2, target: 'ACCEPT' },
+      { name: 'zero', priority: 0, target: 'LOG' },
+      { name: 'neg', priority: -5, target: 'DROP' },
+      { name: 'big', priority: 123456789, target: 'RETURN' },
+    ]);
+    assert.equal(c.warnings.length, 3);
+    assert.match(
+      c.warnings[0] ?? '',
+      /set\.early=2;ACCEPT: priority 2 comes after rules_allow \(1\) and rules_deny \(2\).*ahead of the built-in sets/,
+    );
+    assert.match(c.warnings[1] ?? '', /set\.zero=0;LOG.*iptables-restore refuses/);
     assert.deepEqual(parseConfig('set.ok=3;ACCEPT', 'f').customSets, [{ name: 'ok', priority: 3, target: 'ACCEPT' }]);
+    assert.deepEqual(parseConfig('set.ok=3;ACCEPT', 'f').warnings, []);
   });
 
   test('set names must fit the kernel with their _v6 twin', () => {

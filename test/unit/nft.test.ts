@@ -168,6 +168,36 @@ describe('nft render', () => {
     });
   });
 
+  it("BEFW's other set targets: log prefix, log group 0, return; a user chain is not rendered", () => {
+    const chains = renderChains([
+      { kind: 'static', set: 'audit', target: 'LOG' },
+      { kind: 'static', set: 'trace', target: 'NFLOG' },
+      { kind: 'static', set: 'skip', target: 'RETURN' },
+    ]);
+    assert.deepEqual(chains[0]?.rules, [
+      'ip saddr @ip4_audit log prefix "befw audit "',
+      'ip saddr @net4_audit log prefix "befw audit "',
+      'ip6 saddr @ip6_audit log prefix "befw audit "',
+      'ip6 saddr @net6_audit log prefix "befw audit "',
+      'ip saddr @ip4_trace log group 0',
+      'ip saddr @net4_trace log group 0',
+      'ip6 saddr @ip6_trace log group 0',
+      'ip6 saddr @net6_trace log group 0',
+      'ip saddr @ip4_skip return',
+      'ip saddr @net4_skip return',
+      'ip6 saddr @ip6_skip return',
+      'ip6 saddr @net6_skip return',
+    ]);
+    assert.throws(() => renderChains([{ kind: 'static', set: 'office', target: 'chain:OFFICE' }]), /user chain OFFICE/);
+    // A set named like a verdict, inside a log prefix, is no verdict when the rule is read back.
+    assert.ok(
+      sameRule(
+        'ip saddr @ip4_accept-x log prefix "befw accept-x 2 "',
+        '{"match": {"right": "@ip4_accept-x"}}, {"log": {"prefix": "befw accept-x 2 "}}',
+      ),
+    );
+  });
+
   it('ports services share jump to a chain with their rules in plan order, as the iptables chain has them', () => {
     const chains = renderChains([
       { kind: 'service', service: 'a_tcp_80', set: 'a_tcp_80', proto: 'tcp', port: '80', mode: 'default' },

@@ -27,6 +27,27 @@ describe('chainRuleLines', () => {
     ]);
   });
 
+  test("BEFW's other set targets: LOG with a prefix naming the set, NFLOG group 0, RETURN, a user chain", () => {
+    const rules: ChainRule[] = [
+      { kind: 'static', set: 'audit', target: 'LOG' },
+      { kind: 'static', set: 'a-very-long-set-name-of-28ch', target: 'LOG' },
+      { kind: 'static', set: 'trace', target: 'NFLOG' },
+      { kind: 'static', set: 'skip', target: 'RETURN' },
+      { kind: 'static', set: 'office', target: 'chain:OFFICE_in' },
+    ];
+    assert.deepEqual(chainRuleLines(rules, 4, DEFAULT_SERVICE_TEMPLATE), [
+      '-A BEFW -m set --match-set audit src -j LOG --log-prefix "befw audit "',
+      // iptables' --log-prefix holds 29 characters
+      '-A BEFW -m set --match-set a-very-long-set-name-of-28ch src -j LOG --log-prefix "befw a-very-long-set-name-of "',
+      '-A BEFW -m set --match-set trace src -j NFLOG --nflog-group 0',
+      '-A BEFW -m set --match-set skip src -j RETURN',
+      '-A BEFW -m set --match-set office src -j OFFICE_in',
+    ]);
+    assert.deepEqual(chainRuleLines(rules.slice(0, 1), 6, DEFAULT_SERVICE_TEMPLATE), [
+      '-A BEFW -m set --match-set audit_v6 src -j LOG --log-prefix "befw audit "',
+    ]);
+  });
+
   test('IPv6 uses the _v6 twins', () => {
     assert.deepEqual(chainRuleLines(RULES, 6, DEFAULT_SERVICE_TEMPLATE), [
       '-A BEFW -m set --match-set rules_allow_v6 src -j ACCEPT',

@@ -5,12 +5,22 @@
  * install at start. Only kernel set names (the plan's logical names through `KernelNames`),
  * validated ports and fixed words reach the text.
  */
-import type { ChainRule } from '../../core/types.js';
+import { type ChainRule, logPrefix, userChainOf } from '../../core/types.js';
 import { type KernelNames, kernelNamesFor } from './setNames.js';
 import type { BaseTemplate, ServiceTemplate } from './templates.js';
 
 export const CHAIN = 'BEFW';
 export type IpFamily = 4 | 6;
+
+/**
+ * What follows `-j` for a static set: the verdict, LOG with a prefix naming the set, NFLOG to
+ * group 0 (what BEFW's bare `-j NFLOG` gives: befw/fwiptables.go:220-223), RETURN, or a user chain.
+ */
+function jumpText(r: Extract<ChainRule, { kind: 'static' }>): string {
+  if (r.target === 'LOG') return `LOG --log-prefix "${logPrefix(r.set)}"`;
+  if (r.target === 'NFLOG') return 'NFLOG --nflog-group 0';
+  return userChainOf(r.target) ?? r.target;
+}
 
 /** `names`: the plan's ipset names (kernelNamesFor(plan)); by default the names these rules alone give. */
 export function chainRuleLines(
@@ -31,7 +41,7 @@ export function chainRuleLines(
       continue;
     }
     if (r.kind === 'static') {
-      out.push(`-A ${CHAIN} -m set --match-set ${setName(r.set)} src -j ${r.target}`);
+      out.push(`-A ${CHAIN} -m set --match-set ${setName(r.set)} src -j ${jumpText(r)}`);
       continue;
     }
     for (const line of template.lines) {

@@ -168,7 +168,9 @@ function netDelta(prev: Elements, next: Elements, nowMs: number): { delta: SetDe
 }
 
 /** Set references (`@name`), numbers and verdicts of a rule as written: what its read-back must hold. */
-function ruleSignature(rule: string): { refs: string[]; numbers: string[]; verdicts: string[] } {
+function ruleSignature(written: string): { refs: string[]; numbers: string[]; verdicts: string[] } {
+  // Quoted text (a log prefix) is no reference, port or verdict.
+  const rule = written.replace(/"[^"]*"/g, '""');
   return {
     refs: [...rule.matchAll(/@([A-Za-z0-9_.-]+)/g)].map((m) => m[1] ?? ''),
     // Numbers (ports) outside set names: a name like `foo-2.x` holds digits that are no port.

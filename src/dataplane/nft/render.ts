@@ -19,7 +19,7 @@
  * its own a moment before (nft 1.0.6 has no `destroy element`).
  */
 import { logicalOf } from '../../core/planSets.js';
-import type { ChainRule, Plan, PlanSet, Proto, SetFamily } from '../../core/types.js';
+import { type ChainRule, type Plan, type PlanSet, type Proto, type SetFamily, logPrefix, userChainOf } from '../../core/types.js';
 import { type Elements, elementWithTimeout, forEachMember, hostText, netElements } from './elements.js';
 import { INPUT_CHAIN, type SetKind, TABLE_REF, nftSetName, nftType, saddr, serviceChainName } from './naming.js';
 
@@ -52,7 +52,20 @@ export interface Chain {
   readonly rules: readonly string[];
 }
 
-const VERDICT = { ACCEPT: 'accept', DROP: 'drop', REJECT: 'reject' } as const;
+const VERDICT = { ACCEPT: 'accept', DROP: 'drop', REJECT: 'reject', NFLOG: 'log group 0', RETURN: 'return' } as const;
+
+/**
+ * A static set's statement: the verdicts, `log prefix` (LOG), `log group 0` (NFLOG, as BEFW's bare
+ * `-j NFLOG`), `return` (the base chain's policy: accept here, so the packet goes on to the other
+ * input hooks as it goes back to INPUT in iptables). A user chain is refused at config time: table
+ * inet befw is the agent's and holds none.
+ */
+function staticVerdict(r: Extract<ChainRule, { kind: 'static' }>): string {
+  if (r.target === 'LOG') return `log prefix "${logPrefix(r.set)}"`;
+  const chain = userChainOf(r.target);
+  if (chain !== null) throw new Error(`set ${r.set}: user chain ${chain} is not in table inet befw`);
+  return VERDICT[r.target as keyof typeof VERDICT];
+}
 
 function portRange(port: string): [number, number] {
   const [a, b] = port.split(':');
@@ -137,7 +150,7 @@ export function renderChains(rules: readonly ChainRule[]): Chain[] {
         input.push('iif "lo" accept');
         break;
       case 'static':
-        for (const f of FAMILIES) for (const k of KINDS) input.push(`${saddr(f)} @${nftSetName(r.set, f, k)} ${VERDICT[r.target]}`);
+        for (const f of FAMILIES) for (const k of KINDS) input.push(`${saddr(f)} @${nftSetName(r.set, f, k)} ${staticVerdict(r)}`);
         break;
       case 'peers': {
         // As iptables' multiport --ports: Consul's port on either side of the connection.
