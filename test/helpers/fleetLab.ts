@@ -23,7 +23,7 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -36,7 +36,9 @@ import {
   consulBinary,
   encodeKey,
   httpOverSocket,
+  killAll,
   nsExec,
+  removeLab,
   sleep,
   sweepStale,
 } from './sandbox.js';
@@ -581,20 +583,14 @@ export class FleetLab {
   }
 
   async destroy(): Promise<void> {
-    const waits = [...this.procs].map(
-      (p) => new Promise<void>((resolve) => (p.exitCode !== null || p.signalCode !== null ? resolve() : p.once('exit', () => resolve()))),
-    );
-    for (const p of this.procs) p.kill('SIGKILL');
-    await Promise.race([Promise.all(waits), sleep(3000)]);
+    await killAll(this.procs);
     this.destroySync();
   }
 
   destroySync(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    for (const p of this.procs) p.kill('SIGKILL');
-    for (const ns of this.namespaces) spawnSync('ip', ['netns', 'del', ns]);
-    if (process.env.BEFW_KEEP_SANDBOX === undefined) rmSync(this.dir, { recursive: true, force: true });
+    removeLab(this.procs, this.namespaces, this.dir);
     live.delete(this);
   }
 }

@@ -95,6 +95,46 @@ export interface AgentProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/** Waits for an agent log event matching `pred` (from the `from`-th line on); fails with the last lines. */
+export async function waitEvent(
+  a: AgentProcess,
+  pred: (e: Record<string, unknown>) => boolean,
+  ms: number,
+  from = 0,
+): Promise<Record<string, unknown>> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const hit = a.events().slice(from).find(pred);
+    if (hit !== undefined) return hit;
+    if (Date.now() > end)
+      throw new Error(
+        `no matching agent event within ${ms} ms:\n${a
+          .events()
+          .slice(-15)
+          .map((e) => JSON.stringify(e))
+          .join('\n')}`,
+      );
+    await sleep(20);
+  }
+}
+
+/** Kills a lab's processes (waiting up to 3 s for them to go). */
+export async function killAll(procs: Iterable<ChildProcess>): Promise<void> {
+  const all = [...procs];
+  const waits = all.map(
+    (p) => new Promise<void>((resolve) => (p.exitCode !== null || p.signalCode !== null ? resolve() : p.once('exit', () => resolve()))),
+  );
+  for (const p of all) p.kill('SIGKILL');
+  await Promise.race([Promise.all(waits), sleep(3000)]);
+}
+
+/** Removes a lab at once: its processes, namespaces and (unless BEFW_KEEP_SANDBOX) its directory. */
+export function removeLab(procs: Iterable<ChildProcess>, namespaces: Iterable<string>, dir: string): void {
+  for (const p of procs) p.kill('SIGKILL');
+  for (const ns of namespaces) spawnSync('ip', ['netns', 'del', ns]);
+  if (process.env.BEFW_KEEP_SANDBOX === undefined) rmSync(dir, { recursive: true, force: true });
+}
+
 export class Sandbox {
   readonly id = randomBytes(3).toString('hex');
   readonly nodeNs = `befwt-${process.pid}-${this.id}-node`;
@@ -491,20 +531,14 @@ export class Sandbox {
   }
 
   async destroy(): Promise<void> {
-    const waits = [...this.procs].map(
-      (p) => new Promise<void>((resolve) => (p.exitCode !== null || p.signalCode !== null ? resolve() : p.once('exit', () => resolve()))),
-    );
-    for (const p of this.procs) p.kill('SIGKILL');
-    await Promise.race([Promise.all(waits), sleep(3000)]);
+    await killAll(this.procs);
     this.destroySync();
   }
 
   destroySync(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    for (const p of this.procs) p.kill('SIGKILL');
-    for (const ns of [this.nodeNs, this.clientNs]) spawnSync('ip', ['netns', 'del', ns]);
-    if (process.env.BEFW_KEEP_SANDBOX === undefined) rmSync(this.dir, { recursive: true, force: true });
+    removeLab(this.procs, [this.nodeNs, this.clientNs], this.dir);
     live.delete(this);
   }
 }

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { type AgentProcess, NODE_V4, NODE_V6, Sandbox, clientV4, clientV6, sleep } from '../helpers/sandbox.js';
+import { type AgentProcess, NODE_V4, NODE_V6, Sandbox, clientV4, clientV6, sleep, waitEvent } from '../helpers/sandbox.js';
 import { KernelOps, type TestBackend, backendConfig, testBackends } from '../helpers/backend.js';
 
 const WEB = 8080;
@@ -50,28 +50,6 @@ function suite(backend: TestBackend): void {
     let agent: AgentProcess;
     let config: string;
     let statePath: string;
-
-    const waitEvent = async (
-      a: AgentProcess,
-      pred: (e: Record<string, unknown>) => boolean,
-      ms: number,
-      from = 0,
-    ): Promise<Record<string, unknown>> => {
-      const end = Date.now() + ms;
-      for (;;) {
-        const hit = a.events().slice(from).find(pred);
-        if (hit !== undefined) return hit;
-        if (Date.now() > end)
-          throw new Error(
-            `no matching agent event within ${ms} ms:\n${a
-              .events()
-              .slice(-15)
-              .map((e) => JSON.stringify(e))
-              .join('\n')}`,
-          );
-        await sleep(20);
-      }
-    };
 
     /** The connections that must hold whatever happens. */
     const kernel = (): string => ops.dump();

@@ -33,6 +33,7 @@ import {
   clientV6,
   mgmtV4,
   sleep,
+  waitEvent,
 } from '../helpers/sandbox.js';
 
 const WEB = 8080;
@@ -118,28 +119,6 @@ async function throughout<T>(
   if (!outcome.ok) throw outcome.err;
   for (const v of verdicts) assert.ok(v.probes >= 10, `${v.what}: only ${v.probes} probes`);
   return outcome.value;
-}
-
-async function waitEvent(
-  a: AgentProcess,
-  pred: (e: Record<string, unknown>) => boolean,
-  ms: number,
-  from = 0,
-): Promise<Record<string, unknown>> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const hit = a.events().slice(from).find(pred);
-    if (hit !== undefined) return hit;
-    if (Date.now() > end)
-      throw new Error(
-        `no matching agent event within ${ms} ms:\n${a
-          .events()
-          .slice(-15)
-          .map((e) => JSON.stringify(e))
-          .join('\n')}`,
-      );
-    await sleep(20);
-  }
 }
 
 /** Polls `fn` until it returns a value other than undefined; returns it and the time taken. */
