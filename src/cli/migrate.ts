@@ -18,6 +18,7 @@ import { createConsulApi } from '../consul/client.js';
 import { compile } from '../core/compile.js';
 import {
   type BefwRelease,
+  type ChainRulesByFamily,
   type Difference,
   type MigrateReport,
   type RefusedConfigLine,
@@ -26,6 +27,7 @@ import {
   migrateCheck,
   readLegacyConfig,
 } from '../core/migrate.js';
+import { isBefwTemplateJson, translateBefwTemplates } from '../dataplane/iptables/befwTemplates.js';
 import { DEFAULT_SERVICE_TEMPLATE, parseServiceTemplate } from '../dataplane/iptables/templates.js';
 import { kernelNamesFor } from '../dataplane/iptables/setNames.js';
 import { UsageError } from './access/errors.js';
@@ -94,14 +96,23 @@ async function readServiceTexts(dir: string): Promise<TextFile[]> {
   return out;
 }
 
-/** befw's per-service template: its `rules=` if it reads it (a refusal is reported), else the built-in one. */
-async function serviceRules(config: Config, refused: RefusedConfigLine[]): Promise<ServiceRuleLine[]> {
-  if (config.rulesTemplate === null) return [...DEFAULT_SERVICE_TEMPLATE.lines];
+interface OurRules {
+  readonly lines: ServiceRuleLine[];
+  readonly chainRules?: { readonly head: ChainRulesByFamily; readonly tail: ChainRulesByFamily };
+}
+
+/** befw's rule template: its `rules=` as the agent reads it (a refusal is reported), else the built-in one. */
+async function serviceRules(config: Config, refused: RefusedConfigLine[]): Promise<OurRules> {
+  const builtIn = { lines: [...DEFAULT_SERVICE_TEMPLATE.lines] };
+  if (config.rulesTemplate === null) return builtIn;
   try {
-    const text = await readFile(config.rulesTemplate, 'utf8');
-    // loadTemplates names BEFW's JSON templates for what they are; parseServiceTemplate checks befw's.
     const rules = (await loadTemplates({ ...config, baseRules: null })).rules;
-    return rules === null ? [...DEFAULT_SERVICE_TEMPLATE.lines] : [...parseServiceTemplate(text, config.rulesTemplate).lines];
+    if (rules === null) return builtIn;
+    const t = isBefwTemplateJson(rules.text)
+      ? translateBefwTemplates(rules.text, rules.file)
+      : parseServiceTemplate(rules.text, rules.file);
+    const empty = { 4: [], 6: [] };
+    return { lines: [...t.lines], chainRules: { head: t.head ?? empty, tail: t.tail ?? empty } };
   } catch (err) {
     const reason = err instanceof ConfigError ? err.reason : err instanceof Error ? err.message : String(err);
     refused.push({
@@ -110,7 +121,7 @@ async function serviceRules(config: Config, refused: RefusedConfigLine[]): Promi
       value: config.rulesTemplate,
       reason,
     });
-    return [...DEFAULT_SERVICE_TEMPLATE.lines];
+    return builtIn;
   }
 }
 
@@ -157,7 +168,8 @@ export async function runMigrateCheck(opts: CheckOpts): Promise<MigrateReport> {
       refusedConfigLines: refused,
       serviceFiles,
       legacyRules: legacyText === null ? null : { file: legacyRulesPath, text: legacyText },
-      serviceRules: rules,
+      serviceRules: rules.lines,
+      ...(rules.chainRules === undefined ? {} : { chainRules: rules.chainRules }),
       agentDatacenter: self.datacenter,
       release: rel,
       ...(names === null ? {} : { kernelName: (l: string) => names.set(l, 'inet') }),

@@ -64,20 +64,9 @@ async function readTemplate(config: Config, key: string, path: string): Promise<
   }
 }
 
-/** BEFW's `rules=` is a JSON file of templates (befw/fwiptables.go:185-194): named as such, not misread. */
-function refuseLegacyRules(config: Config, t: TemplateFile): TemplateFile {
-  if (!t.text.trimStart().startsWith('{')) return t;
-  throw new ConfigError(
-    config.file,
-    null,
-    'rules',
-    `${t.file} is BEFW's JSON rule templates (header, rule_service, rule_service_e, static_set, ...); befw does not translate them yet: remove rules= to use befw's template (templates/iptables/service.rules), or write one in befw's format`,
-  );
-}
-
 export async function loadTemplates(config: Config): Promise<Templates> {
   return {
-    rules: config.rulesTemplate === null ? null : refuseLegacyRules(config, await readTemplate(config, 'rules', config.rulesTemplate)),
+    rules: config.rulesTemplate === null ? null : await readTemplate(config, 'rules', config.rulesTemplate),
     base: config.baseRules === null ? null : await readTemplate(config, 'base_rules', config.baseRules),
   };
 }

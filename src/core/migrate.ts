@@ -58,6 +58,11 @@ export interface ServiceRuleLine {
   readonly text: string;
 }
 
+export interface ChainRulesByFamily {
+  readonly 4: readonly string[];
+  readonly 6: readonly string[];
+}
+
 export interface MigrateInput {
   /** What befw reads on this node, as its agent reads it. */
   readonly snapshot: Snapshot;
@@ -72,6 +77,8 @@ export interface MigrateInput {
   readonly legacyRules: TextFile | null;
   /** befw's per-service template lines (its `rules=` or the built-in one). */
   readonly serviceRules: readonly ServiceRuleLine[];
+  /** Rules befw writes into chain BEFW around the services (BEFW's header and footer, translated). */
+  readonly chainRules?: { readonly head: ChainRulesByFamily; readonly tail: ChainRulesByFamily };
   /** The local Consul agent's datacenter: what befw reads KV from when the config has no dc=. */
   readonly agentDatacenter: string;
   readonly release: BefwRelease;
@@ -275,7 +282,7 @@ type LegacyFileService =
   | { readonly ok: false; readonly error: string; readonly panics?: boolean };
 
 /** Go's encoding/json matches a key to a field case-insensitively, the last match winning. */
-function goField(obj: Record<string, unknown>, name: string): { found: boolean; value: unknown } {
+export function goField(obj: Record<string, unknown>, name: string): { found: boolean; value: unknown } {
   let out: { found: boolean; value: unknown } = { found: false, value: undefined };
   for (const [k, v] of Object.entries(obj)) if (k.toLowerCase() === name) out = { found: true, value: v };
   return out;
@@ -513,6 +520,14 @@ export function portVerdicts(lines: readonly string[], own: readonly string[]): 
     if (forOther && other === null) other = verdict;
   }
   return { member: member ?? 'passed on', other: other ?? 'passed on' };
+}
+
+/** One spelling of a rule for comparison: single spaces, `--set` as `--match-set`. */
+function sameRuleText(rule: string): string {
+  return rule
+    .trim()
+    .replace(/\s+/g, ' ')
+    .replace(/(-m set (?:! )?)--set /g, '$1--match-set ');
 }
 
 function templateRules(text: string): string[] {
@@ -790,16 +805,20 @@ export function migrateCheck(input: MigrateInput, nowMs: number): MigrateReport 
     ['header6', legacyT.header6, 'ip6tables'],
     ['footer6', legacyT.footer6, 'ip6tables'],
   ] as const) {
-    for (const rule of templateRules(text.replaceAll('{DATE}', '')))
+    const ours = input.chainRules?.[which.startsWith('header') ? 'head' : 'tail'][which.endsWith('6') ? 6 : 4] ?? [];
+    const same = new Set(ours.map(sameRuleText));
+    for (const rule of templateRules(text.replaceAll('{DATE}', ''))) {
+      if (same.has(sameRuleText(rule))) continue;
       add({
         kind: 'template',
         subject: `${legacyT.from}: ${which}: ${rule}`,
-        befw: 'writes no such rule (chain BEFW holds the protected paths, the static sets and the services only)',
+        befw: 'writes no such rule: its rules= does not name this file',
         legacy: `writes it into chain BEFW (${family}) at every apply`,
-        fix: 'put the rule into the base ruleset (base_rules=) or grant its sources in Consul',
-        source: 'befw/fwiptables.go:318-324, 389-394',
+        fix: `set rules=${legacyT.from} in befw's config (befw translates BEFW's templates), or grant the rule's sources in Consul`,
+        source: 'befw/fwiptables.go:190-272, 329-338',
         deliberate: false,
       });
+    }
   }
   if (legacyT.staticSet.trim() !== LEGACY_STATIC_RULE)
     notes.push(
@@ -1298,7 +1317,7 @@ function configLineDifference(r: RefusedConfigLine): Difference {
     legacy: meaning,
     fix:
       r.key === 'rules'
-        ? "remove rules= (befw's template is templates/iptables/service.rules) until befw reads BEFW's JSON"
+        ? "fix the template as befw says (it translates BEFW's JSON templates; what it cannot translate is named), or remove rules= for befw's own template"
         : 'change or remove the line as befw says',
     source: 'befw/config.go:76-145',
     deliberate: false,

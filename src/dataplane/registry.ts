@@ -9,6 +9,7 @@ import { type CommandRunner, type LineSpawner, spawnLines } from './exec.js';
 import { createDataplane } from './iptables/driver.js';
 import { IPSET, RESTORE_ARGS } from './iptables/ipset.js';
 import { BackendError, type Flavour, detectBackend, toolsFor } from './iptables/iptables.js';
+import { isBefwTemplateJson, translateBefwTemplates } from './iptables/befwTemplates.js';
 import { renderChainRestore } from './iptables/render.js';
 import { retireIptables } from './iptables/retire.js';
 import { kernelNamesFor } from './iptables/setNames.js';
@@ -58,8 +59,11 @@ export interface BackendFactory {
   render(plan: Plan, files: BackendFiles, nowMs: number): string;
 }
 
+/** befw's own template, or BEFW's JSON templates translated (befwTemplates.ts). */
 function serviceTemplate(files: BackendFiles): ServiceTemplate {
-  return files.rules === null ? DEFAULT_SERVICE_TEMPLATE : parseServiceTemplate(files.rules.text, files.rules.file);
+  if (files.rules === null) return DEFAULT_SERVICE_TEMPLATE;
+  const { text, file } = files.rules;
+  return isBefwTemplateJson(text) ? translateBefwTemplates(text, file) : parseServiceTemplate(text, file);
 }
 
 const iptables: BackendFactory = {
@@ -72,7 +76,7 @@ const iptables: BackendFactory = {
     return {
       name: 'iptables',
       description: `iptables + ipset, ${detected.backend === 'nft' ? 'nf_tables' : 'legacy'} tools (${detected.how}), chain BEFW`,
-      notes: [],
+      notes: template.notes ?? [],
       dataplane: createDataplane(runner, toolsFor(detected.backend), { template, base, dropNftTable: () => dropNftTable(runner) }),
     };
   },

@@ -2,15 +2,16 @@
  * BEFW's operations against a real befw agent in a namespace: BEFW's API socket (helo, help,
  * reload, clear_missing), BEFW's befw-cli (register, show, reload, refresh, deregister) and
  * `befw migrate check`, on a config written the way BEFW's demo writes it (relative paths,
- * consulwatch_timeout_sec, nids).
+ * consulwatch_timeout_sec, nids); and BEFW's demo `rules.json` (JSON templates) translated and
+ * enforced: its header opens Consul's ports to everyone, its rule_service rejects non-clients.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type AgentProcess, DC, NODE_NAME, NODE_V4, ROOT, Sandbox, clientV4, sleep } from '../helpers/sandbox.js';
+import { type AgentProcess, DC, NODE_NAME, NODE_V4, ROOT, Sandbox, clientV4, sleep, waitEvent } from '../helpers/sandbox.js';
 
 const WEB = 8080;
 
@@ -163,5 +164,66 @@ describe("BEFW's operations against befw: api.sock, befw-cli, migrate check", ()
     assert.equal(r.stdout, 'Service deregistered\n');
     const gone = befwCli(['-config', config, 'deregister', 'web']);
     assert.equal(gone.stderr, 'FATAL ERROR: service web not found on local agent\n');
+  });
+});
+
+describe("BEFW's demo rules.json on a real agent", () => {
+  // The demo's header accepts 8300,8301,8302,8500,8501,8600 from everyone (demo/rules.json); the
+  // sandbox's Consul leaves 8501 (HTTPS) unused, so a listener there stands for Consul.
+  const CONSUL_HTTPS = 8501;
+  let sb: Sandbox;
+  let agent: AgentProcess;
+
+  before(async () => {
+    sb = await Sandbox.create();
+    await sb.listen([WEB, CONSUL_HTTPS]);
+    const fixture = new URL('../../../test/fixtures/befw/demo/rules.json', import.meta.url).pathname;
+    sb.writeFile('rules.json', readFileSync(fixture, 'utf8'));
+    const config = sb.writeFile(
+      'befw.conf',
+      ['rules=rules.json', 'state=state/state.bin', 'set.rules_allow=203.0.113.0/28', 'integrity_interval=60'].join('\n'),
+    );
+    await sb.registerService({ name: 'web', port: WEB, tags: ['befw'] });
+    await sb.kvPut(`befw/$service$/web_tcp_${WEB}/${clientV4(2)}`, '-1');
+    await sb.kvPut(`befw/$ipset$/rules_deny/${clientV4(3)}`, '-1');
+    agent = sb.startAgent(config);
+    // Everything is open before the agent's first apply: wait for it, not for a probe.
+    await waitEvent(agent, (e) => e.event === 'applied' && e.source === 'consul', 15_000);
+  });
+
+  after(async () => {
+    await agent?.stop();
+    await sb?.destroy();
+  });
+
+  it('a client of the default-mode service gets in; anyone else is rejected, as rule_service says', async () => {
+    await sb.waitFor('open', clientV4(2), NODE_V4, WEB, 5_000);
+    assert.equal(await sb.probe(clientV4(4), NODE_V4, WEB, 300), 'refused');
+  });
+
+  it("the header's Consul ports are open to everyone, but rules_deny still wins", async () => {
+    await sb.waitFor('open', clientV4(4), NODE_V4, CONSUL_HTTPS, 5_000);
+    assert.notEqual(await sb.probe(clientV4(3), NODE_V4, CONSUL_HTTPS, 300), 'open');
+  });
+
+  it('logs what the translation changed, once, at start', () => {
+    const notes = agent.events().filter((e) => e.event === 'firewall-config');
+    assert.ok(
+      notes.some((e) => /no rule_service_e/.test(String(e.msg))),
+      JSON.stringify(notes),
+    );
+    assert.ok(
+      notes.some((e) => /header accepts without a set match/.test(String(e.msg))),
+      JSON.stringify(notes),
+    );
+  });
+
+  it('writes the header rule after rules_deny and before the service rules', () => {
+    const r = spawnSync('ip', ['netns', 'exec', sb.nodeNs, 'iptables', '-S', 'BEFW'], { encoding: 'utf8' });
+    const rules = r.stdout.split('\n');
+    const deny = rules.findIndex((l) => /rules_deny src -j (DROP|REJECT)/.test(l));
+    const header = rules.findIndex((l) => l.includes('--dports 8300,8301,8302,8500,8501,8600 -j ACCEPT'));
+    const service = rules.findIndex((l) => l.includes(`--dports ${WEB}`) && l.includes('--match-set web_tcp_8080 src -j ACCEPT'));
+    assert.ok(deny >= 0 && header > deny && service > header, rules.join('\n'));
   });
 });

@@ -34,7 +34,10 @@ import {
 } from '../../src/core/migrate.js';
 import { expiryOf, logicalOf } from '../../src/core/planSets.js';
 import type { AgentService, CompileOptions, KvPair, Plan, Snapshot } from '../../src/core/types.js';
-import { DEFAULT_SERVICE_TEMPLATE } from '../../src/dataplane/iptables/templates.js';
+import { DEFAULT_SERVICE_TEMPLATE, type ServiceTemplate, TemplateError } from '../../src/dataplane/iptables/templates.js';
+import { translateBefwTemplates } from '../../src/dataplane/iptables/befwTemplates.js';
+import { chainRuleLines } from '../../src/dataplane/iptables/render.js';
+import { BACKENDS } from '../../src/dataplane/registry.js';
 
 const NOW = 1_800_000_000_000;
 const T = NOW / 1000;
@@ -771,7 +774,7 @@ describe('BEFW compatibility: .ipset files', () => {
     const plan = compile(snapshot([], { ipsetFiles: [file('198.51.100.0/24', 'rules_allow')] }), OPTIONS, NOW);
     assert.equal(verdict(plan, 'rules_allow.ipset', '198.51.100.0/24'), 'forever');
     assert.equal(verdict(plan, 'rules_allow', '198.51.100.0/24'), 'no');
-    assert.ok(!plan.rules.some((r) => r.kind !== 'loopback' && r.set === 'rules_allow.ipset'));
+    assert.ok(!plan.rules.some((r) => 'set' in r && r.set === 'rules_allow.ipset'));
   });
 
   test('ipset_files=members: befw adds to rules_allow, BEFW does not', () => {
@@ -940,6 +943,147 @@ describe('BEFW compatibility: rule templates', () => {
 
 // -----------------------------------------------------------------------------------------------
 
+describe('BEFW compatibility: rules= JSON templates, translated (befw/fwiptables.go:60-70, 190-272)', () => {
+  type Row = {
+    readonly name: string;
+    readonly json: Record<string, unknown>;
+    readonly ok?: (t: ServiceTemplate) => void;
+    readonly error?: RegExp;
+  };
+  const enforcing = (t: ServiceTemplate): string[] => t.lines.filter((l) => l.only === 'enforcing').map((l) => l.text);
+  const defaults = (t: ServiceTemplate): string[] => t.lines.filter((l) => l.only === 'default').map((l) => l.text);
+  const rows: readonly Row[] = [
+    {
+      name: 'rule_service becomes the default-mode lines; {NAME} is the set, {PORTS} the port',
+      json: {
+        rule_service:
+          '\n# {NAME}\n-A BEFW -p {PROTO} -m multiport --dports {PORTS} -m set --match-set {NAME} src -j ACCEPT\n-A BEFW -p {PROTO} -m multiport --dports {PORTS} -j REJECT\n',
+      },
+      ok: (t) =>
+        assert.deepEqual(defaults(t), [
+          '-A BEFW -p {PROTO} -m multiport --dports {PORT} -m set --match-set {SET} src -j ACCEPT',
+          '-A BEFW -p {PROTO} -m multiport --dports {PORT} -j REJECT',
+        ]),
+    },
+    {
+      name: "no rule_service_e: befw's enforcing rules (BEFW's built-in drops no one: const.go:31-36), with a note",
+      json: {},
+      ok: (t) => {
+        assert.equal(portVerdicts(enforcing(t), ['{SET}']).other, 'dropped');
+        assert.ok(t.notes?.some((n) => /no rule_service_e/.test(n)));
+      },
+    },
+    {
+      name: 'rule_service_e that refuses no one is kept, with a note',
+      json: { rule_service_e: '-A BEFW -p {PROTO} --dport {PORT} -m set --match-set {NAME} src -j ACCEPT' },
+      ok: (t) => assert.ok(t.notes?.some((n) => /refuses no one/.test(n))),
+    },
+    {
+      name: 'the old --set spelling (const.go:27) becomes --match-set',
+      json: { rule_service: '-A BEFW -p {PROTO} -m multiport --dports {PORTS} -m set --set {NAME} src -j ACCEPT' },
+      ok: (t) => assert.match(defaults(t)[0] ?? '', /--match-set \{SET\} src/),
+    },
+    {
+      name: 'header rules per family; header6 does not fall back to header (fwiptables.go:196-201)',
+      json: { header: '*filter\n:BEFW - [0:0]\n-F BEFW\n-A BEFW -p tcp --dport 8500 -j ACCEPT\n' },
+      ok: (t) => {
+        assert.deepEqual(t.head, { 4: ['-A BEFW -p tcp --dport 8500 -j ACCEPT'], 6: [] });
+        assert.ok(t.notes?.some((n) => /header accepts without a set match/.test(n)));
+      },
+    },
+    {
+      name: 'footer rules come after the services',
+      json: { footer6: '-A BEFW -p udp --dport 53 -j DROP\nCOMMIT\n# /BEFW @ {DATE}' },
+      ok: (t) => assert.deepEqual(t.tail, { 4: [], 6: ['-A BEFW -p udp --dport 53 -j DROP'] }),
+    },
+    {
+      name: 'Go matches keys case-insensitively (encoding/json)',
+      json: {
+        Rule_Service:
+          '-A BEFW -p {PROTO} --dport {PORT} -m set --match-set {NAME} src -j ACCEPT\n-A BEFW -p {PROTO} --dport {PORT} -j DROP',
+      },
+      ok: (t) => assert.equal(portVerdicts(defaults(t), ['{SET}']).other, 'dropped'),
+    },
+    {
+      name: "BEFW's own static_set form is accepted",
+      json: { static_set: '\n-I BEFW {PRIORITY} -m set --match-set {NAME} src -j {TARGET}\n' },
+      ok: () => undefined,
+    },
+    {
+      name: "nids_line is checked and replaced by befw's trap rule",
+      json: { nids_line: '-A BEFW -p tcp -m multiport --dports {NIDSPORTS} -j NFLOG --nflog-group 402' },
+      ok: (t) => assert.ok(t.notes?.some((n) => /nids_line is not used/.test(n))),
+    },
+    {
+      name: '{DATE} in a header rule',
+      json: { header: '-A BEFW -m comment --comment {DATE} -j ACCEPT' },
+      error: /header: placeholder \{DATE\} cannot be translated/,
+    },
+    {
+      name: '{PRIORITY} in rule_service',
+      json: { rule_service: '-I BEFW {PRIORITY} -m set --match-set {NAME} src -j ACCEPT' },
+      error: /rule_service: "-I BEFW/,
+    },
+    {
+      name: '{TARGET} in rule_service_e',
+      json: { rule_service_e: '-A BEFW -m set --match-set {NAME} src -j {TARGET}' },
+      error: /rule_service_e: placeholder \{TARGET\}/,
+    },
+    {
+      name: 'a rule of another chain in the header',
+      json: { header: '*filter\n-A INPUT -j ACCEPT' },
+      error: /header: "-A INPUT -j ACCEPT": only rules appended to chain BEFW .*base_rules=/,
+    },
+    { name: 'another table in the footer', json: { footer: '*nat\n-A PREROUTING -j ACCEPT' }, error: /footer: "\*nat"/ },
+    { name: 'a jump back into BEFW', json: { footer: '-A BEFW -j BEFW' }, error: /may not jump back into BEFW/ },
+    { name: 'shell in a rule', json: { header: '-A BEFW -j ACCEPT; rm -rf /' }, error: /characters iptables rules do not need/ },
+    {
+      name: 'a static_set of another shape',
+      json: { static_set: '-A BEFW -p tcp -m set --match-set {NAME} src -j {TARGET}' },
+      error: /static_set: befw writes the static sets itself/,
+    },
+    {
+      name: 'rule_service that never matches the set',
+      json: { rule_service: '-A BEFW -p {PROTO} --dport {PORT} -j ACCEPT' },
+      error: /rule_service: no rule matches the service set/,
+    },
+    {
+      name: 'a template that is not a string',
+      json: { header: ['-A BEFW -j ACCEPT'] },
+      error: /header: must be a string of rules, not an array/,
+    },
+  ];
+  for (const row of rows) {
+    test(row.name, () => {
+      const run = (): ServiceTemplate => translateBefwTemplates(JSON.stringify(row.json), 'rules.json');
+      if (row.error !== undefined) assert.throws(run, (e: unknown) => e instanceof TemplateError && row.error!.test(e.message));
+      else row.ok?.(run());
+    });
+  }
+
+  test('not JSON, or not an object: an error naming the file', () => {
+    assert.throws(() => translateBefwTemplates('{ nope', 'r.json'), /r\.json:0: not JSON/);
+    assert.throws(() => translateBefwTemplates('["x"]', 'r.json'), /not a JSON object/);
+  });
+
+  test('the chain: static sets, then the header rules, then the services, then the footer rules', () => {
+    const t = translateBefwTemplates(
+      JSON.stringify({ header: '-A BEFW -p tcp --dport 8500 -j ACCEPT', footer: '-A BEFW -p tcp --dport 9 -j DROP' }),
+      'rules.json',
+    );
+    const plan = compile(snapshot([{ key: 'befw/$ipset$/rules_deny/198.51.100.9', value: '-1' }]), OPTIONS, NOW);
+    const lines = chainRuleLines(plan.rules, 4, t);
+    const at = (re: RegExp): number => {
+      const i = lines.findIndex((l) => re.test(l));
+      assert.ok(i >= 0, `${String(re)} not in\n${lines.join('\n')}`);
+      return i;
+    };
+    assert.ok(at(/rules_deny src -j (DROP|REJECT)/) < at(/--dport 8500 -j ACCEPT/), lines.join('\n'));
+    assert.ok(at(/--dport 8500 -j ACCEPT/) < at(/web_tcp_8080 src -j ACCEPT/), lines.join('\n'));
+    assert.equal(lines.at(-1), '-A BEFW -p tcp --dport 9 -j DROP');
+  });
+});
+
 describe("BEFW's API socket and befw-cli", () => {
   const handlers = { reload: async () => ({ ok: true, config: '/etc/befw.conf' }) };
   const rows: readonly [string, string][] = [
@@ -994,11 +1138,9 @@ describe("BEFW's shipped configs (recreated in test/fixtures/befw/) parse and pl
     assert.equal(config.token, '00000000-0000-4000-8000-00000000b3f0');
     assert.equal(config.firewall.backend, 'nft');
     assert.equal(config.servicesDir, join(dirname(file), 'services'));
-    // rules= names BEFW's JSON templates: refused by name until befw translates them.
-    await assert.rejects(
-      loadTemplates(config),
-      (e: unknown) => e instanceof ConfigError && e.key === 'rules' && /BEFW's JSON rule templates/.test(e.reason),
-    );
+    // firewall=nft with BEFW's JSON templates: read, and named as unused by the nftables backend.
+    const templates = await loadTemplates(config);
+    assert.match(templates.rules?.text ?? '', /rule_service/);
     const files = await readServiceFiles(config.servicesDir);
     const ipsets = await readIpsetFiles(config.ipsetsDir);
     assert.deepEqual(files.diagnostics, []);
@@ -1025,12 +1167,17 @@ describe("BEFW's shipped configs (recreated in test/fixtures/befw/) parse and pl
   });
 
   for (const json of ['samples/befw.rules.accept.json', 'samples/befw.rules.reject.json', 'demo/rules.json']) {
-    test(`${json} is named as BEFW's JSON templates`, async () => {
+    test(`${json} is translated and planned`, async () => {
       const config = parseConfig(`rules=${json.split('/')[1] ?? ''}`, join(FIXTURES, json.split('/')[0] ?? '', 'befw.conf'));
-      await assert.rejects(
-        loadTemplates(config),
-        (e: unknown) => e instanceof ConfigError && e.key === 'rules' && e.reason.includes(json.split('/')[1] ?? ''),
-      );
+      const files = await loadTemplates(config);
+      assert.ok(files.rules !== null);
+      const t = translateBefwTemplates(files.rules.text, files.rules.file);
+      const plan = compile(snapshot([{ key: 'befw/$service$/web_tcp_8080/198.51.100.2', value: '-1' }]), OPTIONS, NOW);
+      const text = BACKENDS.iptables.render(plan, files, NOW);
+      assert.match(text, /-A BEFW -p tcp -m multiport --dports 8080 -m set --match-set web_tcp_8080 src -j ACCEPT/);
+      assert.match(text, /-A BEFW -p tcp -m multiport --dports 8080 -j NFLOG --nflog-group 402/);
+      // rule_allow / rule_deny are not BEFW template keys: named, and ignored as BEFW ignores them.
+      assert.ok(t.notes?.some((n) => n.includes('"rule_allow" is not one of BEFW\'s templates')));
     });
   }
 
@@ -1042,7 +1189,9 @@ describe("BEFW's shipped configs (recreated in test/fixtures/befw/) parse and pl
     assert.equal(config.consulTimeout, 300);
     assert.equal(config.resyncInterval, 600);
     assert.equal(config.rulesTemplate, join(dirname(file), 'rules.json'));
-    await assert.rejects(loadTemplates(config), (e: unknown) => e instanceof ConfigError && e.key === 'rules');
+    const files = await loadTemplates(config);
+    assert.ok(files.rules !== null);
+    const translated = translateBefwTemplates(files.rules.text, files.rules.file);
     // The demo registers ssh on 22 with the befw tag (demo/register.sh) and grants three networks.
     const snap: Snapshot = {
       node: { name: 'server', dc: 'eu' },
@@ -1063,13 +1212,18 @@ describe("BEFW's shipped configs (recreated in test/fixtures/befw/) parse and pl
         refusedConfigLines: [],
         serviceFiles: [],
         legacyRules: { file: config.rulesTemplate ?? '', text: readFileSync(config.rulesTemplate ?? '', 'utf8') },
-        serviceRules: DEFAULT_SERVICE_TEMPLATE.lines,
+        serviceRules: translated.lines,
+        chainRules: { head: translated.head ?? { 4: [], 6: [] }, tail: translated.tail ?? { 4: [], 6: [] } },
         agentDatacenter: 'eu',
         release: 'name-port',
       },
       NOW,
     );
-    assert.deepEqual(report.differences.map((d) => d.kind).sort(), ['service-port', 'template']);
+    // befw writes the demo's header and its rule_service as BEFW does: the two agents agree.
+    assert.deepEqual(
+      report.differences.map((d) => `${d.kind} ${d.subject}`),
+      [],
+    );
   });
 });
 

@@ -31,7 +31,14 @@ export function chainRuleLines(
 ): string[] {
   const setName = (logical: string): string => names.set(logical, family === 4 ? 'inet' : 'inet6');
   const out: string[] = [];
+  const head = template.head?.[family] ?? [];
+  let headDone = false;
   for (const r of rules) {
+    // BEFW's header rules sit after its static sets and ahead of the services (fwiptables.go:196-231).
+    if (r.kind === 'service' && !headDone) {
+      out.push(...head);
+      headDone = true;
+    }
     if (r.kind === 'loopback') {
       out.push(`-A ${CHAIN} -i lo -j ACCEPT`);
       continue;
@@ -55,6 +62,8 @@ export function chainRuleLines(
       );
     }
   }
+  if (!headDone) out.push(...head);
+  out.push(...(template.tail?.[family] ?? []));
   return out;
 }
 

@@ -19,8 +19,19 @@ export interface ServiceTemplateLine {
   readonly text: string;
 }
 
+export interface FamilyLines {
+  readonly 4: readonly string[];
+  readonly 6: readonly string[];
+}
+
 export interface ServiceTemplate {
   readonly lines: readonly ServiceTemplateLine[];
+  /** Rules of chain BEFW after the static sets, before the services (BEFW's `header`). */
+  readonly head?: FamilyLines;
+  /** Rules of chain BEFW after the services (BEFW's `footer`). */
+  readonly tail?: FamilyLines;
+  /** What the operator should know about the translation (logged at start). */
+  readonly notes?: readonly string[];
 }
 
 export interface BaseTemplate {
@@ -50,6 +61,12 @@ function checkPlaceholders(text: string, allowed: Set<string>, file: string, lin
   }
 }
 
+/** A rule line of chain BEFW: iptables words only, and never a jump back into BEFW (a loop). */
+export function checkChainRule(body: string, file: string, line: number): void {
+  if (!RULE_TEXT.test(body)) throw new TemplateError(file, line, 'rule contains characters iptables rules do not need');
+  if (/-[jg]\s+BEFW\b/.test(body)) throw new TemplateError(file, line, 'a rule may not jump back into BEFW');
+}
+
 export function parseServiceTemplate(text: string, file: string): ServiceTemplate {
   const lines: ServiceTemplateLine[] = [];
   let sawSet = false;
@@ -64,9 +81,8 @@ export function parseServiceTemplate(text: string, file: string): ServiceTemplat
       only = m[1] as Mode;
       body = m[2] ?? '';
     }
-    if (!RULE_TEXT.test(body)) throw new TemplateError(file, n, 'rule contains characters iptables rules do not need');
+    checkChainRule(body, file, n);
     if (!body.startsWith('-A BEFW ')) throw new TemplateError(file, n, 'every rule must start with "-A BEFW "');
-    if (/-[jg]\s+BEFW\b/.test(body)) throw new TemplateError(file, n, 'a rule may not jump back into BEFW');
     checkPlaceholders(body, SERVICE_PLACEHOLDERS, file, n);
     if (body.includes('{SET}')) sawSet = true;
     lines.push({ only, text: body });
