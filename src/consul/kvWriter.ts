@@ -67,6 +67,8 @@ export interface CatalogNode {
 /** One instance of a service in the catalog: the node it runs on, its port and its tags. */
 export interface CatalogInstance {
   readonly node: string;
+  /** The instance's service ID (later BEFW releases name its set after it). */
+  readonly id: string;
   readonly port: number;
   readonly tags: readonly string[];
 }
@@ -276,11 +278,12 @@ export function createOperatorConsul(opts: OperatorConsulOptions): OperatorConsu
         .nodes({ service: name, dc: inDc, stale: true, timeout } as never)
         .catch(hint403(`catalog/service/${name}?dc=${inDc}`, `service read on "${name}"`));
       if (!Array.isArray(res)) return [];
-      return res.flatMap((i: { Node?: unknown; ServicePort?: unknown; ServiceTags?: unknown }) =>
+      return res.flatMap((i: { Node?: unknown; ServiceID?: unknown; ServicePort?: unknown; ServiceTags?: unknown }) =>
         typeof i?.Node === 'string'
           ? [
               {
                 node: i.Node,
+                id: typeof i.ServiceID === 'string' ? i.ServiceID : name,
                 port: typeof i.ServicePort === 'number' ? i.ServicePort : 0,
                 tags: Array.isArray(i.ServiceTags) ? i.ServiceTags.filter((t): t is string => typeof t === 'string') : [],
               },

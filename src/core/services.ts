@@ -86,6 +86,22 @@ export function mirrorsFile(s: AgentService): boolean {
  */
 export type SetNaming = 'name-port' | 'id-first-tag';
 
+/**
+ * The set an agent service's grants are read from, as the fleet's BEFW release names it: name and
+ * Port, or the service ID and its first port tag (the first one that parses).
+ */
+export function agentServiceSet(s: Pick<AgentService, 'id' | 'name' | 'port' | 'tags'>, naming: SetNaming): string {
+  const proto: Proto = s.tags.includes(UDP_TAG) ? 'udp' : 'tcp';
+  if (naming === 'id-first-tag' && s.id.toLowerCase().replace(/[^a-z0-9._-]/g, '') !== '') {
+    for (const tag of s.tags) {
+      const p = parsePortSpec(tag);
+      if (p?.ok === true) return serviceSetName(s.id, p.range.proto, p.range.from);
+    }
+    return serviceSetName(s.id, proto, s.port);
+  }
+  return serviceSetName(s.name, proto, s.port);
+}
+
 export function collectServices(
   agent: readonly AgentService[],
   files: readonly FileService[],
@@ -117,11 +133,7 @@ export function collectServices(
       }
       ports.push(p.range);
     }
-    const firstTag = ports[1];
-    const set =
-      naming === 'id-first-tag' && s.id.toLowerCase().replace(/[^a-z0-9._-]/g, '') !== ''
-        ? serviceSetName(s.id, firstTag?.proto ?? proto, firstTag?.from ?? s.port)
-        : serviceSetName(s.name, proto, s.port);
+    const set = agentServiceSet(s, naming);
     defs.push({
       name: s.name,
       set,

@@ -31,7 +31,12 @@ interface Catalog {
   members: ConsulMember[];
 }
 
-const befw = (node: string, port: number, ...tags: string[]): CatalogInstance => ({ node, port, tags: ['befw', ...tags] });
+const befw = (node: string, port: number, ...tags: string[]): CatalogInstance => ({
+  node,
+  id: `svc-${node}`,
+  port,
+  tags: ['befw', ...tags],
+});
 
 function fleet(): Catalog {
   return {
@@ -41,7 +46,8 @@ function fleet(): Catalog {
       dc1: {
         web: [befw('web-01.example.com', 8080), befw('web-02', 8080)],
         db: [befw('db-01', 5432)],
-        consul: [{ node: 'db-01', port: 8300, tags: [] }],
+        consul: [{ node: 'db-01', id: 'consul', port: 8300, tags: [] }],
+        api: [{ node: 'web-02', id: 'api-1', port: 8080, tags: ['befw', '9000/tcp'] }],
         ...Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`svc${i}`, [befw('db-01', 9000 + i)]])),
       },
       dc2: { web: [befw('web-11', 8080)], dns: [befw('ns-11', 53, 'udp')] },
@@ -278,6 +284,16 @@ describe('grants checked against the catalog', () => {
       'list befw/$service$/web_tcp_8080/',
       'put befw/$service$/web_tcp_8080/198.51.100.7=-1 cas 0',
     ]);
+  });
+
+  test('set_naming=id-first-tag: a set named after the instance ID and its first port tag is known', async () => {
+    const c = new FakeConsul();
+    const idFirstTag = `${CONF}\nset_naming=id-first-tag`;
+    const out = await add(c, SERVICE_KIND, 'api-1_tcp_9000', '198.51.100.7', WORLD, {}, idFirstTag);
+    assert.match(out.text, /^granted: 198\.51\.100\.7 may reach api-1_tcp_9000/);
+    await refused(add(c, SERVICE_KIND, 'api_tcp_8080', '198.51.100.7', WORLD, {}, idFirstTag), /^no service has set api_tcp_8080/);
+    // The same catalog under name-port: the set is the name and Port.
+    await refused(add(c, SERVICE_KIND, 'api-1_tcp_9000', '198.51.100.7'), /^no service has set api-1_tcp_9000/);
   });
 
   test('a misspelt set is refused with the closest known name; --force writes it with a warning', async () => {

@@ -25,7 +25,7 @@ import type { CatalogInstance, CatalogNode, CatalogReader } from '../../consul/k
 import { type Net, parseNet } from '../../core/address.js';
 import { RULES_ALLOW, RULES_DENY } from '../../core/compile.js';
 import { LOOPBACK, rangeOf, refusedAddress } from '../../core/protect.js';
-import { BEFW_TAG, UDP_TAG, serviceSetName } from '../../core/services.js';
+import { BEFW_TAG, type SetNaming, agentServiceSet, serviceSetName } from '../../core/services.js';
 import { closest, editDistance, suggestionLimit } from '../../core/suggest.js';
 import { type Kind, shortNodeName } from '../../core/kvLayout.js';
 import { RefusedError, UsageError, quoted } from './errors.js';
@@ -127,8 +127,12 @@ interface SetSearch {
   readonly befwServices: number;
 }
 
-/** Where a service set runs in `dcs`, reading instances only of befw services with a name near its own. */
-async function findSet(view: CatalogView, set: string, dcs: readonly string[]): Promise<SetSearch> {
+/**
+ * Where a service set runs in `dcs`, named as the fleet's release names it. With name-port only
+ * services with a name near the set's are read; with id-first-tag the set comes from the instance's
+ * ID, which the service list does not show, so every befw service's instances are read.
+ */
+async function findSet(view: CatalogView, set: string, dcs: readonly string[], naming: SetNaming): Promise<SetSearch> {
   const m = SERVICE_SET.exec(set);
   const base = m?.[1] ?? set;
   // Only services within a typo of the name asked for can be it or be suggested for it.
@@ -141,10 +145,11 @@ async function findSet(view: CatalogView, set: string, dcs: readonly string[]): 
       if (!tags.includes(BEFW_TAG)) continue;
       befwServices++;
       const nameBase = serviceSetName(name, 'tcp', 1).slice(0, -'_tcp_1'.length);
-      if (editDistance(nameBase, base) > limit) continue;
+      if (naming === 'name-port' && editDistance(nameBase, base) > limit) continue;
       for (const i of await view.instances(name, dc)) {
         if (!i.tags.includes(BEFW_TAG) || i.port < 1 || i.port > 65535) continue;
-        const s = serviceSetName(name, i.tags.includes(UDP_TAG) ? 'udp' : 'tcp', i.port);
+        const s = agentServiceSet({ id: i.id, name, port: i.port, tags: i.tags }, naming);
+        if (s !== set && editDistance(SERVICE_SET.exec(s)?.[1] ?? s, base) > limit) continue;
         near.add(s);
         if (s === set) nodes.set(dc, [...(nodes.get(dc) ?? []), i.node]);
       }
@@ -168,7 +173,7 @@ export async function checkAgainstCatalog(
   kind: Kind,
   target: string,
   scope: ScopeSel,
-  config: Pick<Config, 'customSets'>,
+  config: Pick<Config, 'customSets' | 'setNaming'>,
   force: boolean,
 ): Promise<CatalogFindings> {
   const warnings: string[] = [];
@@ -205,7 +210,7 @@ export async function checkAgainstCatalog(
     if (kind !== SERVICE_KIND) return { warnings };
 
     const dcs = scope.dc === null ? await view.datacenters() : [scope.dc];
-    const found = await findSet(view, target, dcs);
+    const found = await findSet(view, target, dcs, config.setNaming);
     if (found.nodes.size === 0) {
       const hint = found.befwServices === 0 ? '; the catalog shows no befw service at all: does the token have service read?' : '';
       refuse(`no service has set ${target} (catalog of ${listText(dcs)})${hint}${mean(closest(target, [...found.near].sort()))}`);
