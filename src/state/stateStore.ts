@@ -13,6 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Packr } from 'msgpackr';
 import type { Snapshot } from '../core/types.js';
+import { snapshotProblem } from './snapshotSchema.js';
 
 export const STATE_MAGIC = 'befw-state';
 export const STATE_VERSION = 1;
@@ -85,6 +86,9 @@ export function decodeState(buf: Buffer): LoadResult {
     if (typeof state.fingerprint !== 'string' || !Array.isArray(state.owned) || typeof state.snapshot !== 'object') {
       return { kind: 'invalid', reason: 'payload lacks fields' };
     }
+    if (!state.owned.every((n) => typeof n === 'string')) return { kind: 'invalid', reason: 'owned set names are not strings' };
+    const problem = snapshotProblem(state.snapshot);
+    if (problem !== null) return { kind: 'invalid', reason: problem };
     return { kind: 'ok', state };
   } catch (err) {
     return { kind: 'invalid', reason: `payload unreadable: ${(err as Error).message}` };

@@ -87,6 +87,27 @@ describe('state.bin envelope', () => {
     assert.equal(caught, 40);
   });
 
+  it('rejects a file whose checksum is right but whose snapshot has the wrong shape', () => {
+    const shapes: [string, unknown][] = [
+      ['a service without a name', { ...state.snapshot, agentServices: [{ id: 'web', port: 80, tags: [] }] }],
+      ['a port out of range', { ...state.snapshot, agentServices: [{ id: 'w', name: 'w', port: 70000, tags: [] }] }],
+      ['a tag that is not a string', { ...state.snapshot, agentServices: [{ id: 'w', name: 'w', port: 80, tags: [1] }] }],
+      ['a KV value that is a number', { ...state.snapshot, kv: [{ key: 'k', value: 5 }] }],
+      [
+        'an unknown mode',
+        { ...state.snapshot, fileServices: [{ file: 'f', name: 'f', port: 1, protocol: 'tcp', mode: 'open', ports: [] }] },
+      ],
+      ['no node', { ...state.snapshot, node: undefined }],
+      ['trap ports that are not ports', { ...state.snapshot, trapPorts: ['22'] }],
+    ];
+    for (const [what, snapshot] of shapes) {
+      const r = decodeState(encodeState({ ...state, snapshot } as never));
+      assert.equal(r.kind, 'invalid', what);
+      assert.match(r.kind === 'invalid' ? r.reason : '', /^snapshot/, what);
+    }
+    assert.equal(decodeState(encodeState({ ...state, owned: [1] } as never)).kind, 'invalid');
+  });
+
   it('rejects a newer version and foreign files', () => {
     const packr = new Packr({ useRecords: false });
     const payload = packr.pack(state);
