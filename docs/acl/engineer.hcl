@@ -7,6 +7,19 @@ key_prefix "befw/" {
   policy = "write"
 }
 
+# The audit trail beside each entry (who, why, when, from where; README "Audit trail"): written
+# in the same transaction as the entry, so without it every grant fails (audit=false in the
+# config writes entries without records).
+key_prefix "befw-audit/" {
+  policy = "write"
+}
+
+# `befw observed` reads what the reactor recorded of observe-mode services; `--purge` deletes
+# expired records (read is enough without it).
+key_prefix "befw-observed/" {
+  policy = "write"
+}
+
 # `befw doctor`, `befw service ls`, `befw show` and `befw plan` read the agent, its node and its
 # services, like the agent does.
 agent_prefix "" {

@@ -19,6 +19,30 @@ key_prefix "befw/$ipset$/rules_deny/" {
   policy = "write"
 }
 
+# The audit record of each ban (by reactor, with the trigger, count and a sample line), beside
+# the ban: the same sets and scopes under befw-audit/. Without it bans are still written, without
+# records (the job's outcome says so).
+key_prefix "befw-audit/$ipset$/rules_deny/" {
+  policy = "write"
+}
+
+# Only with the user-lease action (users from DHCP and RADIUS): the users' aliases, which the
+# prefix keeps to aliases named user.* (a key prefix is a string prefix), and their audit
+# records. Services granted to $user.NAME$ follow what this token writes: hold it as such.
+# key_prefix "befw/$alias$/$user." {
+#   policy = "write"
+# }
+# key_prefix "befw-audit/$alias$/$user." {
+#   policy = "write"
+# }
+
+# The observe action (default for the `observed` event): who tried a service in mode observe
+# without a grant (README, "Trap ports and observe mode"). No agent reads it; the CLI's
+# `client add --from-observed` does, so hold this as a suggestion list, not as grants.
+key_prefix "befw-observed/" {
+  policy = "write"
+}
+
 # The reactor's own state: offence records, VyOS address-group records (stateKvPrefix).
 key_prefix "befw-reactor/" {
   policy = "write"

@@ -15,12 +15,14 @@ import { loadTemplates, resolveToken } from '../config/load.js';
 import { DEFAULT_WATCH_OPTIONS, type WatchOptions } from '../consul/blockingWatch.js';
 import { createConsulApi } from '../consul/client.js';
 import { type CommandRunner, createLauncherRunner, createPrewarmedRunner, processRunner } from '../dataplane/exec.js';
-import type { Drift } from '../dataplane/dataplane.js';
 import { BACKENDS, type Backend } from '../dataplane/registry.js';
 import { type Logger, createLogger } from '../log/logger.js';
 import { createFileStateStore } from '../state/stateStore.js';
 import type { GuardAnswer } from './controlProtocol.js';
+import { AgentLife } from './agentLife.js';
 import { AgentLoop, type LoopTiming } from './agentLoop.js';
+import { ConsulContactProbe } from './consulContact.js';
+import type { CheckResult } from './integrityCheck.js';
 import { WatchedInputs } from './inputs/watchedInputs.js';
 import type { Metrics } from './metrics.js';
 import { OutcomeRecorder } from './outcomeRecorder.js';
@@ -28,14 +30,15 @@ import { Reconciler } from './reconciler.js';
 import { SUSPECT_FACTOR } from './guard.js';
 import { ProtectPublisher } from './protectPublisher.js';
 import { ServiceRegistrar } from './serviceRegistrar.js';
+import { TrapPorts } from './trapPorts.js';
 import { type AgentStatus, agentStatus } from './status.js';
 
 export interface AgentHandle {
   stop(): Promise<void>;
   readonly done: Promise<void>;
   status(): AgentStatus;
-  /** Compares the kernel with the plan, members included, without repairing. */
-  check(): Promise<Drift[]>;
+  /** Compares the kernel with the plan, members included; drift is repaired at once (before the answer when `wait`). */
+  check(wait: boolean): Promise<CheckResult>;
   /** Full rebuild of every set and the chain, now. */
   rebuild(): void;
   /** `befw guard release`: the change the guard holds goes in now; a manual hold ends. */
@@ -52,7 +55,12 @@ export interface PreparedAgent {
 }
 
 /** Builds an agent from `config` up to the point where it would touch the kernel. */
-export async function prepareAgent(config: Config, log: Logger, metrics: Metrics | null): Promise<PreparedAgent> {
+export async function prepareAgent(
+  config: Config,
+  log: Logger,
+  metrics: Metrics | null,
+  life: AgentLife = new AgentLife(),
+): Promise<PreparedAgent> {
   const templates = await loadTemplates(config);
   const token = await resolveToken(config);
   const factory = BACKENDS[config.firewall.backend];
@@ -66,7 +74,7 @@ export async function prepareAgent(config: Config, log: Logger, metrics: Metrics
     );
     if (config.firewall.warning !== null) log.warn({ event: 'firewall-config', why: config.firewall.why }, config.firewall.warning);
     for (const note of backend.notes) log.warn({ event: 'firewall-config', backend: backend.name }, note);
-    parts = assemble({ config, log, metrics, token, backend, runner });
+    parts = assemble({ config, log, metrics, token, backend, runner, life });
   } catch (err) {
     runner.close();
     throw err;
@@ -114,6 +122,8 @@ interface Ingredients {
   readonly token: string | null;
   readonly backend: Backend;
   readonly runner: ToolRunner;
+  /** What outlives this agent: counters, uptime, readiness, Consul contact. */
+  readonly life: AgentLife;
 }
 
 interface AgentParts extends Ingredients {
@@ -123,6 +133,7 @@ interface AgentParts extends Ingredients {
   readonly reconciler: Reconciler;
   readonly recorder: OutcomeRecorder;
   readonly loop: AgentLoop;
+  readonly contact: ConsulContactProbe;
 }
 
 function watchOptions(config: Config): WatchOptions {
@@ -141,7 +152,8 @@ function assemble(i: Ingredients): AgentParts {
   const { config, log } = i;
   const consul = createConsulApi({ ...config.consul, token: i.token, timeoutMs: config.consulTimeout * 1000 });
   const dataplane = i.backend.dataplane;
-  const recorder = new OutcomeRecorder(i.metrics);
+  const recorder = new OutcomeRecorder(i.metrics, undefined, i.life.readiness);
+  const hooks = recorder.watchHooks();
   // The inputs call back only once started (by loop.start()), so `loop` and `registrar`, built
   // below, exist by then.
   const inputs = new WatchedInputs(
@@ -153,20 +165,32 @@ function assemble(i: Ingredients): AgentParts {
       loop.poke(reason);
     },
     watchOptions(config),
-    { ...recorder.watchHooks(), onNodeServicesChange: () => registrar.recheck() },
+    {
+      ...hooks,
+      // A KV answer is a completed request: contact, like the probe's.
+      onKvPrefixAnswer: (changed) => {
+        i.life.contacted();
+        hooks.onKvPrefixAnswer?.(changed);
+      },
+      onNodeServicesChange: () => registrar.recheck(),
+    },
   );
   const registrar = new ServiceRegistrar({ consul, files: () => inputs.fileServices(), log });
   const publisher = new ProtectPublisher(consul, config, () => inputs.identity, log);
+  const store = createFileStateStore(config.statePath);
+  // nids=true: each pass's snapshot carries the trap ports (kept in state.bin with it).
+  const traps = new TrapPorts({ config, store, log, now: () => Date.now() });
   const reconciler = new Reconciler({
-    source: () => inputs.snapshot(),
+    source: () => inputs.snapshot().then((s) => traps.attach(s)),
     requestReread: () => inputs.reread(),
     dataplane,
-    store: createFileStateStore(config.statePath),
+    store,
     config,
     log,
     now: () => Date.now(),
     // An index that went backwards makes the inputs suspect for as long as a suspect hold lasts.
     inputsSuspect: () => inputs.suspect(config.guardHold * 1000 * SUSPECT_FACTOR),
+    stats: i.life.stats,
   });
   const loop = new AgentLoop({
     reconciler,
@@ -180,7 +204,8 @@ function assemble(i: Ingredients): AgentParts {
       publisher.recheck();
     },
   });
-  return { ...i, inputs, registrar, publisher, reconciler, recorder, loop };
+  const contact = new ConsulContactProbe({ ping: () => consul.self(), life: i.life, log });
+  return { ...i, inputs, registrar, publisher, reconciler, recorder, loop, contact };
 }
 
 function tokenSource(config: Config, token: string | null): string {
@@ -200,7 +225,6 @@ async function startParts(p: AgentParts): Promise<AgentHandle> {
     },
     'befw agent starting',
   );
-  const startedAt = Date.now();
   try {
     await p.loop.start();
   } catch (err) {
@@ -211,7 +235,8 @@ async function startParts(p: AgentParts): Promise<AgentHandle> {
   }
   p.registrar.recheck();
   p.publisher.recheck();
-  return handleOf(p, startedAt);
+  p.contact.start();
+  return handleOf(p);
 }
 
 /** No successful reconcile for three resync periods (at least 15 minutes) is a problem. */
@@ -219,13 +244,14 @@ function staleAfterMs(config: Config): number {
   return Math.max(15 * 60_000, 3 * config.resyncInterval * 1000);
 }
 
-function handleOf(p: AgentParts, startedAt: number): AgentHandle {
+function handleOf(p: AgentParts): AgentHandle {
   let resolveDone: () => void = () => undefined;
   const done = new Promise<void>((resolve) => (resolveDone = resolve));
   return {
     done,
-    status: () => agentStatus({ ...p, startedAt, staleAfterMs: staleAfterMs(p.config), now: Date.now() }),
-    check: () => p.loop.check(),
+    status: () =>
+      agentStatus({ ...p, startedAt: p.life.startedAt, contact: p.life.contact, staleAfterMs: staleAfterMs(p.config), now: Date.now() }),
+    check: (wait) => p.loop.check(wait),
     rebuild: () => p.loop.poke('rebuild'),
     guardRelease() {
       const released = p.reconciler.guard.release();
@@ -237,6 +263,7 @@ function handleOf(p: AgentParts, startedAt: number): AgentHandle {
       return { ok: true, guard: p.reconciler.guardStatus };
     },
     async stop() {
+      p.contact.stop();
       await p.loop.stop();
       await p.reconciler.flushSaves();
       await p.registrar.stop();

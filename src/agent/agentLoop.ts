@@ -14,7 +14,7 @@ import { assertNever } from '../core/assertNever.js';
 import type { Drift } from '../dataplane/dataplane.js';
 import type { Logger } from '../log/logger.js';
 import { Coalescer } from './coalescer.js';
-import { IntegrityCheck } from './integrityCheck.js';
+import { type CheckResult, IntegrityCheck } from './integrityCheck.js';
 import type { ChangeReason } from './inputs/watchedInputs.js';
 import { COMPACT_ABOVE_KEYS, scheduleCompaction } from './memory.js';
 import type { OutcomeSink } from './outcomeRecorder.js';
@@ -137,9 +137,9 @@ export class AgentLoop {
     return this.runningSince === null || this.now() - this.runningSince < STUCK_AFTER_MS;
   }
 
-  /** Compares the kernel with the plan, members included, between reconciles; repairs nothing. */
-  async check(): Promise<Drift[]> {
-    return (await this.coalescer.runExclusive(() => this.deps.verify({ members: true }))) ?? [];
+  /** `befw check`: the kernel against the plan, members included, between reconciles; drift is repaired at once. */
+  check(wait = false): Promise<CheckResult> {
+    return this.integrity.check(wait);
   }
 
   /** Stops the timers and the inputs, after the reconcile in progress (if any) ends. */

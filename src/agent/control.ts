@@ -87,7 +87,7 @@ export async function askAgent<C extends ControlCommand>(
   path: string,
   cmd: C,
   timeoutMs = 30_000,
-  extra: { seconds?: number } = {},
+  extra: { seconds?: number; repair?: boolean } = {},
 ): Promise<ControlAnswers[C] | ControlFailure> {
   const answer = await exchange(path, encodeRequest({ cmd, ...extra }), timeoutMs);
   if (isAnswerTo(cmd, answer) || isControlFailure(answer)) return answer;

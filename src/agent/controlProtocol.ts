@@ -10,6 +10,7 @@
 import { assertNever } from '../core/assertNever.js';
 import type { Drift } from '../dataplane/dataplane.js';
 import type { GuardStatus, Hold } from './guard.js';
+import type { CheckResult } from './integrityCheck.js';
 import type { AgentStatus } from './status.js';
 
 export const CONTROL_COMMANDS = ['status', 'reload', 'check', 'guard-release', 'guard-hold'] as const;
@@ -22,6 +23,8 @@ export interface ControlRequest {
   readonly cmd: ControlCommand;
   /** guard-hold: for how long; absent: until released. */
   readonly seconds?: number;
+  /** check: wait for the repair of what is found, and check again. */
+  readonly repair?: boolean;
 }
 
 export interface LastReload {
@@ -46,9 +49,12 @@ export interface ReloadAnswer {
 }
 
 export interface CheckAnswer {
-  /** The kernel matches the plan. */
+  /** The kernel matched the plan. */
   readonly ok: boolean;
+  /** What differed, per set or chain, with the members or rules (bounded lists and counts). */
   readonly drifts: readonly Drift[];
+  /** The agent repairs drift at once: `started` after this answer, or `done` with the outcome and a second check (`--repair`). */
+  readonly repair?: CheckResult['repair'];
 }
 
 export interface GuardAnswer {
@@ -94,6 +100,11 @@ export function parseRequest(line: string): ControlRequest | ControlFailure {
   }
   const cmd = isObject(json) ? json.cmd : undefined;
   if (!isControlCommand(cmd)) return { ok: false, error: `unknown command; expected one of ${CONTROL_COMMANDS.join(', ')}` };
+  const repair = isObject(json) ? json.repair : undefined;
+  if (repair !== undefined) {
+    if (cmd !== 'check' || typeof repair !== 'boolean') return { ok: false, error: 'repair: only check takes it, true or false' };
+    return { cmd, repair };
+  }
   const seconds = isObject(json) ? json.seconds : undefined;
   if (seconds === undefined) return { cmd };
   if (cmd !== 'guard-hold' || typeof seconds !== 'number' || !Number.isInteger(seconds) || seconds < 1 || seconds > MAX_HOLD_SECONDS) {
@@ -149,7 +160,7 @@ function isReloadAnswer(x: Record<string, unknown>): boolean {
 }
 
 function isCheckAnswer(x: Record<string, unknown>): boolean {
-  return typeof x.ok === 'boolean' && Array.isArray(x.drifts);
+  return typeof x.ok === 'boolean' && Array.isArray(x.drifts) && (x.repair === undefined || x.repair === null || isObject(x.repair));
 }
 
 function isGuardAnswer(x: Record<string, unknown>): boolean {

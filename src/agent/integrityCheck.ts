@@ -5,6 +5,11 @@
  *
  * It runs between reconciles, never during one (`exclusive`): a listing taken half-way through
  * an apply would read as drift. A check still running when the next is due is not doubled.
+ *
+ * `befw check` asks for a check now (members included). Drift it finds is repaired at once too,
+ * not at the next full check: the swap of one member for another keeps a set's count, so only a
+ * member comparison sees it, and that runs every integrity_full_interval (300 s) on its own. With
+ * `--repair` the answer waits for the repair and a second check; without, it comes first.
  */
 import { performance } from 'node:perf_hooks';
 import type { Drift } from '../dataplane/dataplane.js';
@@ -22,6 +27,26 @@ export interface IntegrityDeps {
   readonly now: () => number;
   /** How often the member lists are compared too. */
   readonly fullIntervalMs: number;
+}
+
+/** What `befw check` found and what was done about it. */
+export interface CheckResult {
+  readonly drifts: readonly Drift[];
+  /** null: nothing to repair; `started`: repairing after the answer; `done`: the repair and a second check. */
+  readonly repair: null | { readonly state: 'started' } | RepairDone;
+}
+
+export interface RepairDone {
+  readonly state: 'done';
+  /** The repair's outcome (`applied`, `apply-failed: ...`), or why there was none. */
+  readonly outcome: string;
+  /** What the second check still found. */
+  readonly remaining: readonly Drift[];
+}
+
+function outcomeText(o: Outcome | null): string {
+  if (o === null) return 'nothing to repair from: no plan applied yet';
+  return o.kind === 'apply-failed' || o.kind === 'read-failed' ? `${o.kind}: ${o.error.message}` : o.kind;
 }
 
 export class IntegrityCheck {
@@ -45,7 +70,7 @@ export class IntegrityCheck {
       const members = this.takeFull();
       await this.deps.exclusive(() => this.verifyAndRepair(members));
     } catch (err) {
-      this.deps.log.warn({ event: 'integrity-check-failed', err: (err as Error).message }, 'integrity check could not read the kernel');
+      this.failed(err);
     } finally {
       this.busy = false;
     }
@@ -59,14 +84,40 @@ export class IntegrityCheck {
     return true;
   }
 
+  /** `befw check`: members compared now; drift repaired at once, before the answer when `wait`. */
+  async check(wait: boolean): Promise<CheckResult> {
+    let result: CheckResult = { drifts: [], repair: null };
+    await this.deps.exclusive(async () => {
+      const drifts = await this.deps.verify({ members: true });
+      if (drifts.length === 0 || !wait) {
+        result = { drifts, repair: drifts.length === 0 ? null : { state: 'started' } };
+        return;
+      }
+      const outcome = await this.repair(drifts);
+      result = { drifts, repair: { state: 'done', outcome: outcomeText(outcome), remaining: await this.deps.verify({ members: true }) } };
+    });
+    if (result.repair?.state === 'started') {
+      // Right after the answer; checked again first, in case a reconcile repaired it meanwhile.
+      void this.deps.exclusive(() => this.verifyAndRepair(true)).catch((err: unknown) => this.failed(err));
+    }
+    return result;
+  }
+
+  private failed(err: unknown): void {
+    this.deps.log.warn({ event: 'integrity-check-failed', err: (err as Error).message }, 'integrity check could not read the kernel');
+  }
+
   private async verifyAndRepair(members: boolean): Promise<void> {
-    const { log, recorder } = this.deps;
     const t0 = performance.now();
     const drifts = await this.deps.verify({ members });
-    log.debug({ event: 'integrity-check', members, drifts: drifts.length, ms: performance.now() - t0 }, 'integrity checked');
-    if (drifts.length === 0) return;
-    recorder.drift();
+    this.deps.log.debug({ event: 'integrity-check', members, drifts: drifts.length, ms: performance.now() - t0 }, 'integrity checked');
+    if (drifts.length > 0) await this.repair(drifts);
+  }
+
+  private async repair(drifts: readonly Drift[]): Promise<Outcome | null> {
+    this.deps.recorder.drift();
     const outcome = await this.deps.repair(drifts);
-    if (outcome !== null) recorder.record(outcome, new Set());
+    if (outcome !== null) this.deps.recorder.record(outcome, new Set());
+    return outcome;
   }
 }

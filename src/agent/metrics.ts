@@ -33,12 +33,22 @@ export interface StatusFigures {
   readonly kvWatches: number;
   readonly ready: boolean;
   readonly consulReachable: boolean;
+  /** Since the last completed request to Consul (since the start when there was none). */
+  readonly consulSinceContactMs: number;
 }
+
+/**
+ * Default metrics prom-client exports as gauges with a `_total` suffix, which `promtool check
+ * metrics` rejects (only counters end in `_total`). Their unsuffixed siblings, labelled by
+ * type, carry the same figures.
+ */
+const DROPPED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
 export function createMetrics(): Metrics {
   const registry = new Registry();
   // The standard process_* and nodejs_* names, which dashboards and alerts already know.
   collectDefaultMetrics({ register: registry });
+  for (const name of DROPPED_DEFAULTS) registry.removeSingleMetric(name);
   new Gauge({
     name: 'befw_build_info',
     help: 'Always 1; the labels say which befw runs.',
@@ -56,7 +66,16 @@ export function createMetrics(): Metrics {
       },
     });
   follow('befw_ready', '1 once the first apply is done (from Consul, state.bin or the safety net).', (f) => (f.ready ? 1 : 0));
-  follow('befw_consul_up', '1 while the local Consul agent answers.', (f) => (f.consulReachable ? 1 : 0));
+  follow(
+    'befw_consul_up',
+    '1 while the local Consul agent answered within 15 s and the watches are not failing (an open blocking query is no answer).',
+    (f) => (f.consulReachable ? 1 : 0),
+  );
+  follow(
+    'befw_consul_last_contact_seconds',
+    'Seconds since a request to the local Consul agent last completed (since the start if none did).',
+    (f) => f.consulSinceContactMs / 1000,
+  );
   follow('befw_guard_holding', '1 while the guard holds a change that loosens the firewall.', (f) => (f.guardHolding ? 1 : 0));
   follow('befw_protected_clipped', 'Entries kept out of a deny because they would cut a protected path.', (f) => f.protectedClipped);
   follow('befw_state_save_failing', '1 while state.bin cannot be saved (a restart would enforce older state).', (f) =>

@@ -35,18 +35,19 @@ function resultLabel(outcome: Outcome): string {
 }
 
 export class OutcomeRecorder implements OutcomeSink {
-  private isReady = false;
   /** When the last KV answer arrived: the start of the propagation it may carry. */
   private kvAnswerAt: number | null = null;
 
   constructor(
     private readonly metrics: Metrics | null,
     private readonly clock: RecorderClock = SYSTEM_CLOCK,
+    /** The process's readiness (AgentLife): a reload keeps the kernel, so it keeps `ready` too. */
+    private readonly readiness: { ready: boolean } = { ready: false },
   ) {}
 
   /** The first apply is done (from Consul, state.bin or the safety net). */
   get ready(): boolean {
-    return this.isReady;
+    return this.readiness.ready;
   }
 
   /** The inputs' side: request errors per watch, staleness, and when KV answered. */
@@ -63,13 +64,13 @@ export class OutcomeRecorder implements OutcomeSink {
 
   recordStart(outcome: Outcome | null): void {
     // With no state and a BEFW chain kept as it is, the node is as safe as it can be: ready.
-    if (outcome === null) this.isReady = true;
+    if (outcome === null) this.readiness.ready = true;
     else this.record(outcome, new Set());
   }
 
   record(outcome: Outcome, reasons: ReadonlySet<string>): void {
     // A held change still has its held-back plan enforced: the node is as ready as ever.
-    if (outcome.kind === 'applied' || outcome.kind === 'unchanged' || outcome.kind === 'held') this.isReady = true;
+    if (outcome.kind === 'applied' || outcome.kind === 'unchanged' || outcome.kind === 'held') this.readiness.ready = true;
     if (this.metrics !== null) this.count(this.metrics, outcome, reasons);
   }
 

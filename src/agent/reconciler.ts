@@ -28,6 +28,8 @@ import type { StateStore } from '../state/stateStore.js';
 import type { Logger } from '../log/logger.js';
 import { Guard, type GuardStatus, type Hold } from './guard.js';
 import { memoryFigures } from './memory.js';
+import { logMemberChanges } from './memberLog.js';
+import { newStats } from './agentLife.js';
 
 export type Source = 'consul' | 'saved' | 'minimal';
 
@@ -51,6 +53,8 @@ export interface ReconcilerDeps {
   readonly now: () => number;
   /** Why the inputs look suspect right now (an index that went backwards), or null. */
   readonly inputsSuspect?: () => string | null;
+  /** Counters to count into: the process's (AgentLife), so that a reload keeps them. */
+  readonly stats?: ReconcilerStats;
 }
 
 /** A tree that lost more than half of at least this many keys in one read is suspect. */
@@ -63,6 +67,8 @@ export function compileOptions(config: Config): CompileOptions {
     protect: config.protect,
     ipsetFiles: config.ipsetFiles,
     setNaming: config.setNaming,
+    nids: config.nids,
+    observeDefault: config.observeDefault,
   };
 }
 
@@ -98,16 +104,7 @@ export class Reconciler {
   private inForce: Plan | null = null;
   readonly guard: Guard;
   private readonly parseCache = new KvParseCache();
-  readonly stats: ReconcilerStats = {
-    applies: 0,
-    applyFailures: 0,
-    rollbacks: 0,
-    repairs: 0,
-    held: 0,
-    lastApplyAt: null,
-    lastResult: null,
-    lastSuccessAt: null,
-  };
+  readonly stats: ReconcilerStats;
   private saveHealth: StateSaveHealth = { failingSince: null, lastError: null };
   private saving: Promise<void> | null = null;
   /** Diagnostics already logged, by code, subject and message. */
@@ -115,6 +112,7 @@ export class Reconciler {
   private pendingSave: { snapshot: Snapshot; plan: Plan } | null = null;
 
   constructor(private readonly deps: ReconcilerDeps) {
+    this.stats = deps.stats ?? newStats();
     this.guard = new Guard({
       options: () => guardOptions(deps.config),
       holdMs: () => deps.config.guardHold * 1000,
@@ -275,13 +273,13 @@ export class Reconciler {
           this.stats.held++;
           this.deps.requestReread();
         }
-        const r = await this.applyPlan(d.enforce, full, compileMs, source);
+        const r = await this.applyPlan(d.enforce, full, compileMs, source, snapshot);
         if (r.kind === 'failed') return r.outcome;
         this.stats.lastSuccessAt = this.deps.now();
         return { kind: 'held', plan, enforced: d.enforce, hold: d.hold, fresh: d.fresh };
       }
     }
-    const r = await this.applyPlan(plan, full, compileMs, source);
+    const r = await this.applyPlan(plan, full, compileMs, source, snapshot);
     if (r.kind === 'failed') return r.outcome;
     this.lastGood = { snapshot, plan, source };
     if (source === 'consul') this.stats.lastSuccessAt = this.deps.now();
@@ -296,6 +294,7 @@ export class Reconciler {
     full: boolean,
     compileMs: number,
     source: Source,
+    snapshot?: Snapshot,
   ): Promise<{ kind: 'unchanged' } | { kind: 'applied'; report: ApplyReport } | { kind: 'failed'; outcome: Outcome }> {
     const { log } = this.deps;
     const unchanged = this.inForce !== null && this.inForce.fingerprint === plan.fingerprint && !this.failedSince;
@@ -320,6 +319,7 @@ export class Reconciler {
     }
     this.failedSince = false;
     this.owned = new Set([...report.owned, ...report.notDestroyed.map((f) => f.name)]);
+    logMemberChanges(this.deps.log, this.inForce, plan, snapshot ?? null, this.deps.now());
     this.inForce = plan;
     this.stats.applies++;
     this.stats.lastApplyAt = this.deps.now();

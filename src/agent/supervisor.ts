@@ -8,6 +8,9 @@
  *                           (agentSlot.ts)
  *   SIGTERM / SIGINT        stop; the firewall stays exactly as it is
  *   READY=1                 once the first apply is done; WATCHDOG=1 while the loop is healthy
+ *
+ * It also owns what outlives a reload (AgentLife: uptime, counters, readiness, Consul contact),
+ * which every agent it builds counts into, so status and metrics go on across reloads.
  */
 import type { Server as HttpServer } from 'node:http';
 import type { Config } from '../config/config.js';
@@ -15,6 +18,7 @@ import { loadConfig } from '../config/load.js';
 import { VERSION } from '../core/version.js';
 import { type Logger, createLogger } from '../log/logger.js';
 import { type AgentHandle, prepareAgent } from './agent.js';
+import { AgentLife } from './agentLife.js';
 import { AgentSlot } from './agentSlot.js';
 import { startBefwApi } from './befwApi.js';
 import { startControlServer } from './control.js';
@@ -23,6 +27,7 @@ import type { ControlHandlers } from './controlProtocol.js';
 import { startHttpEndpoint } from './httpEndpoint.js';
 import { type Metrics, createMetrics } from './metrics.js';
 import { type Notifier, createNotifier } from './sdNotify.js';
+import { health, readiness } from './status.js';
 
 /** After SIGTERM the process is gone within this long, whatever is still in flight. */
 export const STOP_DEADLINE_MS = 1500;
@@ -42,6 +47,7 @@ async function runLocked(configPath: string, config: Config): Promise<void> {
   const log = createLogger(config.logLevel);
   for (const warning of config.warnings) log.warn({ event: 'config-warning', config: configPath }, warning);
   const metrics = config.metrics === null ? null : createMetrics();
+  const life = new AgentLife();
   const notifier = createNotifier(process.env, log);
   const readiness = new ReadinessNotice(notifier);
   let requestStop: (why: string, err?: Error) => void = () => undefined;
@@ -51,7 +57,7 @@ async function runLocked(configPath: string, config: Config): Promise<void> {
     {
       configPath,
       loadConfig,
-      prepare: (c) => prepareAgent(c, log, metrics),
+      prepare: (c) => prepareAgent(c, log, metrics, life),
       log,
       onSwap: () => notifier.notify('RELOADING=1'),
       onSwapped: (agent) => readiness.watch(agent),
@@ -103,9 +109,9 @@ function controlHandlers(slot: AgentSlot, configPath: string): ControlHandlers {
         ...slot.agent.status(),
       }),
     reload: () => slot.reload(),
-    check: async () => {
-      const drifts = await slot.agent.check();
-      return { ok: drifts.length === 0, drifts };
+    check: async (req) => {
+      const r = await slot.agent.check(req.repair === true);
+      return { ok: r.drifts.length === 0, drifts: r.drifts, repair: r.repair };
     },
     'guard-release': () => Promise.resolve(slot.agent.guardRelease()),
     'guard-hold': (req) => Promise.resolve(slot.agent.guardHold(req.seconds === undefined ? null : req.seconds * 1000)),
@@ -124,30 +130,13 @@ async function startHealthEndpoint(config: Config, metrics: Metrics | null, slot
       kvWatches: s.kvPrefixes.length,
       ready: s.ready,
       consulReachable: s.consul.reachable,
+      // Never reached: as long as the process has run.
+      consulSinceContactMs: s.consul.sinceContactMs ?? Date.now() - s.startedAt,
     };
   });
   const http = await startHttpEndpoint(config.metrics.host, config.metrics.port, metrics, {
-    healthy: () => {
-      const s = slot.agent.status();
-      return { ok: s.problems.length === 0, detail: s.problems.length === 0 ? 'ok' : s.problems.join('; ') };
-    },
-    ready: () => {
-      const s = slot.agent.status();
-      const enforced = s.lastSource === 'saved' || s.lastSource === 'minimal' || s.consul.reachable;
-      const ok = s.ready && (s.consul.reachable || enforced);
-      const held =
-        s.guard.holding === null
-          ? ''
-          : `; the guard holds a change until ${s.guard.holding.until === null ? 'released' : new Date(s.guard.holding.until).toISOString()}`;
-      return {
-        ok,
-        detail: ok
-          ? `ready (${s.lastSource ?? 'kernel kept'})${held}`
-          : s.ready
-            ? 'Consul unreachable and nothing enforced yet'
-            : 'first apply not done',
-      };
-    },
+    healthy: () => health(slot.agent.status()),
+    ready: () => readiness(slot.agent.status()),
   });
   log.info({ event: 'metrics-listening', host: config.metrics.host, port: config.metrics.port }, 'metrics and health endpoint on');
   return http;

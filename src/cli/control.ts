@@ -3,16 +3,16 @@
  * socket (the path from the config's `socket=`).
  */
 import type { Command } from 'commander';
-import { askAgent } from '../agent/control.js';
+import { ControlError, askAgent } from '../agent/control.js';
 import { type ControlFailure, type GuardAnswer, MAX_HOLD_SECONDS, type StatusAnswer, isControlFailure } from '../agent/controlProtocol.js';
 import type { GuardStatus } from '../agent/guard.js';
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import { ConfigError, DEFAULT_CONFIG_PATH, DEFAULT_SOCKET_PATH } from '../config/config.js';
-import type { Drift } from '../dataplane/dataplane.js';
 import { UsageError, quoted } from './access/errors.js';
+import { checkExitCode, formatCheck } from './checkReport.js';
 import { parseDuration } from './duration.js';
-import { formatDuration } from './format.js';
+import { formatDuration, formatTime, formatWhen } from './format.js';
 
 function holdSeconds(text: string): number {
   const seconds = parseDuration(text, '--for');
@@ -26,7 +26,7 @@ interface Opts {
 }
 
 function ago(ms: number | null, now: number): string {
-  return ms === null ? 'never' : `${new Date(ms).toISOString()} (${formatDuration(now - ms)} ago)`;
+  return ms === null ? 'never' : formatWhen(ms, now);
 }
 
 export function formatStatus(s: StatusAnswer, now = Date.now()): string {
@@ -34,8 +34,8 @@ export function formatStatus(s: StatusAnswer, now = Date.now()): string {
   out.push(`befw agent ${s.version}, pid ${s.pid}, up ${formatDuration(now - s.startedAt)}, config ${s.config}, firewall ${s.backend}`);
   out.push(
     s.consul.reachable
-      ? `Consul:      reachable, last answer ${ago(s.consul.lastAnswerAt, now)}, staleness ${s.consul.lastContactMs === null ? 'n/a' : `${s.consul.lastContactMs} ms`}`
-      : `Consul:      UNREACHABLE (${s.consul.lastError ?? 'no answer yet'}); last answer ${ago(s.consul.lastAnswerAt, now)}`,
+      ? `Consul:      reachable, last contact ${ago(s.consul.contactAt, now)}, staleness ${s.consul.lastContactMs === null ? 'n/a' : `${s.consul.lastContactMs} ms`}`
+      : `Consul:      UNREACHABLE (${s.consul.lastError ?? 'no answer yet'}); last contact ${ago(s.consul.contactAt, now)}`,
   );
   out.push(
     `Enforcing:   ${s.fingerprint ?? 'nothing applied (kernel kept as found)'}${s.lastSource === null ? '' : ` from ${s.lastSource === 'saved' ? 'state.bin' : s.lastSource}`}`,
@@ -44,9 +44,7 @@ export function formatStatus(s: StatusAnswer, now = Date.now()): string {
   out.push(
     `Counters:    ${s.stats.applies} applies, ${s.stats.applyFailures} failed, ${s.stats.rollbacks} rollbacks, ${s.stats.repairs} drift repairs, ${s.stats.held} held by the guard`,
   );
-  out.push(
-    `Next expiry: ${s.nextExpiry === null ? 'none' : `${new Date(s.nextExpiry).toISOString()} (in ${formatDuration(s.nextExpiry - now)})`}`,
-  );
+  out.push(`Next expiry: ${s.nextExpiry === null ? 'none' : formatWhen(s.nextExpiry, now)}`);
   out.push(`Health:      ${s.problems.length === 0 ? 'ok' : 'PROBLEMS'}, ${s.ready ? 'ready' : 'not ready'}`);
   for (const p of s.problems) out.push(`             - ${p}`);
   out.push(...formatGuard(s.guard, now).map((l, i) => `${i === 0 ? 'Guard:      ' : '            '} ${l}`));
@@ -66,7 +64,7 @@ export function formatGuard(g: GuardStatus, now = Date.now()): string[] {
   const out: string[] = [];
   if (g.manual !== null) {
     out.push(
-      `HOLDING every removal (befw guard hold) ${g.manual.until === null ? 'until released' : `until ${new Date(g.manual.until).toISOString()}`}`,
+      `HOLDING every removal (befw guard hold) ${g.manual.until === null ? 'until released' : `until ${formatTime(g.manual.until)}`}`,
     );
   }
   const h = g.holding;
@@ -74,25 +72,12 @@ export function formatGuard(g: GuardStatus, now = Date.now()): string[] {
     if (out.length === 0) out.push('nothing held');
     return out;
   }
-  const until =
-    h.until === null ? 'until released' : `until ${new Date(h.until).toISOString()} (in ${formatDuration(Math.max(0, h.until - now))})`;
-  out.push(
-    `HOLDING a change since ${new Date(h.since).toISOString()} ${until}${h.suspect === null ? '' : `; longer because ${h.suspect}`}`,
-  );
+  const until = h.until === null ? 'until released' : `until ${formatWhen(h.until, now)}`;
+  out.push(`HOLDING a change since ${formatTime(h.since)} ${until}${h.suspect === null ? '' : `; longer because ${h.suspect}`}`);
   for (const r of h.reasons.slice(0, 10)) out.push(`  ${r}`);
   if (h.reasons.length > 10) out.push(`  ... and ${h.reasons.length - 10} more`);
   out.push('  befw guard release applies it now');
   return out;
-}
-
-function formatDrifts(drifts: readonly Drift[]): string {
-  if (drifts.length === 0) return 'kernel matches the plan';
-  return [
-    `kernel differs from the plan (${drifts.length}):`,
-    ...drifts.map(
-      (d) => `  ${d.what}${d.set === undefined ? '' : ` ${d.set}`}${d.family === undefined ? '' : ` (IPv${d.family})`}: ${d.detail}`,
-    ),
-  ].join('\n');
 }
 
 /**
@@ -178,12 +163,24 @@ export function registerControlCommands(program: Command): void {
     });
 
   cfg(program.command('check'))
-    .description('compare the kernel (sets, members, chain, INPUT jump) with the plan; exit 1 on drift')
+    .description(
+      'compare the kernel (sets and their members, chains and their rules, INPUT jump) with the plan, naming what differs; ' +
+        'the agent repairs drift at once. Exit 0: matched; 1: differed',
+    )
+    .option('--repair', 'wait for the agent to repair what differs, and check again')
     .option('--json', 'print the answer as JSON')
-    .action(async (opts: Opts) => {
-      const answer = await askAgent(await socketOf(opts), 'check', 120_000);
+    .action(async (opts: Opts & { repair?: boolean }) => {
+      const socket = await socketOf(opts);
+      // The kernel is the running agent's: the CLI never writes it behind the agent's back. With
+      // no agent, nothing repairs; starting it enforces state.bin, which is the repair.
+      const answer = await askAgent(socket, 'check', 120_000, opts.repair === true ? { repair: true } : {}).catch((err: unknown) => {
+        if (opts.repair === true && err instanceof ControlError) {
+          throw new ControlError(socket, `${err.message}; nothing repaired: start the agent (it enforces state.bin as it starts)`);
+        }
+        throw err;
+      });
       if (isControlFailure(answer)) return printFailure('check', answer, opts);
-      process.stdout.write(`${opts.json ? JSON.stringify(answer, null, 2) : formatDrifts(answer.drifts)}\n`);
-      if (!answer.ok) process.exitCode = 1;
+      process.stdout.write(`${opts.json ? JSON.stringify(answer, null, 2) : formatCheck(answer)}\n`);
+      process.exitCode = checkExitCode(answer);
     });
 }

@@ -1,12 +1,15 @@
 /**
- * How long an access entry lasts: `--ttl 2h`, `--until 2025-06-30T18:00:00Z` or `--forever`,
- * turned into the value written to Consul (SPEC §1): absolute Unix seconds, or -1 for never.
- * Pure: the caller passes `now`, so a written expiry is reproducible in tests.
+ * Durations and times on the command line, one grammar everywhere: `--ttl 1h30m`, `--for 2d`,
+ * `--until 2025-06-30T18:00:00Z` (or `+2h`, or Unix seconds), `--at -30m`. For access entries,
+ * `--ttl`, `--until` or `--forever` become the value written to Consul (SPEC §1): absolute Unix
+ * seconds, or -1 for never. Pure: the caller passes `now`, so a written expiry is reproducible.
  *
  * A grant always states its end: there is no default lifetime, because a forgotten `--ttl` that
  * silently meant "forever" would be a hole nobody decided to open.
  */
+import { printable } from '../core/address.js';
 import { UsageError, quoted } from './access/errors.js';
+import { formatTime } from './format.js';
 
 const UNIT_SECONDS = { s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 } as const;
 type Unit = keyof typeof UNIT_SECONDS;
@@ -14,17 +17,70 @@ type Unit = keyof typeof UNIT_SECONDS;
 /** Longest --ttl accepted. Anything longer is almost certainly a typo; --forever says "never". */
 export const MAX_TTL_SECONDS = 3650 * 86_400;
 
-const DURATION = /^([1-9][0-9]{0,9})([smhdw])$/;
+// One or more number-unit pairs, largest unit first, each unit once: 1h30m, 2d, 1w2d12h, 90s.
+const PAIR = /([0-9]+)([^0-9]*)/y;
+const UNIT_ORDER = 'wdhms';
 
-/** `30s`, `15m`, `2h`, `7d`, `2w` to seconds. One number, one unit: `1h30m` is `90m`. */
-export function parseDuration(text: string, subject = '--ttl'): number {
-  const m = DURATION.exec(text);
-  if (m === null)
-    throw new UsageError(quoted(subject, text), 'expected a whole number and a unit s, m, h, d or w (e.g. 30s, 15m, 2h, 7d, 2w)');
-  const seconds = Number(m[1]) * UNIT_SECONDS[m[2] as Unit];
-  if (seconds > MAX_TTL_SECONDS)
-    throw new UsageError(quoted(subject, text), 'longer than 3650d; use --forever for an entry that never expires');
+/**
+ * `30s`, `15m`, `1h30m`, `2d`, `1w` to seconds. Garbage is refused with the part that is wrong
+ * named (`unknown unit "x"`), and the total is capped: anything past 3650d is almost certainly
+ * a typo, and --forever says "never" in so many words.
+ */
+export function parseDuration(text: string, subject = '--ttl', shown = text): number {
+  const bad = (why: string): UsageError => new UsageError(quoted(subject, shown), why);
+  if (text === '') throw bad('empty; expected a duration such as 30s, 15m, 1h30m, 2d or 1w');
+  if (!/^[0-9]/.test(text))
+    throw bad('expected a duration such as 30s, 15m, 1h30m, 2d or 1w (a number first, then a unit s, m, h, d or w)');
+  let seconds = 0;
+  let last = -1;
+  PAIR.lastIndex = 0;
+  while (PAIR.lastIndex < text.length) {
+    const m = PAIR.exec(text);
+    if (m === null) throw bad('expected a duration such as 30s, 15m, 1h30m, 2d or 1w');
+    const [, digits = '', unit = ''] = m;
+    if (unit === '') throw bad(`"${digits}" has no unit; add s, m, h, d or w (e.g. ${digits}s)`);
+    if (unit === '.' || unit === ',') throw bad('whole numbers only: write 1h30m, not 1.5h');
+    if (!(unit in UNIT_SECONDS)) throw bad(`unknown unit "${printable(unit, 20)}"; units are s, m, h, d and w`);
+    if (digits.length > 1 && digits.startsWith('0')) throw bad(`"${digits}${unit}": no leading zeros`);
+    const at = UNIT_ORDER.indexOf(unit);
+    if (at <= last) throw bad(`"${unit}" out of place: write each unit once, largest first (e.g. 1d12h, 1h30m)`);
+    last = at;
+    // Digits are bounded before Number() so a thousand-digit number is not a float's guess.
+    if (digits.length > 10) throw bad('longer than 3650d; use --forever for an entry that never expires');
+    seconds += Number(digits) * UNIT_SECONDS[unit as Unit];
+  }
+  if (seconds === 0) throw bad('is zero; an entry must last at least 1s');
+  if (seconds > MAX_TTL_SECONDS) throw bad('longer than 3650d; use --forever for an entry that never expires');
   return seconds;
+}
+
+/** Latest Unix seconds accepted as a time (9999-12-31T23:59:59Z): past it is a typo, not a date. */
+const MAX_UNIX_SECONDS = 253_402_300_799;
+
+/**
+ * A point in time for --until and --at, to Unix milliseconds: `now`, a time relative to now
+ * (`+2h`, `-30m`, `+1h30m`), Unix seconds (`1767225600`), or ISO 8601 with a zone. Relative
+ * times take the duration rules above (same units, same cap).
+ */
+export function parseTime(text: string, subject: string, nowMs: number): number {
+  if (text === 'now') return nowMs;
+  if (text.startsWith('+') || text.startsWith('-')) {
+    const sign = text.startsWith('-') ? -1 : 1;
+    const rest = text.slice(1);
+    if (/^[0-9]+$/.test(rest) && sign === -1)
+      throw new UsageError(quoted(subject, text), 'a negative Unix time; for a time relative to now add a unit (e.g. -30m)');
+    return nowMs + sign * parseDuration(rest, subject, text) * 1000;
+  }
+  if (/^[0-9]+$/.test(text)) {
+    if (text.length > 12 || Number(text) > MAX_UNIX_SECONDS)
+      throw new UsageError(quoted(subject, text), 'is past the year 9999 as Unix seconds (milliseconds given by mistake?)');
+    return Number(text) * 1000;
+  }
+  if (/^[0-9]{4}-/.test(text)) return parseIsoTime(text, subject);
+  throw new UsageError(
+    quoted(subject, text),
+    'expected now, +DURATION or -DURATION (e.g. +2h, -30m), Unix seconds, or ISO 8601 with a zone (e.g. 2025-06-30T18:00:00Z)',
+  );
 }
 
 // Date and time are required, and so is the zone: "18:00" on a laptop in another zone than the
@@ -102,13 +158,10 @@ export function resolveExpiry(opts: ExpiryOptions, nowMs: number): Expiry {
     const value = nowSec + parseDuration(opts.ttl);
     return { value, expiresAt: value * 1000 };
   }
-  const untilMs = parseIsoTime(opts.until as string);
+  const untilMs = parseTime(opts.until as string, '--until', nowMs);
   const value = Math.floor(untilMs / 1000);
   if (value <= nowSec)
-    throw new UsageError(
-      quoted('--until', opts.until as string),
-      `is not in the future (now is ${new Date(nowSec * 1000).toISOString().replace('.000Z', 'Z')})`,
-    );
+    throw new UsageError(quoted('--until', opts.until as string), `is not in the future (now is ${formatTime(nowSec * 1000)})`);
   return { value, expiresAt: value * 1000 };
 }
 

@@ -1,32 +1,18 @@
 /**
- * Human output for `befw plan` and `befw show`. JSON output is the plan itself.
+ * Human output for `befw plan` and `befw show`. Every time the CLI prints goes through the helpers
+ * re-exported here from core/timeText.ts (shared with the agent's `befw status` text): ISO 8601 in
+ * UTC to the second, `2025-06-30T18:00:00Z`, with "in 1h19m" or "2s ago" beside it where the
+ * distance matters. JSON carries the same ISO text, or Unix seconds where that is what Consul holds.
  */
 import { portText } from '../core/services.js';
 import type { Diagnostic, EffectiveMember, Plan } from '../core/types.js';
+import { formatDuration, formatTime, formatWhen } from '../core/timeText.js';
 
-export function formatDuration(ms: number): string {
-  if (ms <= 0) return 'expired';
-  const s = Math.floor(ms / 1000);
-  const units: [number, string][] = [
-    [86400, 'd'],
-    [3600, 'h'],
-    [60, 'm'],
-    [1, 's'],
-  ];
-  const parts: string[] = [];
-  let rest = s;
-  for (const [size, label] of units) {
-    if (rest >= size && parts.length < 2) {
-      parts.push(`${Math.floor(rest / size)}${label}`);
-      rest %= size;
-    }
-  }
-  return parts.length === 0 ? '<1s' : parts.join('');
-}
+export { formatDuration, formatTime, formatWhen };
 
 function expiryText(m: EffectiveMember, nowMs: number): string {
   if (m.expiresAt === null) return 'never expires';
-  return `expires ${new Date(m.expiresAt).toISOString()} (in ${formatDuration(m.expiresAt - nowMs)})`;
+  return `expires ${formatWhen(m.expiresAt, nowMs)}`;
 }
 
 function diagnosticLines(diags: readonly Diagnostic[]): string[] {
@@ -52,7 +38,7 @@ export function formatPlan(plan: Plan, backend: string, rendered: string): strin
       .split('\n')
       .map((l) => `  ${l}`),
   );
-  out.push('', `Next expiry: ${plan.nextExpiry === null ? 'none' : new Date(plan.nextExpiry).toISOString()}`);
+  out.push('', `Next expiry: ${plan.nextExpiry === null ? 'none' : formatTime(plan.nextExpiry)}`);
   out.push(...diagnosticLines(plan.diagnostics));
   return out.join('\n');
 }
@@ -66,7 +52,13 @@ export function formatShow(plan: Plan, nowMs: number): string {
     const view = views.get(s.set);
     out.push(`${s.name}  set ${s.set}  ports ${ports}  mode ${s.mode}`);
     const members = view?.members ?? [];
-    if (members.length === 0) out.push('  (no clients)');
+    // "(no clients)" alone reads as closed; only an enforcing service is (default and observe let everyone on to INPUT).
+    if (members.length === 0)
+      out.push(
+        s.mode === 'enforcing'
+          ? '  (no clients: everyone else is dropped)'
+          : `  (no clients; mode ${s.mode}: not filtered by befw, open to everyone the rest of INPUT lets in)`,
+      );
     for (const m of members) out.push(`  ${m.cidr.padEnd(24)} ${expiryText(m, nowMs)}  via ${m.via.join(', ')}`);
   }
   for (const v of plan.setViews.filter((x) => x.kind === 'static')) {

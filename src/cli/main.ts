@@ -1,38 +1,46 @@
 /**
- * `befw` command line. Every command takes `-c FILE`; errors print one clear line to stderr and
- * exit non-zero. The ACL token is never an argument: it comes from the config's token_file (or
+ * `befw` command line. Every command takes `-c FILE`; errors print one clear line to stderr (or
+ * one JSON object under --json) and exit 2 for a usage error, 1 for any other failure
+ * (errors.ts). The ACL token is never an argument: it comes from the config's token_file (or
  * token), or the environment.
  */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { runAgent } from '../agent/supervisor.js';
 import { computePlan } from '../agent/plan.js';
-import { type Config, ConfigError, DEFAULT_CONFIG_PATH } from '../config/config.js';
-import { loadConfig, loadTemplates } from '../config/load.js';
+import { type Config, DEFAULT_CONFIG_PATH } from '../config/config.js';
+import { loadTemplates } from '../config/load.js';
 import type { Plan } from '../core/types.js';
 import { VERSION } from '../core/version.js';
 import { registerAccessCommands } from './access/index.js';
+import { legacyStaticSetArgs } from './access/staticSets.js';
 import { registerControlCommands } from './control.js';
 import { formatPlan, formatShow } from './format.js';
 import { registerReactorCommands } from './reactor.js';
 import { registerMigrateCommands } from './migrate.js';
 import { registerBefwCliCommand } from './befwCli.js';
+import { registerExplainCommand } from './explain.js';
+import { registerObservedCommand } from './observed.js';
+import { registerEnforceSavedCommand } from './enforceSaved.js';
+import { registerManualCommands } from './manual.js';
 import { BACKENDS } from '../dataplane/registry.js';
+import { parseTime } from './duration.js';
+import { finish, routeErrors } from './errors.js';
+import { CONFIG_OPTION_HELP, loadCliConfig } from './configSource.js';
 
+/** `--at`: now, +2h, -30m, Unix seconds or ISO 8601 (duration.ts parseTime). */
 function parseAt(value: string): number {
-  if (/^-?[0-9]+$/.test(value)) return Number(value) * 1000;
-  const ms = Date.parse(value);
-  if (Number.isNaN(ms)) throw new InvalidArgumentError('expected Unix seconds or an ISO 8601 time');
-  return ms;
+  return parseTime(value, '--at', Date.now());
 }
 
 interface ReadOpts {
-  config: string;
+  /** Absent: BEFW_CONFIG, /etc/befw.conf, or defaults (configSource.ts). */
+  config?: string;
   json?: boolean;
   at?: number;
 }
 
 async function readPlan(opts: ReadOpts): Promise<{ config: Config; plan: Plan; now: number }> {
-  const config = await loadConfig(opts.config);
+  const config = await loadCliConfig(opts.config);
   const now = opts.at ?? Date.now();
   return { config, plan: await computePlan(config, now), now };
 }
@@ -42,8 +50,7 @@ export function buildProgram(): Command {
   program
     .name('befw')
     .description('Host-based distributed firewall: Consul services and KV grants enforced as ipsets and the BEFW iptables chain.')
-    .version(VERSION)
-    .showHelpAfterError();
+    .version(VERSION);
 
   const configOption = (cmd: Command): Command => cmd.option('-c, --config <file>', 'befw.conf to use', DEFAULT_CONFIG_PATH);
 
@@ -51,18 +58,21 @@ export function buildProgram(): Command {
     .description(
       'run the agent in the foreground: enforce state.bin, then keep the kernel in line with Consul (SIGHUP reloads, SIGTERM stops and leaves the firewall as it is)',
     )
-    .action(async (opts: ReadOpts) => {
+    .action(async (opts: { config: string }) => {
       await runAgent(opts.config);
       // Idle keep-alive sockets (Consul's HTTP agent) must not keep a stopped agent alive.
       process.exit(0);
     });
 
-  configOption(program.command('plan'))
+  // plan and show read Consul only: they run without a file (configSource.ts); the agent does not.
+  const cliConfigOption = (cmd: Command): Command => cmd.option('-c, --config <file>', CONFIG_OPTION_HELP);
+
+  cliConfigOption(program.command('plan'))
     .description(
       'print the sets and the rules the configured backend would apply now (iptables-restore or nft text), without touching the kernel',
     )
     .option('--json', 'print the plan as JSON')
-    .option('--at <time>', 'compile for another moment (Unix seconds or ISO 8601) to preview expiry', parseAt)
+    .option('--at <time>', 'compile for another moment to preview expiry: +2h, -30m, now, Unix seconds or ISO 8601', parseAt)
     .action(async (opts: ReadOpts) => {
       const { config, plan, now } = await readPlan(opts);
       if (opts.json) process.stdout.write(`${JSON.stringify(plan, null, 2)}\n`);
@@ -73,10 +83,10 @@ export function buildProgram(): Command {
       }
     });
 
-  configOption(program.command('show'))
+  cliConfigOption(program.command('show'))
     .description('list the services on this node with their effective clients and expiry')
     .option('--json', 'print services and sets as JSON')
-    .option('--at <time>', 'show the state at another moment (Unix seconds or ISO 8601)', parseAt)
+    .option('--at <time>', 'show the state at another moment: +2h, -30m, now, Unix seconds or ISO 8601', parseAt)
     .action(async (opts: ReadOpts) => {
       const { plan, now } = await readPlan(opts);
       if (opts.json)
@@ -91,6 +101,10 @@ export function buildProgram(): Command {
   registerReactorCommands(program);
   registerMigrateCommands(program);
   registerBefwCliCommand(program);
+  registerExplainCommand(program);
+  registerObservedCommand(program);
+  registerEnforceSavedCommand(program);
+  registerManualCommands(program);
 
   return program;
 }
@@ -122,16 +136,16 @@ export function hoistConfig(argv: readonly string[]): string[] {
   return dashdash < 0 ? [...out, ...rest, ...moved] : [...out, ...rest.slice(0, dashdash), ...moved, ...rest.slice(dashdash)];
 }
 
+/** Runs one command; every failure is reported in one place (errors.ts: one line, or JSON under --json). */
 export async function main(argv: readonly string[]): Promise<number> {
+  let where: { readonly current: () => string | null } | null = null;
   try {
-    await buildProgram().parseAsync(hoistConfig(argv));
+    const program = buildProgram();
+    where = routeErrors(program);
+    await program.parseAsync(legacyStaticSetArgs(hoistConfig(argv)));
     // Commands that report a finding (drift, a rejected reload) set process.exitCode themselves.
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
-    const e = err as Error & { code?: string; exitCode?: number };
-    if (typeof e.code === 'string' && e.code.startsWith('commander.')) return e.exitCode ?? 1;
-    const prefix = err instanceof ConfigError ? 'config error' : 'error';
-    process.stderr.write(`befw: ${prefix}: ${e.message}\n`);
-    return 1;
+    return finish(err, where?.current() ?? null, argv, (text) => process.stderr.write(text));
   }
 }

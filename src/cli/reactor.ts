@@ -18,6 +18,7 @@ import { createFleet } from '../reactor/responder/vyosActions.js';
 import { connectKv } from '../reactor/responder/responderMain.js';
 import { canonicalIp } from '../core/netMatch.js';
 import { printable } from '../core/address.js';
+import { formatTime } from '../core/timeText.js';
 import { tubeFor } from '../reactor/queue/job.js';
 import { startParser } from '../reactor/syslog/parserMain.js';
 import { DEFAULT_REACTOR_CONFIG, type ReactorConfig, loadReactorConfig } from '../reactor/config/reactorConfig.js';
@@ -236,7 +237,7 @@ export function registerReactorCommands(program: Command): void {
           );
           if (n.note !== null)
             process.stdout.write(
-              `  buried ${new Date(n.note.at).toISOString()} by ${n.note.by}${n.note.attempt === undefined ? '' : ` at attempt ${n.note.attempt}`}: ${n.note.reason}: ${n.note.error}\n`,
+              `  buried ${formatTime(n.note.at)} by ${n.note.by}${n.note.attempt === undefined ? '' : ` at attempt ${n.note.attempt}`}: ${n.note.reason}: ${n.note.error}\n`,
             );
           else process.stdout.write('  (no note: buried before befw noted reasons, or by hand)\n');
           if (n.job === null) process.stdout.write(`  body: ${n.body}\n`);

@@ -12,6 +12,8 @@ import { SET_NAME } from '../core/kvLayout.js';
 import type { Net } from '../core/address.js';
 import { type StaticSetConfig, type Target, userChainOf } from '../core/types.js';
 import { BUILTIN_SETS, RULES_ALLOW } from '../core/compile.js';
+import { closest } from '../core/suggest.js';
+import { DEFAULT_TRAP_SPEC, type TrapSpec, parseTrapSpec } from '../core/trap.js';
 
 export interface Config {
   readonly file: string;
@@ -73,10 +75,24 @@ export interface Config {
    */
   readonly cliWorldPrefix: number;
   readonly cliWorldPrefix6: number;
+  /**
+   * `audit=`: the CLI writes an audit record (befw-audit/, core/audit.ts) with every entry: `true`
+   * (default; a token that may not write the record gets the entry alone, with a warning),
+   * `required` (then nothing is written), or `false` (no records).
+   */
+  readonly audit: 'true' | 'required' | 'false';
+  /** `audit_require_reason=true`: adds and removals refuse to run without --reason. */
+  readonly auditRequireReason: boolean;
+  /** `audit_by=`: the operator identity recorded when --by is not given (else SUDO_USER, USER, LOGNAME). */
+  readonly auditBy: string | null;
   /** BEFW's API socket (`befw_api=`; text lines helo, help, reload, clear_missing), or null when off. */
   readonly befwApi: string | null;
-  /** `nids=` (BEFW's trap ports): accepted; not enforced yet, which `warnings` says. */
+  /** `nids=` (BEFW's trap ports, core/trap.ts): log TCP packets to a few unused ports for the reactor's `port-scan` trigger. */
   readonly nids: boolean;
+  /** `nids_ports=`: how many trap ports to pick (default 15, as BEFW) or which. */
+  readonly nidsPorts: TrapSpec;
+  /** `observe_default=`: default-mode services log non-clients as mode observe does (BEFW logged them to NFLOG 402). */
+  readonly observeDefault: boolean;
   /** What the file asks for that befw accepts but does not do (yet): logged at start. */
   readonly warnings: readonly string[];
 }
@@ -108,15 +124,48 @@ export const DEFAULT_SOCKET_PATH = '/run/befw/befw.sock';
 /** Where BEFW served its API (befw/const.go:81), and so where its befw-cli and scripts look. */
 export const DEFAULT_BEFW_API_PATH = '/var/run/befw/api.sock';
 
+/** One thing wrong in a config file: where (line, key) and why. */
+export interface ConfigProblem {
+  readonly file: string;
+  readonly line: number | null;
+  readonly key: string | null;
+  readonly reason: string;
+}
+
+/** `befw.conf:3 (dc): reason`; within a list about `file` itself, `line 3 (dc): reason`. */
+function problemText(p: ConfigProblem, inFile: string | null = null): string {
+  const where = p.file === inFile ? (p.line === null ? 'file' : `line ${p.line}`) : `${p.file}${p.line === null ? '' : `:${p.line}`}`;
+  return `${where}${p.key === null ? '' : ` (${p.key})`}: ${p.reason}`;
+}
+
+/**
+ * A config that cannot be used. It names the first problem in its own fields (file, line, key,
+ * reason) and lists every problem found in `problems`, so one run shows all that needs fixing.
+ */
 export class ConfigError extends Error {
+  readonly problems: readonly ConfigProblem[];
   constructor(
     readonly file: string,
     readonly line: number | null,
     readonly key: string | null,
     readonly reason: string,
+    more: readonly ConfigProblem[] = [],
   ) {
-    super(`${file}${line === null ? '' : `:${line}`}${key === null ? '' : ` (${key})`}: ${reason}`);
+    const problems = [{ file, line, key, reason }, ...more];
+    super(
+      problems.length === 1
+        ? problemText({ file, line, key, reason })
+        : `${file}: ${problems.length} problems: ${problems.map((p, i) => `(${i + 1}) ${problemText(p, file)}`).join(' ')}`,
+    );
+    this.problems = problems;
     this.name = 'ConfigError';
+  }
+
+  /** One error for every problem collected (at least one). */
+  static of(problems: readonly ConfigProblem[]): ConfigError {
+    const [first, ...rest] = problems;
+    if (first === undefined) throw new Error('ConfigError.of: no problems');
+    return new ConfigError(first.file, first.line, first.key, first.reason, rest);
   }
 }
 
@@ -150,6 +199,8 @@ const SCHEMA = {
     resync_interval: SECONDS,
     consulwatch_timeout_sec: SECONDS,
     nids: { type: 'string', enum: GO_BOOL },
+    nids_ports: { type: 'string', pattern: '^[0-9, ]{1,400}$' },
+    observe_default: { type: 'string', enum: GO_BOOL },
     befw_api: FILE,
     consul_wait: { type: 'string', pattern: '^([1-9]|[1-9][0-9]|[1-5][0-9][0-9])$' },
     max_stale: SECONDS,
@@ -167,6 +218,9 @@ const SCHEMA = {
     integrity_full_interval: SECONDS,
     cli_world_prefix: { type: 'string', pattern: '^([0-9]|[12][0-9]|3[0-2])$' },
     cli_world_prefix6: { type: 'string', pattern: '^([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8])$' },
+    audit: { type: 'string', enum: ['true', 'required', 'false'] },
+    audit_require_reason: { type: 'string', enum: ['true', 'false'] },
+    audit_by: { type: 'string', pattern: '^[A-Za-z0-9._@+-]{1,64}$' },
     [`set.${RULES_ALLOW}`]: { type: 'string', pattern: '^[0-9A-Fa-f.:/; ]*$' },
   },
   patternProperties: {
@@ -195,6 +249,8 @@ const HINTS: Record<string, string> = {
   token: 'expected a Consul ACL token (letters, digits, ".", "_", "-")',
   metrics: 'expected a loopback address and port, e.g. 127.0.0.1:9187 or [::1]:9187 (metrics are never exposed beyond the host)',
   firewall: 'expected the firewall backend as in BEFW: nft, nftc7 or iptables',
+  nids_ports: 'expected a count of trap ports (5..64) or a comma-separated list of TCP ports',
+  audit_by: 'expected an operator name of 1-64 letters, digits, ".", "_", "@", "+" or "-"',
 };
 
 /** `firewall=` with BEFW's meaning: nft (and nftc7, with a warning) is nftables, anything else iptables. */
@@ -223,8 +279,11 @@ function firewallChoice(value: string | undefined, file: string, line: number | 
 }
 
 function explain(e: ErrorObject, key: string): string {
-  if (e.keyword === 'additionalProperties')
-    return key === 'fail' ? "BEFW's marker of a config nobody has edited yet: edit the file, then remove this line" : 'unknown key';
+  if (e.keyword === 'additionalProperties') {
+    if (key === 'fail') return "BEFW's marker of a config nobody has edited yet: edit the file, then remove this line";
+    const near = closest(key, Object.keys(SCHEMA.properties));
+    return near === null ? 'unknown key' : `unknown key; did you mean ${near}?`;
+  }
   if (e.keyword === 'enum') return `expected one of ${(e.params as { allowedValues: string[] }).allowedValues.join(', ')}`;
   if (key.startsWith('set.') && key !== `set.${RULES_ALLOW}`)
     return 'expected [PRIORITY;]TARGET: an integer priority and ACCEPT, DROP, REJECT, NOOP, LOG, NFLOG, RETURN or a user chain (1-28 of [A-Za-z0-9_-])';
@@ -261,7 +320,29 @@ function parseTarget(word: string, file: string, line: number | null, key: strin
   return `chain:${word}`;
 }
 
+/** Problems listed in one ConfigError at most; the rest are counted. */
+const MAX_PROBLEMS = 20;
+
+/**
+ * Reads the whole file before giving up: every problem (a malformed line, an unknown key with the
+ * closest known one, a bad value, keys that conflict) is collected and thrown as one ConfigError,
+ * ordered by line, so one run shows everything to fix.
+ */
 export function parseConfig(text: string, file: string): Config {
+  const problems: ConfigProblem[] = [];
+  const problem = (line: number | null, key: string | null, reason: string): void => {
+    problems.push({ file, line, key, reason });
+  };
+  // One check: a ConfigError it throws is noted and `fallback` stands in, so the checks after it still run.
+  const attempt = <T>(fn: () => T, fallback: T): T => {
+    try {
+      return fn();
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      problems.push(...err.problems);
+      return fallback;
+    }
+  };
   // No prototype: `__proto__=x` must become a key the schema rejects as unknown, not a silent
   // no-op assignment to the object's prototype.
   const fields = Object.create(null) as Record<string, string>;
@@ -271,23 +352,31 @@ export function parseConfig(text: string, file: string): Config {
     const line = rawLine.replace(/\r$/, '').trim();
     if (line === '' || line.startsWith('#')) return;
     const eq = line.indexOf('=');
-    if (eq <= 0) throw new ConfigError(file, n, null, `expected key=value, found "${printable(line)}"`);
+    if (eq <= 0) return problem(n, null, `expected key=value, found "${printable(line)}"`);
     const key = line.slice(0, eq).trim();
     const value = line.slice(eq + 1).trim();
-    if (lineOf.has(key)) throw new ConfigError(file, n, key, `duplicate key (first set on line ${lineOf.get(key)})`);
+    if (lineOf.has(key)) return problem(n, printable(key), `duplicate key (first set on line ${lineOf.get(key)})`);
     fields[key] = value;
     lineOf.set(key, n);
   });
 
   const validate = validator();
   if (!validate(fields)) {
-    const e = validate.errors?.[0];
-    if (e === undefined) throw new ConfigError(file, null, null, 'invalid'); // ajv always says why
-    const key =
-      e.keyword === 'additionalProperties'
-        ? (e.params as { additionalProperty: string }).additionalProperty
-        : e.instancePath.replace(/^\//, '').replaceAll('~1', '/').replaceAll('~0', '~');
-    throw new ConfigError(file, lineOf.get(key) ?? null, printable(key), explain(e, key));
+    const errors = validate.errors ?? [];
+    if (errors.length === 0) problem(null, null, 'invalid'); // ajv always says why
+    // One problem per key (a value can fail more than one rule); the key is then left out, so
+    // the checks below see only values that passed.
+    const reported = new Set<string>();
+    for (const e of errors) {
+      const key =
+        e.keyword === 'additionalProperties'
+          ? (e.params as { additionalProperty: string }).additionalProperty
+          : e.instancePath.replace(/^\//, '').replaceAll('~1', '/').replaceAll('~0', '~');
+      if (reported.has(key)) continue;
+      reported.add(key);
+      problem(lineOf.get(key) ?? null, printable(key), explain(e, key));
+      delete fields[key];
+    }
   }
   const raw: RawConfig = fields;
 
@@ -309,16 +398,19 @@ export function parseConfig(text: string, file: string): Config {
     if (!key.startsWith('set.')) continue;
     const name = key.slice(4);
     if (name === RULES_ALLOW) {
-      managementNets = netList(key, value);
+      managementNets = attempt(() => netList(key, value), []);
       continue;
     }
-    if (BUILTIN_SETS.some((b) => b.name === name))
-      throw new ConfigError(file, at(key), key, `${name} is built in (priority 2, REJECT) and cannot be redefined`);
+    if (BUILTIN_SETS.some((b) => b.name === name)) {
+      problem(at(key), key, `${name} is built in (priority 2, REJECT) and cannot be redefined`);
+      continue;
+    }
     if (!SET_NAME.test(name) || name.length > CUSTOM_SET_NAME_MAX || name.endsWith('_v6')) {
-      throw new ConfigError(file, at(key), key, `set name must be 1-${CUSTOM_SET_NAME_MAX} of [a-z0-9._-] and not end in _v6`);
+      problem(at(key), key, `set name must be 1-${CUSTOM_SET_NAME_MAX} of [a-z0-9._-] and not end in _v6`);
+      continue;
     }
     const parts = value.split(';');
-    const target = parseTarget(parts[parts.length - 1] ?? '', file, at(key), key);
+    const target = attempt<Target>(() => parseTarget(parts[parts.length - 1] ?? '', file, at(key), key), 'NOOP');
     // BEFW gave sets without a priority the next number after the built-ins (befw/config.go:124-133).
     const priority = parts.length === 2 ? Number(parts[0]) : 3 + customSets.length;
     if (priority < 3)
@@ -331,23 +423,28 @@ export function parseConfig(text: string, file: string): Config {
   const fileOf = (value: string | undefined): string | null =>
     value === undefined ? null : isAbsolute(value) ? value : join(dirname(file), value);
   const nids = raw.nids !== undefined && ['1', 't', 'T', 'TRUE', 'true', 'True'].includes(raw.nids);
+  let nidsPorts: TrapSpec = DEFAULT_TRAP_SPEC;
+  if (raw.nids_ports !== undefined) {
+    const t = parseTrapSpec(raw.nids_ports);
+    if (t.ok) nidsPorts = t.spec;
+    else problem(at('nids_ports'), 'nids_ports', t.error);
+  }
   if (raw.resync_interval !== undefined && raw.consulwatch_timeout_sec !== undefined) {
     const later = (at('resync_interval') ?? 0) > (at('consulwatch_timeout_sec') ?? 0) ? 'resync_interval' : 'consulwatch_timeout_sec';
-    throw new ConfigError(file, at(later), later, 'set resync_interval or consulwatch_timeout_sec (its BEFW name), not both');
+    problem(at(later), later, 'set resync_interval or consulwatch_timeout_sec (its BEFW name), not both');
   }
   if (raw.token !== undefined && raw.token_file !== undefined) {
-    throw new ConfigError(file, at('token_file'), 'token_file', 'set token or token_file, not both');
+    problem(at('token_file'), 'token_file', 'set token or token_file, not both');
   }
 
   const address = raw.address ?? '127.0.0.1:8500';
   const m = /^(https?:\/\/)?([^:/]+)(?::([0-9]+))?\/?$/.exec(address);
   const port = Number(m?.[3] ?? '8500');
-  if (m === null || port < 1 || port > 65535) throw new ConfigError(file, at('address'), 'address', HINTS.address ?? '');
+  if (m === null || port < 1 || port > 65535) problem(at('address'), 'address', HINTS.address ?? '');
 
-  const firewall = firewallChoice(raw.firewall, file, at('firewall'));
+  const firewall = attempt(() => firewallChoice(raw.firewall, file, at('firewall')), firewallChoice(undefined, file, null));
   if (firewall.backend === 'nft' && raw.base_rules !== undefined)
-    throw new ConfigError(
-      file,
+    problem(
       at('base_rules'),
       'base_rules',
       `base_rules= is an iptables-restore base ruleset and ${firewall.why} runs nftables: the agent manages only table inet befw there; keep the base ruleset in nftables' own configuration (/etc/nftables.conf)`,
@@ -357,8 +454,7 @@ export function parseConfig(text: string, file: string): Config {
     for (const s of customSets) {
       const chain = userChainOf(s.target);
       if (chain !== null)
-        throw new ConfigError(
-          file,
+        problem(
           at(`set.${s.name}`),
           `set.${s.name}`,
           `target ${chain} is a user chain and ${firewall.why} runs nftables: table inet befw is the agent's own and holds no chain ${chain}; use ACCEPT, DROP, REJECT, LOG, NFLOG, RETURN or NOOP, or firewall=iptables`,
@@ -369,15 +465,26 @@ export function parseConfig(text: string, file: string): Config {
   if (raw.metrics !== undefined) {
     const colon = raw.metrics.lastIndexOf(':');
     const port = Number(raw.metrics.slice(colon + 1));
-    if (port < 1 || port > 65535) throw new ConfigError(file, at('metrics'), 'metrics', HINTS.metrics ?? '');
+    if (port < 1 || port > 65535) problem(at('metrics'), 'metrics', HINTS.metrics ?? '');
     metrics = { host: raw.metrics.slice(0, colon).replace(/^\[|\]$/g, ''), port };
+  }
+  const protect = raw.protect === undefined ? [] : attempt(() => netList('protect', raw.protect ?? ''), []);
+
+  if (problems.length > 0) {
+    // By line; problems without a line (the file as a whole) last. sort() is stable. A hostile
+    // or binary file could have a problem per line: the first MAX_PROBLEMS say enough.
+    const sorted = [...problems].sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity));
+    const shown = sorted.slice(0, MAX_PROBLEMS);
+    if (sorted.length > MAX_PROBLEMS)
+      shown.push({ file, line: null, key: null, reason: `and ${sorted.length - MAX_PROBLEMS} more problems` });
+    throw ConfigError.of(shown);
   }
 
   return {
     file,
     socketPath: fileOf(raw.socket) ?? DEFAULT_SOCKET_PATH,
     metrics,
-    consul: { host: m[2] ?? '127.0.0.1', port, secure: m[1] === 'https://' },
+    consul: { host: m?.[2] ?? '127.0.0.1', port, secure: m?.[1] === 'https://' },
     dc: raw.dc ?? null,
     token: raw.token ?? null,
     tokenFile: fileOf(raw.token_file),
@@ -390,7 +497,7 @@ export function parseConfig(text: string, file: string): Config {
     firewall,
     customSets,
     managementNets,
-    protect: raw.protect === undefined ? [] : netList('protect', raw.protect),
+    protect,
     statePath: fileOf(raw.state) ?? '/var/lib/befw/state.bin',
     // BEFW's consulwatch_timeout_sec: the longest it went without a full refresh (befw/watcher.go:164).
     resyncInterval: Number(raw.resync_interval ?? raw.consulwatch_timeout_sec ?? '300'),
@@ -409,13 +516,13 @@ export function parseConfig(text: string, file: string): Config {
     integrityFullInterval: Number(raw.integrity_full_interval ?? '300'),
     cliWorldPrefix: Number(raw.cli_world_prefix ?? '16'),
     cliWorldPrefix6: Number(raw.cli_world_prefix6 ?? '48'),
+    audit: raw.audit ?? 'true',
+    auditRequireReason: raw.audit_require_reason === 'true',
+    auditBy: raw.audit_by ?? null,
     befwApi: raw.befw_api === 'off' ? null : (fileOf(raw.befw_api) ?? DEFAULT_BEFW_API_PATH),
     nids,
-    warnings: [
-      ...(nids
-        ? ["nids=true (BEFW's trap ports, which only logged port scans) is accepted and not enforced: trap ports come in a later release"]
-        : []),
-      ...setWarnings,
-    ],
+    nidsPorts,
+    observeDefault: raw.observe_default !== undefined && ['1', 't', 'T', 'TRUE', 'true', 'True'].includes(raw.observe_default),
+    warnings: [...setWarnings],
   };
 }

@@ -25,7 +25,21 @@ export interface KvWriter {
   putCas(key: string, value: string, cas: number): Promise<boolean>;
   /** Deletes the key only if its ModifyIndex is still `modifyIndex`; false when it changed. */
   deleteCas(key: string, modifyIndex: number): Promise<boolean>;
+  /**
+   * Applies every operation or none (Consul's /v1/txn): an entry and its audit record land
+   * together. Resolves false when a check-and-set failed (rolled back). Optional: a writer
+   * without it writes the entry alone.
+   */
+  txn?(ops: readonly KvTxnOp[]): Promise<boolean>;
 }
+
+export type KvTxnOp =
+  | { readonly verb: 'set'; readonly key: string; readonly value: string }
+  /** index 0: only if the key does not exist yet. */
+  | { readonly verb: 'cas'; readonly key: string; readonly value: string; readonly index: number }
+  | { readonly verb: 'delete-cas'; readonly key: string; readonly index: number }
+  /** Deletes the key if it is there (an entry's audit record going with it). */
+  | { readonly verb: 'delete'; readonly key: string };
 
 export interface ServiceWriter {
   services(): Promise<AgentService[]>;
@@ -163,6 +177,34 @@ export function createOperatorConsul(opts: OperatorConsulOptions): OperatorConsu
         .del({ key, cas: modifyIndex, timeout, ...dc } as never)
         .catch(hint403(`kv delete ${key}`, `key write on ${key}`));
       return res === true;
+    },
+
+    async txn(ops) {
+      const body = ops.map((o) => {
+        if (o.verb === 'delete-cas') return { KV: { Verb: 'delete-cas', Key: o.key, Index: o.index } };
+        if (o.verb === 'delete') return { KV: { Verb: 'delete', Key: o.key } };
+        const Value = Buffer.from(o.value).toString('base64');
+        return o.verb === 'set' ? { KV: { Verb: 'set', Key: o.key, Value } } : { KV: { Verb: 'cas', Key: o.key, Value, Index: o.index } };
+      });
+      const keys = ops.map((o) => o.key).join(', ');
+      try {
+        await client.transaction.create(body as never, { timeout, ...dc } as never);
+        return true;
+      } catch (err) {
+        if (statusOf(err) !== 409) return hint403(`kv txn ${keys}`, `key write on ${keys}`)(err);
+        // 409: rolled back, nothing written. Consul reports a denied operation this way too
+        // (per operation, not as a 403): that is a permission error on that key, not a race.
+        const errors = (err as { response?: { body?: { Errors?: { OpIndex?: unknown; What?: unknown }[] } } }).response?.body?.Errors ?? [];
+        const denied = errors.find((e) => typeof e.What === 'string' && /permission denied/i.test(e.What));
+        if (denied === undefined) return false;
+        const op = ops[typeof denied.OpIndex === 'number' ? denied.OpIndex : 0] ?? ops[0];
+        const verb = op?.verb === 'delete-cas' || op?.verb === 'delete' ? 'delete' : 'put';
+        throw new ConsulError(
+          `kv ${verb} ${op?.key ?? keys}`,
+          403,
+          new Error(`permission denied: the ACL token lacks key write on ${op?.key ?? keys}`),
+        );
+      }
     },
 
     async services() {

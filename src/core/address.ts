@@ -164,12 +164,21 @@ export function kernelMembers(net: Net): string[] {
   return net.family === 4 ? ['0.0.0.0/1', '128.0.0.0/1'] : ['::/1', '8000::/1'];
 }
 
-/** Makes untrusted text safe to quote in a diagnostic: control characters become escapes, length is capped. */
+/**
+ * Characters that must not reach a terminal or a log as they are: controls (C0, C1), and the
+ * invisible and reordering ones (zero-width, bidi overrides and isolates, line and paragraph
+ * separators, BOM), with which `txt.exe` can be made to read as `exe.txt`.
+ */
+export const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/;
+const UNPRINTABLE_ALL = new RegExp(UNPRINTABLE.source, 'g');
+
+/** Makes untrusted text safe to quote in a diagnostic: unprintable characters become escapes, length is capped. */
 export function printable(text: string, max = 80): string {
-  // Clip before escaping (cheap on huge input) and again after, since each escape is four
+  // Clip before escaping (cheap on huge input) and again after, since each escape is up to six
   // characters long: the cap holds for the text that is printed, whatever the input.
-  const escaped = text
-    .slice(0, max + 1)
-    .replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  const escaped = text.slice(0, max + 1).replace(UNPRINTABLE_ALL, (c) => {
+    const code = c.charCodeAt(0);
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
   return escaped.length > max ? `${escaped.slice(0, max)}…` : escaped;
 }

@@ -9,6 +9,7 @@ import { type Grant, type KvParseCache, SET_NAME, isLive, parseKv } from './kvLa
 import { MemberGuard, PEERS_SET, PROTECT_SET } from './memberGuard.js';
 import { type ServiceDef, collectServices, portText } from './services.js';
 import { planSet } from './planSets.js';
+import { trapRules } from './trap.js';
 import type {
   ChainRule,
   CompileOptions,
@@ -99,6 +100,22 @@ export interface CompileExtras {
   readonly views?: boolean;
   /** Parse results kept between compiles of the same node; output is identical with or without. */
   readonly cache?: KvParseCache;
+}
+
+/** The trap ports no service uses; a collision (a service appeared since the agent chose) is reported. */
+function trapPortsClear(ports: readonly number[], services: readonly ServiceDef[], diagnostics: Diagnostic[]): number[] {
+  const tcp = services.flatMap((s) => s.ports.filter((p) => p.proto === 'tcp'));
+  return ports.filter((port) => {
+    const hit = tcp.some((p) => p.from <= port && port <= p.to);
+    if (hit)
+      diagnostics.push({
+        severity: 'warning',
+        code: 'trap-port-used',
+        subject: `trap port ${port}`,
+        message: 'a service uses this port; no trap on it',
+      });
+    return !hit;
+  });
 }
 
 export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: number, extras: CompileExtras = {}): Plan {
@@ -273,6 +290,9 @@ export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: numb
     if (s.target === 'NOOP') continue;
     rules.push({ kind: 'static', set: s.name, target: s.target });
   }
+  // Trap ports after every allow and deny (a trap never logs what the protected paths or
+  // rules_allow accept), before the services; never on a port a service of this plan uses.
+  if (options.nids === true) rules.push(...trapRules(trapPortsClear(snapshot.trapPorts ?? [], svc.services, diagnostics)));
   for (const s of svc.services) {
     const [primary, ...extra] = s.ports;
     const ports =
@@ -280,7 +300,8 @@ export function compile(snapshot: Snapshot, options: CompileOptions, nowMs: numb
         ? []
         : [primary, ...[...extra].sort((a, b) => (a.proto < b.proto ? -1 : a.proto > b.proto ? 1 : a.from - b.from || a.to - b.to))];
     for (const p of ports) {
-      rules.push({ kind: 'service', service: s.set, set: s.set, proto: p.proto, port: portText(p), mode: s.mode });
+      const mode = s.mode === 'default' && options.observeDefault === true ? 'observe' : s.mode;
+      rules.push({ kind: 'service', service: s.set, set: s.set, proto: p.proto, port: portText(p), mode });
     }
   }
 

@@ -33,6 +33,8 @@ export function describeRule(r: ChainRule): string {
       return `${r.set} ${targetText(r.target)}`;
     case 'service':
       return `${r.service} ${r.port}/${r.proto} ${r.mode}`;
+    case 'trap':
+      return `trap ports ${r.ports.join(',')}`;
   }
 }
 

@@ -4,7 +4,7 @@
  * a `befw`+`local` agent service without a file is deregistered. Services not tagged `local` are
  * never touched: they belong to whoever registered them.
  */
-import { BEFW_TAG, ENFORCING_TAG, LOCAL_TAG, UDP_TAG, portText } from './services.js';
+import { BEFW_TAG, ENFORCING_TAG, LOCAL_TAG, OBSERVE_TAG, UDP_TAG, portText } from './services.js';
 import type { AgentService, FileService } from './types.js';
 
 export interface Registration {
@@ -23,6 +23,7 @@ export function registrationFor(f: FileService): Registration {
   const tags = [BEFW_TAG, LOCAL_TAG];
   if (f.protocol === 'udp') tags.push(UDP_TAG);
   if (f.mode === 'enforcing') tags.push(ENFORCING_TAG);
+  if (f.mode === 'observe') tags.push(OBSERVE_TAG);
   for (const p of f.ports) tags.push(`${portText(p)}/${p.proto}`);
   return { id: f.name, name: f.name, port: f.port, tags };
 }

@@ -8,6 +8,8 @@ import type { AgentService, Diagnostic, FileService, Mode, PortRange, Proto } fr
 export const BEFW_TAG = 'befw';
 export const LOCAL_TAG = 'local';
 export const ENFORCING_TAG = 'enforcing';
+/** Mode `observe` (observe.ts): as default, with non-clients logged. `enforcing` wins over it. */
+export const OBSERVE_TAG = 'observe';
 export const UDP_TAG = 'udp';
 
 export interface ServiceDef {
@@ -44,6 +46,12 @@ export function portText(r: PortRange): string {
 export function serviceSetName(name: string, proto: Proto, port: number): string {
   const base = name.toLowerCase().replace(/[^a-z0-9._-]/g, '');
   return `${base}_${proto}_${port}`;
+}
+
+/** Two declarations of one set: enforcing wins, then observe (it loosens nothing), then default. */
+function mergedMode(a: Mode, b: Mode): Mode {
+  if (a === 'enforcing' || b === 'enforcing') return 'enforcing';
+  return a === 'observe' || b === 'observe' ? 'observe' : 'default';
 }
 
 function uniquePorts(ports: readonly PortRange[]): PortRange[] {
@@ -137,7 +145,7 @@ export function collectServices(
     defs.push({
       name: s.name,
       set,
-      mode: s.tags.includes(ENFORCING_TAG) ? 'enforcing' : 'default',
+      mode: s.tags.includes(ENFORCING_TAG) ? 'enforcing' : s.tags.includes(OBSERVE_TAG) ? 'observe' : 'default',
       ports: uniquePorts(ports),
       origin: `consul:${s.id}`,
     });
@@ -169,7 +177,7 @@ export function collectServices(
     }
     bySet.set(d.set, {
       ...prev,
-      mode: prev.mode === 'enforcing' || d.mode === 'enforcing' ? 'enforcing' : 'default',
+      mode: mergedMode(prev.mode, d.mode),
       ports: uniquePorts([...prev.ports, ...d.ports]),
       origin: `${prev.origin},${d.origin}`,
     });

@@ -7,7 +7,8 @@ import type { ConsulPeers } from './protect.js';
 
 export type Scope = 'world' | 'dc' | 'node';
 export type Proto = 'tcp' | 'udp';
-export type Mode = 'default' | 'enforcing';
+/** `observe`: as `default`, and non-clients' packets are logged (rate-limited) for `befw observed` (observe.ts). */
+export type Mode = 'default' | 'enforcing' | 'observe';
 /**
  * What a static set's rule does to its members (`set.NAME=PRIORITY;TARGET`). BEFW passes the word
  * straight to `-j` (befw/config.go:125-141, befw/fwiptables.go:210-224): the verdicts, the
@@ -97,6 +98,8 @@ export interface Snapshot {
   readonly inputDiagnostics: readonly Diagnostic[];
   /** Consul's peers as the local agent reports them; absent in a state.bin from before protection. */
   readonly consulPeers?: ConsulPeers;
+  /** Trap ports (`nids=true`) the agent picked (trap.ts); absent in a state.bin from before trap ports. */
+  readonly trapPorts?: readonly number[];
 }
 
 export interface StaticSetConfig {
@@ -116,6 +119,10 @@ export interface CompileOptions {
   readonly ipsetFiles?: 'befw' | 'members';
   /** How service sets are named (services.ts SetNaming); default name-port. */
   readonly setNaming?: 'name-port' | 'id-first-tag';
+  /** `nids=true`: log the snapshot's trap ports (trap.ts). */
+  readonly nids?: boolean;
+  /** `observe_default=true`: default-mode services log non-clients as mode observe does (BEFW's NFLOG 402 line). */
+  readonly observeDefault?: boolean;
 }
 
 export type SetFamily = 'inet' | 'inet6';
@@ -146,6 +153,8 @@ export type ChainRule =
   /** Protected path: Consul's own traffic with its peers, on Consul's ports only. Sets are logical names. */
   | { readonly kind: 'peers'; readonly set: string; readonly proto: Proto; readonly ports: readonly number[] }
   | { readonly kind: 'static'; readonly set: string; readonly target: Exclude<Target, 'NOOP'> }
+  /** Trap ports (nids): TCP packets to them are logged with TRAP_LOG_PREFIX, rate-limited; nothing is blocked. */
+  | { readonly kind: 'trap'; readonly ports: readonly number[] }
   | {
       readonly kind: 'service';
       readonly service: string;

@@ -63,8 +63,63 @@ export interface ApplyReport {
 export interface Drift {
   readonly what: 'table' | 'set-missing' | 'set-type' | 'set-count' | 'set-members' | 'chain' | 'jump';
   readonly family?: IpFamily;
+  /** The kernel set (ipset name, or nft set name). */
   readonly set?: string;
+  /** The kernel chain (iptables `BEFW`, or an nft chain name). */
+  readonly chain?: string;
   readonly detail: string;
+  /** set-members: what the plan has and the kernel lacks (at most DRIFT_LIST_MAX of them). */
+  readonly missing?: readonly string[];
+  readonly missingCount?: number;
+  /** set-members: what the kernel has and the plan does not. */
+  readonly extra?: readonly string[];
+  readonly extraCount?: number;
+  /** chain: rules as the kernel prints them, applied but gone / in the kernel but never applied. */
+  readonly rulesMissing?: readonly string[];
+  readonly rulesExtra?: readonly string[];
+}
+
+/** How many members or rules a drift names; the counts say how many there are in all. */
+export const DRIFT_LIST_MAX = 20;
+
+export interface MemberDiff {
+  readonly missing: readonly string[];
+  readonly missingCount: number;
+  readonly extra: readonly string[];
+  readonly extraCount: number;
+}
+
+/** Members of `want` not in `got` and the other way round, the lists sorted and cut at DRIFT_LIST_MAX. */
+export function memberDiff(want: Iterable<string>, got: Iterable<string>): MemberDiff {
+  const w = new Set(want);
+  const g = new Set(got);
+  const missing = [...w].filter((m) => !g.has(m));
+  const extra = [...g].filter((m) => !w.has(m));
+  return {
+    missing: missing.sort().slice(0, DRIFT_LIST_MAX),
+    missingCount: missing.length,
+    extra: extra.sort().slice(0, DRIFT_LIST_MAX),
+    extraCount: extra.length,
+  };
+}
+
+/** Rules applied but not in the kernel, and rules in the kernel but not applied (as multisets; order aside). */
+export function ruleDiff(applied: readonly string[], kernel: readonly string[]): { missing: string[]; extra: string[] } {
+  const left = new Map<string, number>();
+  for (const r of kernel) left.set(r, (left.get(r) ?? 0) + 1);
+  const missing: string[] = [];
+  for (const r of applied) {
+    const n = left.get(r) ?? 0;
+    if (n > 0) left.set(r, n - 1);
+    else missing.push(r);
+  }
+  const extra = kernel.filter((r) => {
+    const n = left.get(r) ?? 0;
+    if (n === 0) return false;
+    left.set(r, n - 1);
+    return true;
+  });
+  return { missing: missing.slice(0, DRIFT_LIST_MAX), extra: extra.slice(0, DRIFT_LIST_MAX) };
 }
 
 /** Members for the safety net, by plan set name (`rules_allow`, `rules_allow_v6`). */

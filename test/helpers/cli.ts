@@ -86,14 +86,17 @@ export function expectOk(r: Run): string {
   return r.stdout;
 }
 
+/** One error line on stderr, nothing on stdout; exit 2 for a usage error (the line ends "(try … --help)"), else 1. */
 export function expectFailure(r: Run, pattern: RegExp): string {
-  assert.equal(r.code, 1, `befw ${r.args.join(' ')} should fail; exited ${r.code}:\n${r.stdout}${r.stderr}`);
   assert.equal(r.stdout, '', `befw ${r.args.join(' ')} printed on failure:\n${r.stdout}`);
   const lines = r.stderr.trimEnd().split('\n');
   assert.equal(lines.length, 1, `one error line expected:\n${r.stderr}`);
-  assert.match(lines[0] ?? '', /^befw: (config )?error: /);
-  assert.match(lines[0] ?? '', pattern);
-  return lines[0] ?? '';
+  const line = lines[0] ?? '';
+  assert.match(line, /^befw: (config )?error: /);
+  assert.match(line, pattern);
+  const usage = /\(try befw[a-z -]* --help\)$/.test(line);
+  assert.equal(r.code, usage ? 2 : 1, `befw ${r.args.join(' ')} exited ${r.code}: ${line}`);
+  return line;
 }
 
 /** Decoded KV pairs under `prefix` in the sandbox's Consul. */

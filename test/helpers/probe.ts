@@ -12,6 +12,8 @@ interface Req {
   dst: string;
   port: number;
   timeoutMs: number;
+  /** A chosen source port (a peer pretending to speak from Consul's port). */
+  srcPort?: number;
 }
 
 function answer(id: number, result: string): void {
@@ -28,7 +30,12 @@ createInterface({ input: process.stdin }).on('line', (line) => {
     sock.destroy();
     answer(req.id, result);
   };
-  const sock = connect({ host: req.dst, port: req.port, localAddress: req.src });
+  const sock = connect({
+    host: req.dst,
+    port: req.port,
+    localAddress: req.src,
+    ...(req.srcPort === undefined ? {} : { localPort: req.srcPort }),
+  });
   const timer = setTimeout(() => finish('timeout'), req.timeoutMs);
   sock.once('connect', () => finish('open'));
   sock.once('error', (err: NodeJS.ErrnoException) =>

@@ -407,11 +407,11 @@ export class Sandbox {
   }
 
   /** One TCP connection attempt from `src` (a client address) to `dst`:`port`. */
-  probe(src: string, dst: string, port: number, timeoutMs = 400): Promise<ProbeResult> {
+  probe(src: string, dst: string, port: number, timeoutMs = 400, srcPort?: number): Promise<ProbeResult> {
     const id = ++this.probeSeq;
     return new Promise((resolve) => {
       this.pending.set(id, { resolve });
-      this.probeProc?.stdin?.write(`${JSON.stringify({ id, src, dst, port, timeoutMs })}\n`);
+      this.probeProc?.stdin?.write(`${JSON.stringify({ id, src, dst, port, timeoutMs, srcPort })}\n`);
     });
   }
 

@@ -4,6 +4,9 @@
  * check-and-set, and the agent's compiler agreeing with what the CLI wrote.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { purgeExpired } from '../../src/cli/access/purge.js';
 import { writeEntry } from '../../src/cli/access/entries.js';
@@ -12,7 +15,8 @@ import { WORLD, parseAddrArg } from '../../src/cli/access/layout.js';
 import { parseConfig } from '../../src/config/config.js';
 import { type OperatorConsul, createOperatorConsul } from '../../src/consul/kvWriter.js';
 import { Cli, expectFailure, kvRaw, kvTree } from '../helpers/cli.js';
-import { Sandbox, nowSec } from '../helpers/sandbox.js';
+import { ROOT, Sandbox, nowSec } from '../helpers/sandbox.js';
+import { SYSTEM_CONFIG_PATH } from '../../src/cli/configSource.js';
 
 const S = 'befw/$service$/';
 const WEB = 'web_tcp_8080';
@@ -169,13 +173,16 @@ describe('befw operator commands against a real Consul', () => {
     await cli.fails(['client', 'add', WEB, '1.2.3.4 -j ACCEPT', '--ttl', '2h'], /address "1\.2\.3\.4 -j ACCEPT": .*not an IP address/);
     await cli.fails(['client', 'add', WEB, '999.1.1.1', '--ttl', '2h'], /address "999\.1\.1\.1": IPv4 octet 999 is above 255/);
     await cli.fails(['deny', '198.51.100.7/24', '--ttl', '2h'], /host bits are set below the prefix; did you mean 198\.51\.100\.0\/24\?/);
-    await cli.fails(['client', 'add', WEB, '198.51.100.7', '--ttl', '5x'], /--ttl "5x": expected a whole number and a unit/);
+    await cli.fails(['client', 'add', WEB, '198.51.100.7', '--ttl', '5x'], /--ttl "5x": unknown unit "x"/);
     await cli.fails(['allow', '198.51.100.7', '--until', '2020-01-01T00:00:00Z'], /--until "2020-01-01T00:00:00Z": is not in the future/);
     await cli.fails(['client', 'add', WEB, '198.51.100.7'], /say how long the entry lasts/);
     await cli.fails(['alias', 'add', 'o p', '198.51.100.7', '--forever'], /alias name "o p": expected 1-64 letters/);
     await cli.fails(['client', 'add', WEB, '$', '--forever'], /address "\$": not an alias reference.*single quotes/);
     await cli.fails(['client', 'add', 'web', '198.51.100.7', '--forever'], /service "web": expected the service set name/);
-    await cli.fails(['client', 'add', WEB, '198.51.100.7', '--forever', '--node', 'web-01'], /--node "web-01": needs --dc/);
+    await cli.fails(
+      ['client', 'add', WEB, '198.51.100.7', '--forever', '--node', 'nosuch'],
+      /--node "nosuch": no such node in the catalog of datacenter dc1; nothing written/,
+    );
     assert.equal(await kvRaw(sb), before, 'the KV store is untouched');
   });
 
@@ -234,6 +241,13 @@ describe('befw operator commands against a real Consul', () => {
     await cli.fails(['deny', '198.51.100.66', '--rm', '--dc', 'dc1'], /no entry for it in rules_deny at dc dc1 scope/);
     assert.match(await cli.ok(['deny', '198.51.100.66', '--rm']), /^removed: 198\.51\.100\.66 is no longer in rules_deny at world scope/);
     assert.equal((await kvTree(sb, 'befw/$ipset$/'))['befw/$ipset$/rules_deny/198.51.100.66'], undefined);
+
+    // The same as add|rm|ls, like client.
+    await cli.ok(['deny', 'add', '198.51.100.67', '--ttl', '1h30m']);
+    assert.match(await cli.ok(['deny', 'ls']), /^rules_deny\s+198\.51\.100\.67\s+world\s+until \S+Z \(in 1h(29m\d*s?|30m)\)/m);
+    assert.match(await cli.ok(['deny', 'rm', '198.51.100.67']), /^removed: 198\.51\.100\.67 is no longer in rules_deny at world scope/);
+    await cli.fails(['deny', 'rm', '198.51.100.67'], /no entry for it in rules_deny at world scope; nothing removed/);
+    await cli.fails(['deny', 'rm', '198.51.100.67', '--ttl', '1h'], /unknown option '--ttl' \(try befw deny rm --help\)$/);
   });
 
   it('service register, ls and deregister; services of others are refused', async () => {
@@ -476,7 +490,7 @@ describe('befw operator commands against a real Consul', () => {
     const before = await kvRaw(sb);
     await cli.fails(
       ['deny', '0.0.0.0/0', '--ttl', '1h'],
-      /^befw: error: address "0\.0\.0\.0\/0": is every IPv4 address; add --yes if you mean it; nothing written$/,
+      /^befw: error: address "0\.0\.0\.0\/0": is every IPv4 address; add --yes if you mean it; nothing written \(try befw deny add --help\)$/,
     );
     await cli.fails(['allow', '::/0', '--ttl', '1h', '--dc', 'dc1'], /address "::\/0": is every IPv6 address; add --yes/);
     await cli.fails(
@@ -511,5 +525,92 @@ describe('befw operator commands against a real Consul', () => {
     );
     await cli.ok(['deny', '198.51.100.10', '--rm', '--dc', 'dc1', '--node', 'node1']);
     await cli.ok(['allow', '198.51.100.93', '--rm', '--dc', 'dc1']);
+  });
+  it("--node alone takes the node's datacenter from the catalog; an unknown node is refused even with --force", async () => {
+    const t0 = nowSec();
+    await cli.ok(['client', 'add', WEB, '198.51.100.61', '--ttl', '1h30m', '--node', 'web-01']);
+    const key = `${S}dc1/web-01/${WEB}/198.51.100.61`;
+    const value = Number((await kvTree(sb, S))[key]);
+    assert.ok(value >= t0 + 5400 && value <= nowSec() + 5400, `${key} = ${value}`);
+
+    const denied = JSON.parse(
+      await cli.ok(['deny', 'add', '198.51.100.62', '--until', '+2h', '--node', 'Web-01.example.com', '--json']),
+    ) as {
+      written: { key: string }[];
+    };
+    assert.deepEqual(
+      denied.written.map((w) => w.key),
+      ['befw/$ipset$/dc1/web-01/rules_deny/198.51.100.62'],
+    );
+    const ls = JSON.parse(await cli.ok(['deny', 'ls', '--node', 'web-01', '--json'])) as { entries: { key: string }[] };
+    assert.ok(
+      ls.entries.some((e) => e.key === 'befw/$ipset$/dc1/web-01/rules_deny/198.51.100.62'),
+      JSON.stringify(ls),
+    );
+    assert.match(await cli.ok(['deny', 'rm', '198.51.100.62', '--node', 'web-01']), /at node dc1\/web-01 scope/);
+
+    const before = await kvRaw(sb);
+    await cli.fails(
+      ['client', 'add', WEB, '198.51.100.63', '--ttl', '1h', '--node', 'web-1'],
+      /^befw: error: --node "web-1": no such node in the catalog of datacenter dc1; did you mean web-01\? nothing written \(for a node not registered yet, give --dc DC and --force\)$/,
+    );
+    await cli.fails(['client', 'add', WEB, '198.51.100.63', '--ttl', '1h', '--node', 'web-1', '--force'], /no such node in the catalog/);
+    assert.equal(await kvRaw(sb), before, 'nothing written');
+    await cli.ok(['client', 'rm', WEB, '198.51.100.61', '--node', 'web-01']);
+  });
+
+  it('service register refuses a mode change without --force, and says what changes', async () => {
+    await cli.ok(['service', 'register', 'modal', '7000', '--enforcing']);
+    await cli.fails(
+      ['service', 'register', 'modal', '7000'],
+      /service id "modal" is registered in enforcing mode; this changes modal from enforcing to default mode: non-clients would no longer be dropped.*add --enforcing to keep it, or --force to change it; nothing registered$/,
+    );
+    assert.deepEqual((await sb.agentServices()).modal?.Tags, ['befw', 'enforcing'], 'still enforcing');
+    await cli.ok(['service', 'register', 'modal', '7000', '--enforcing']);
+    const forced = await cli.ok(['service', 'register', 'modal', '7000', '--force']);
+    assert.match(forced, /\n {2}mode changed: changes modal from enforcing to default mode/);
+    assert.deepEqual((await sb.agentServices()).modal?.Tags, ['befw']);
+    await cli.fails(
+      ['service', 'register', 'modal', '7000', '--enforcing'],
+      /from default to enforcing mode: every address that is not a client would be dropped/,
+    );
+    await cli.ok(['service', 'deregister', 'modal']);
+  });
+
+  it('errors under --json: one JSON object on stderr, nothing on stdout, exit 2 for usage and 1 for the rest', async () => {
+    const usage = await cli.run(['client', 'add', WEB, '198.51.100.7', '--ttl', '1h30x', '--json']);
+    assert.deepEqual([usage.code, usage.stdout], [2, '']);
+    assert.equal(usage.stderr.split('\n').length, 2, usage.stderr);
+    const u = JSON.parse(usage.stderr) as { error: { kind: string; command: string; message: string } };
+    assert.deepEqual(
+      [u.error.kind, u.error.command, u.error.message],
+      ['usage', 'befw client add', '--ttl "1h30x": unknown unit "x"; units are s, m, h, d and w'],
+    );
+    const refused = await cli.run(['client', 'add', 'wbe_tcp_8080', '198.51.100.7', '--ttl', '1h', '--json']);
+    assert.deepEqual([refused.code, refused.stdout], [1, '']);
+    const r = JSON.parse(refused.stderr) as { error: { kind: string; message: string } };
+    assert.equal(r.error.kind, 'refused');
+    assert.match(r.error.message, /did you mean web_tcp_8080\?/);
+  });
+  it('without -c, BEFW_CONFIG or /etc/befw.conf: the local agent with defaults, said once on stderr', (t) => {
+    if (existsSync(SYSTEM_CONFIG_PATH)) return t.skip(`${SYSTEM_CONFIG_PATH} exists on this machine`);
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    delete env.BEFW_CONFIG;
+    const run = (...args: string[]) =>
+      spawnSync('ip', ['netns', 'exec', sb.nodeNs, process.execPath, join(ROOT, 'bin/befw'), 'deny', 'ls', ...args], {
+        encoding: 'utf8',
+        env,
+      });
+    const r = run();
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(
+      r.stderr,
+      'befw: note: no /etc/befw.conf (and no -c or BEFW_CONFIG): using the local Consul agent at 127.0.0.1:8500 with default settings\n',
+    );
+    // Under --json stderr stays clean: on a failure it carries exactly one JSON object.
+    const j = run('--json');
+    assert.equal(j.status, 0, j.stderr);
+    assert.equal(j.stderr, '');
+    assert.ok(Array.isArray((JSON.parse(j.stdout) as { entries: unknown }).entries), j.stdout);
   });
 });

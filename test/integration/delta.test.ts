@@ -102,6 +102,16 @@ function suite(backend: TestBackend): void {
       assert.ok(reconciles >= 1 && reconciles < 50, `${reconciles} reconciles for 50 writes`);
     });
 
+    it('enforces a grant that lasts days (nft writes its timeout in its own units)', async () => {
+      await sb.kvPut(`befw/$service$/web_tcp_${WEB}/${clientV4(6)}`, String(nowSec() + 30 * 86400));
+      await sb.waitFor('open', clientV4(6), NODE_V4, WEB, 5000);
+      await sb.kvPut(`befw/$service$/web_tcp_${WEB}/${clientV4(6)}`, String(nowSec() + 2 * 86400 + 3661));
+      // A later change still applies: one refused timeout would fail every transaction after it.
+      await sb.kvPut(`befw/$service$/web_tcp_${WEB}/${clientV4(7)}`, '-1');
+      await sb.waitFor('open', clientV4(7), NODE_V4, WEB, 5000);
+      assert.equal(await sb.probe(clientV4(6), NODE_V4, WEB), 'open');
+    });
+
     it('removes an entry at its expiry second with no other change', async (t) => {
       const expiry = nowSec() + 2;
       await sb.kvPut(`befw/$service$/web_tcp_${WEB}/${clientV4(4)}`, String(expiry));

@@ -344,15 +344,15 @@ describe('protected paths and the guard that waits (Consul bound to the node add
     assert.ok(inSet(sb, 'befw~consul', NODE_V4), 'the Consul server is in befw~consul');
     const chain = sb.inNode('iptables', ['-S', 'BEFW']).split('\n');
     const tcp = chain.findIndex((l) =>
-      /^-A BEFW -p tcp -m set --match-set befw~consul src -m multiport --ports (\d+,)*8301(,\d+)* -j ACCEPT$/.test(l),
+      /^-A BEFW -p tcp -m set --match-set befw~consul src -m multiport --dports (\d+,)*8301(,\d+)* -j ACCEPT$/.test(l),
     );
     const udp = chain.findIndex((l) =>
-      /^-A BEFW -p udp -m set --match-set befw~consul src -m multiport --ports (\d+,)*8301(,\d+)* -j ACCEPT$/.test(l),
+      /^-A BEFW -p udp -m set --match-set befw~consul src -m multiport --dports (\d+,)*8301(,\d+)* -j ACCEPT$/.test(l),
     );
     const deny = chain.findIndex((l) => /--match-set rules_deny src -j REJECT/.test(l));
     assert.ok(tcp >= 0 && udp >= 0, chain.join('\n'));
     assert.ok(tcp < deny && udp < deny, `peers accepted ahead of rules_deny:\n${chain.join('\n')}`);
-    assert.ok(/--ports (\d+,)*8300(,\d+)*/.test(chain[tcp] ?? ''), `server RPC port protected: ${chain[tcp]}`);
+    assert.ok(/--dports (\d+,)*8300(,\d+)*/.test(chain[tcp] ?? ''), `server RPC port protected: ${chain[tcp]}`);
     t.diagnostic(`peers rules: ${chain[tcp]} | ${chain[udp]}`);
 
     // A new member joins (a Consul client agent in the client namespace): protected within the
@@ -365,6 +365,9 @@ describe('protected paths and the guard that waits (Consul bound to the node add
         `new Consul member ${PEER} in befw~consul ${Date.now() - tJoin} ms after it was started (joined, then the members poll)`,
       );
       assert.ok(joined.ms < 12_000);
+      // A peer is accepted on Consul's ports only: speaking from Consul's port 8302 (serf WAN)
+      // to an enforcing service it has no grant on gets it nothing.
+      for (const srcPort of [8300, 8302]) assert.equal(await sb.probe(PEER, NODE_V4, WEB, 400, srcPort), 'timeout', `from :${srcPort}`);
 
       const serverKeys = [`befw/$ipset$/rules_deny/${NODE_V4}`, `befw/$ipset$/${DC}/${NODE_NAME}/rules_deny/${NODE_V4}`];
       const peerKey = `befw/$ipset$/rules_deny/${PEER}`;

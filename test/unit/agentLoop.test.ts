@@ -320,17 +320,46 @@ describe('AgentLoop: integrity check', () => {
     await r.loop.stop();
   });
 
-  it('befw check compares members, between reconciles', async (t) => {
+  it('befw check compares members, between reconciles, and drift it finds is repaired at once', async (t) => {
+    const advance = fakeTime(t);
+    const r = rig();
+    await r.loop.start();
+    // The periodic check's full comparison is an hour away (QUIET_TIMING): only this check sees it.
+    r.verifyScript.push([DRIFT], [DRIFT]);
+    const result = await r.loop.check();
+    assert.deepEqual(result, { drifts: [DRIFT], repair: { state: 'started' } });
+    await advance(0);
+    assert.deepEqual(
+      r.checks.map((c) => c.members),
+      [true, true],
+      'checked again, members included, right after the answer',
+    );
+    assert.deepEqual(r.reconciler.repairs, [[DRIFT]], 'repaired without waiting for the next tick');
+    assert.equal(r.sink.drifts, 1);
+    await r.loop.stop();
+  });
+
+  it('befw check with nothing to repair repairs nothing', async (t) => {
+    const advance = fakeTime(t);
+    const r = rig();
+    await r.loop.start();
+    assert.deepEqual(await r.loop.check(), { drifts: [], repair: null });
+    await advance(0);
+    assert.deepEqual(r.reconciler.repairs, []);
+    assert.equal(r.checks.length, 1);
+    await r.loop.stop();
+  });
+
+  it('befw check --repair answers after the repair and a second check', async (t) => {
     fakeTime(t);
     const r = rig();
     await r.loop.start();
-    r.verifyScript.push([DRIFT]);
-    assert.deepEqual(await r.loop.check(), [DRIFT]);
-    assert.deepEqual(
-      r.checks.map((c) => c.members),
-      [true],
-    );
-    assert.deepEqual(r.reconciler.repairs, [], 'a check repairs nothing');
+    const left: Drift = { what: 'jump', family: 4, detail: 'INPUT does not jump to BEFW' };
+    r.verifyScript.push([DRIFT], [left]);
+    const result = await r.loop.check(true);
+    assert.deepEqual(result, { drifts: [DRIFT], repair: { state: 'done', outcome: 'unchanged', remaining: [left] } });
+    assert.deepEqual(r.reconciler.repairs, [[DRIFT]]);
+    assert.deepEqual(r.sink.recorded, [{ kind: 'unchanged', reasons: [] }]);
     await r.loop.stop();
   });
 });

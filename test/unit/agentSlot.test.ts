@@ -54,7 +54,7 @@ function fakeHandle(name: string, trace: string[]): AgentHandle {
         staleAfterMs: 900_000,
         now: 0,
       }),
-    check: async () => [],
+    check: async () => ({ drifts: [], repair: null }),
     rebuild: () => undefined,
     guardRelease: () => ({ ok: true, guard: { holding: null, manual: null }, released: null }),
     guardHold: () => ({ ok: true, guard: { holding: null, manual: { until: null } } }),

@@ -163,7 +163,9 @@ const CONFIG_ROWS: readonly ConfigRow[] = [
     ours: {
       ok: (c) => {
         assert.equal(c.nids, true);
-        assert.match(c.warnings.join('\n'), /trap ports/);
+        // befw writes the trap rule (core/trap.ts): 15 ports by default, as BEFW.
+        assert.deepEqual(c.nidsPorts, { kind: 'count', count: 15 });
+        assert.deepEqual(c.warnings, []);
       },
     },
   },

@@ -1,7 +1,9 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { UsageError } from '../../src/cli/access/errors.js';
+import { RefusedError, UsageError } from '../../src/cli/access/errors.js';
+import { CatalogView } from '../../src/cli/access/checks.js';
+import { checkScopeOptions, nodeDatacenter } from '../../src/cli/access/nodeScope.js';
 import {
   type AddrArg,
   WORLD,
@@ -362,5 +364,52 @@ describe('purgeExpired against a recording store', () => {
     const s = store([{ key: 'befw/$service$/web_tcp_8080/198.51.100.2', value: '1000', modifyIndex: 1 }], new Set());
     assert.equal((await purgeExpired(s, 999_999, true)).deleted.length, 0);
     assert.equal((await purgeExpired(s, 1_000_000, true)).deleted.length, 1);
+  });
+});
+
+describe('--node without --dc: the node datacenter from the catalog', () => {
+  const catalog = (nodes: Record<string, string[]>, fail = false): CatalogView =>
+    new CatalogView({
+      datacenters: async () => {
+        if (fail) throw new Error('connect ECONNREFUSED');
+        return Object.keys(nodes);
+      },
+      catalogNodes: async (dc) => (nodes[dc] ?? []).map((name) => ({ name, address: '192.0.2.1' })),
+      catalogServices: async () => new Map(),
+      catalogService: async () => [],
+      members: async () => [],
+    });
+
+  test('found in one datacenter: that one, matched by short lower-case name', async () => {
+    const view = catalog({ dc1: ['node1', 'web-01.example.com'], dc2: ['db-01'] });
+    assert.equal(await nodeDatacenter(view, 'web-01'), 'dc1');
+    assert.equal(await nodeDatacenter(view, 'Web-01.example.com'), 'dc1');
+    assert.equal(await nodeDatacenter(view, 'db-01'), 'dc2');
+  });
+
+  test('unknown: refused with the closest node; in two datacenters: --dc needed; unreadable: refused', async () => {
+    const view = catalog({ dc1: ['web-01'], dc2: ['web-01', 'db-01'] });
+    await assert.rejects(
+      nodeDatacenter(view, 'web-1'),
+      (e: unknown) =>
+        e instanceof RefusedError &&
+        /^--node "web-1": no such node in the catalog of datacenters dc1, dc2; did you mean web-01\? nothing written/.test(e.message),
+    );
+    await assert.rejects(
+      nodeDatacenter(view, 'web-01'),
+      (e: unknown) => e instanceof UsageError && /is in dc1 and dc2: say which with --dc/.test(e.message),
+    );
+    await assert.rejects(
+      nodeDatacenter(catalog({}, true), 'web-01'),
+      (e: unknown) =>
+        e instanceof RefusedError && /could not be read to find its datacenter \(connect ECONNREFUSED\); give --dc DC/.test(e.message),
+    );
+  });
+
+  test('the node text is checked before Consul is asked', () => {
+    checkScopeOptions({ node: 'web-01' });
+    checkScopeOptions({ dc: 'dc1', node: 'web-01' });
+    usage(() => checkScopeOptions({ node: 'web 01' }), /^--node "web 01": expected a node name/);
+    usage(() => checkScopeOptions({ dc: 'd c' }), /^--dc "d c"/);
   });
 });

@@ -294,3 +294,54 @@ describe('parseConfig: firewall= as BEFW meant it, base_rules=', () => {
     fails('firewall=nft\nbase_rules=/etc/befw/base.rules', 2, 'base_rules', /nftables.*\/etc\/nftables\.conf/);
   });
 });
+
+describe('parseConfig: every problem at once, with suggestions', () => {
+  test('an unknown key gets the closest known one', () => {
+    fails('guard_shar=5', 1, 'guard_shar', /^unknown key; did you mean guard_share\?$/);
+    fails('adress=127.0.0.1:8500', 1, 'adress', /did you mean address\?/);
+    fails('nodname=web-01', 1, 'nodname', /did you mean nodename\?/);
+    fails('xyzzy=1', 1, 'xyzzy', /^unknown key$/);
+  });
+
+  test('all problems in one error, by line, each with its line and key', () => {
+    const text = ['dc=dc1', 'adress=127.0.0.1:8500', 'log_level=loud', 'no equals sign', 'dc=dc2', 'token=a', 'token_file=/t'].join('\n');
+    let caught: unknown;
+    try {
+      parseConfig(text, '/etc/befw.conf');
+    } catch (e) {
+      caught = e;
+    }
+    assert.ok(caught instanceof ConfigError);
+    assert.deepEqual(
+      caught.problems.map((p) => [p.line, p.key]),
+      [
+        [2, 'adress'],
+        [3, 'log_level'],
+        [4, null],
+        [5, 'dc'],
+        [7, 'token_file'],
+      ],
+    );
+    assert.equal(caught.line, 2, 'the first problem is the error own');
+    assert.match(caught.problems[1]?.reason ?? '', /expected one of fatal, error/);
+    assert.match(caught.problems[3]?.reason ?? '', /duplicate key \(first set on line 1\)/);
+    assert.equal(caught.message.split('\n').length, 1, 'one line for the CLI');
+    assert.match(
+      caught.message,
+      /^\/etc\/befw\.conf: 5 problems: \(1\) line 2 \(adress\): unknown key; did you mean address\? \(2\) line 3 \(log_level\): .* \(5\) line 7 \(token_file\): set token or token_file, not both$/,
+    );
+  });
+
+  test('a file with a problem on every line lists 20 and counts the rest', () => {
+    const text = Array.from({ length: 500 }, (_, i) => `bad${i}=1`).join('\n');
+    assert.throws(
+      () => parseConfig(text, '/etc/befw.conf'),
+      (e: unknown) => e instanceof ConfigError && e.problems.length === 21 && e.problems[20]?.reason === 'and 480 more problems',
+    );
+  });
+
+  test('a value that fails the schema is not checked again (one problem per key)', () => {
+    const e = fails('resync_interval=0', 1, 'resync_interval', /whole seconds/);
+    assert.equal(e.problems.length, 1);
+  });
+});

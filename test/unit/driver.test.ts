@@ -449,15 +449,58 @@ describe('driver: verify', () => {
       })
       .script(SAVE4, { stdout: filterSave(CHAIN4_BACK, false) })
       .script(SAVE6, { stdout: filterSave(['-A BEFW -j ACCEPT', ...CHAIN6_BACK], true) });
-    const drifts = await dp.verify({ members: true });
+    const drifts = await dp.verify({ members: false });
     assert.deepEqual(drifts, [
       { what: 'set-missing', set: 'rules_allow_v6', detail: 'set is gone' },
       { what: 'set-count', set: 'web_tcp_80', detail: '1 entries, 2 applied' },
       { what: 'set-type', set: 'web_tcp_80_v6', detail: 'hash:ip inet6' },
       { what: 'jump', family: 4, detail: 'INPUT does not jump to BEFW' },
-      { what: 'chain', family: 6, detail: '4 rules, 3 applied' },
+      {
+        what: 'chain',
+        family: 6,
+        chain: 'BEFW',
+        detail: '4 rules, 3 applied: 0 rule(s) missing, 1 not applied',
+        rulesMissing: [],
+        rulesExtra: ['-A BEFW -j ACCEPT'],
+      },
     ]);
-    assert.ok(!runner.lines.includes(SAVE_SETS), 'member contents are only compared when nothing else drifted');
+    assert.ok(!runner.lines.includes(SAVE_SETS), 'the quick check does not list members');
+  });
+
+  it('with members, a set whose count differs is named member by member (befw check)', async () => {
+    const { runner, dp } = await warmDriver();
+    runner
+      .script(LIST, {
+        stdout: [
+          header('rules_allow', { entries: 1 }),
+          header('rules_allow_v6', { family: 'inet6', entries: 1 }),
+          header('web_tcp_80', { entries: 1 }),
+          header('web_tcp_80_v6', { family: 'inet6' }),
+        ].join('\n'),
+      })
+      .script(SAVE_SETS, {
+        stdout: [
+          'create rules_allow hash:net family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x1',
+          'add rules_allow 192.0.2.0/24',
+          'create rules_allow_v6 hash:net family inet6 hashsize 1024 maxelem 65536 bucketsize 12 initval 0x2',
+          'add rules_allow_v6 2001:db8:ffff::/48',
+          'create web_tcp_80 hash:net family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x3',
+          'add web_tcp_80 198.51.100.2',
+          'create web_tcp_80_v6 hash:net family inet6 hashsize 1024 maxelem 65536 bucketsize 12 initval 0x4',
+          '',
+        ].join('\n'),
+      });
+    assert.deepEqual(await dp.verify({ members: true }), [
+      {
+        what: 'set-members',
+        set: 'web_tcp_80',
+        detail: '1 members in the kernel, 2 applied; 1 missing (198.51.100.1/32)',
+        missing: ['198.51.100.1/32'],
+        missingCount: 1,
+        extra: [],
+        extraCount: 0,
+      },
+    ]);
   });
 
   it('compares members (as ipset save prints them) when asked, and names the set that differs', async () => {
@@ -488,8 +531,17 @@ describe('driver: verify', () => {
     assert.equal(runner.lines.at(-1), SAVE_SETS);
 
     runner.script(SAVE_SETS, { stdout: saved(['198.51.100.2', '198.51.100.7']) });
+    // A swap: the count is the same, the members are not.
     assert.deepEqual(await dp.verify({ members: true }), [
-      { what: 'set-members', set: 'web_tcp_80', detail: '2 members in the kernel, 2 applied, contents differ' },
+      {
+        what: 'set-members',
+        set: 'web_tcp_80',
+        detail: '2 members in the kernel, 2 applied; 1 missing (198.51.100.1/32); 1 not applied (198.51.100.7/32)',
+        missing: ['198.51.100.1/32'],
+        missingCount: 1,
+        extra: ['198.51.100.7/32'],
+        extraCount: 1,
+      },
     ]);
   });
 });

@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { MAX_TTL_SECONDS, parseDuration, parseIsoTime, rejectExpiry, resolveExpiry } from '../../src/cli/duration.js';
+import { MAX_TTL_SECONDS, parseDuration, parseIsoTime, parseTime, rejectExpiry, resolveExpiry } from '../../src/cli/duration.js';
 import { UsageError } from '../../src/cli/access/errors.js';
 
 // A fixed "now" with a fractional second, so rounding is visible: 2025-06-30T12:00:00.750Z.
@@ -26,30 +26,33 @@ describe('parseDuration', () => {
     assert.equal(parseDuration('1s'), 1);
   });
 
-  test('rejects what is not one number and one unit', () => {
-    for (const bad of [
-      '',
-      '2',
-      'h',
-      '2H',
-      '2 h',
-      ' 2h',
-      '2h ',
-      '0s',
-      '00h',
-      '02h',
-      '-1h',
-      '1.5h',
-      '1h30m',
-      '2y',
-      '2hours',
-      '1e3s',
-      '+2h',
-      '２h',
-      '2h\n',
-    ]) {
-      usage(() => parseDuration(bad), /^--ttl ".*": expected a whole number and a unit/s);
-    }
+  test('compound durations: each unit once, largest first', () => {
+    assert.equal(parseDuration('1h30m'), 5400);
+    assert.equal(parseDuration('1w2d12h'), 604_800 + 2 * 86_400 + 12 * 3600);
+    assert.equal(parseDuration('2d'), 172_800);
+    assert.equal(parseDuration('90s'), 90);
+    assert.equal(parseDuration('1h0m30s'), 3630);
+    assert.equal(parseDuration('90m'), 5400);
+  });
+
+  test('garbage is refused with the wrong part named', () => {
+    usage(() => parseDuration('1h30x'), /^--ttl "1h30x": unknown unit "x"; units are s, m, h, d and w$/);
+    usage(() => parseDuration('2hours'), /unknown unit "hours"/);
+    usage(() => parseDuration('2H'), /unknown unit "H"/);
+    usage(() => parseDuration('2y'), /unknown unit "y"/);
+    usage(() => parseDuration('2 h'), /unknown unit " h"/);
+    usage(() => parseDuration('2'), /"2" has no unit; add s, m, h, d or w \(e\.g\. 2s\)/);
+    usage(() => parseDuration('1h30'), /"30" has no unit/);
+    usage(() => parseDuration('1.5h'), /whole numbers only: write 1h30m, not 1\.5h/);
+    usage(() => parseDuration('30m1h'), /"h" out of place: write each unit once, largest first/);
+    usage(() => parseDuration('1h1h'), /"h" out of place/);
+    usage(() => parseDuration('0s'), /is zero/);
+    usage(() => parseDuration('0h0m'), /is zero/);
+    usage(() => parseDuration('02h'), /no leading zeros/);
+    usage(() => parseDuration(''), /empty/);
+    for (const bad of ['h', ' 2h', '-1h', '+2h', '２h', 'e3s']) usage(() => parseDuration(bad), /a number first, then a unit/);
+    for (const bad of ['2h ', '2h\n', '1e3s']) usage(() => parseDuration(bad), /unknown unit/);
+    usage(() => parseDuration('5x', '--for'), /^--for "5x": unknown unit "x"/);
   });
 
   test('caps at 3650 days and says to use --forever', () => {
@@ -57,6 +60,24 @@ describe('parseDuration', () => {
     assert.equal(parseDuration('521w'), 521 * 604_800);
     usage(() => parseDuration('3651d'), /longer than 3650d; use --forever/);
     usage(() => parseDuration('9999999999w'), /longer than 3650d/);
+  });
+
+  test('property: a compound duration is the sum of its parts', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 1, max: 99 }), { minLength: 5, maxLength: 5 }),
+        fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }),
+        (ns, use) => {
+          const units = ['w', 'd', 'h', 'm', 's'] as const;
+          const size = { w: 604_800, d: 86_400, h: 3600, m: 60, s: 1 } as const;
+          const parts = units.filter((_, i) => use[i] === true);
+          if (parts.length === 0) return;
+          const text = parts.map((u) => `${ns[units.indexOf(u)]}${u}`).join('');
+          const want = parts.reduce((sum, u) => sum + (ns[units.indexOf(u)] as number) * size[u], 0);
+          assert.equal(parseDuration(text), want, text);
+        },
+      ),
+    );
   });
 
   test('property: any accepted text is n times its unit, positive and capped', () => {
@@ -117,6 +138,42 @@ describe('parseIsoTime', () => {
   });
 });
 
+describe('parseTime (--until, --at)', () => {
+  test('now, relative, Unix seconds and ISO 8601', () => {
+    assert.equal(parseTime('now', '--at', NOW_MS), NOW_MS);
+    assert.equal(parseTime('+2h', '--at', NOW_MS), NOW_MS + 7_200_000);
+    assert.equal(parseTime('-30m', '--at', NOW_MS), NOW_MS - 1_800_000);
+    assert.equal(parseTime('+1h30m', '--at', NOW_MS), NOW_MS + 5_400_000);
+    assert.equal(parseTime('1767225600', '--at', NOW_MS), 1_767_225_600_000);
+    assert.equal(parseTime('0', '--at', NOW_MS), 0);
+    assert.equal(parseTime('2025-06-30T18:00:00Z', '--at', NOW_MS), Date.UTC(2025, 5, 30, 18));
+  });
+
+  test('garbage and absurd values are refused, naming the option', () => {
+    usage(() => parseTime('tomorrow', '--at', NOW_MS), /^--at "tomorrow": expected now, \+DURATION or -DURATION/);
+    usage(() => parseTime('+2x', '--at', NOW_MS), /^--at "\+2x": unknown unit "x"/);
+    usage(() => parseTime('+', '--at', NOW_MS), /^--at "\+": empty/);
+    usage(() => parseTime('-1767225600', '--at', NOW_MS), /negative Unix time/);
+    usage(() => parseTime('1767225600000', '--at', NOW_MS), /past the year 9999.*milliseconds given by mistake/);
+    usage(() => parseTime('+3651d', '--until', NOW_MS), /longer than 3650d/);
+    usage(() => parseTime('2025-06-30', '--until', NOW_MS), /expected an ISO 8601 time with a zone/);
+    usage(() => parseTime('NOW', '--at', NOW_MS), /expected now/);
+    usage(() => parseTime('', '--at', NOW_MS), /expected now/);
+  });
+
+  test('property: arbitrary strings give a finite time or a UsageError', () => {
+    fc.assert(
+      fc.property(fc.string(), (s) => {
+        try {
+          assert.ok(Number.isFinite(parseTime(s, '--at', NOW_MS)));
+        } catch (err) {
+          assert.ok(err instanceof UsageError, String(err));
+        }
+      }),
+    );
+  });
+});
+
 describe('resolveExpiry', () => {
   test('--ttl is now (whole seconds, rounded down) plus the duration', () => {
     assert.deepEqual(resolveExpiry({ ttl: '2h' }, NOW_MS), { value: NOW_S + 7200, expiresAt: (NOW_S + 7200) * 1000 });
@@ -133,6 +190,13 @@ describe('resolveExpiry', () => {
     });
     // A fraction never extends the entry past the time asked for.
     assert.equal(resolveExpiry({ until: '2025-06-30T18:00:00.999Z' }, NOW_MS).value, Date.UTC(2025, 5, 30, 18) / 1000);
+  });
+
+  test('--until takes relative times and Unix seconds too', () => {
+    assert.equal(resolveExpiry({ until: '+2h' }, NOW_MS).value, NOW_S + 7200);
+    assert.equal(resolveExpiry({ until: '1893456000' }, NOW_MS).value, 1_893_456_000);
+    usage(() => resolveExpiry({ until: '-30m' }, NOW_MS), /^--until "-30m": is not in the future \(now is 2025-06-30T12:00:00Z\)/);
+    usage(() => resolveExpiry({ until: 'now' }, NOW_MS), /is not in the future/);
   });
 
   test('--until must be in the future', () => {

@@ -13,7 +13,14 @@ import type { ChainRule, Plan, PlanSet } from '../../src/core/types.js';
 import type { CommandResult, CommandRunner, LineSpawner, RunOptions } from '../../src/dataplane/exec.js';
 import { chainLeftover, removalScript, retireIptables } from '../../src/dataplane/iptables/retire.js';
 import { createNftDataplane, removeStaleTransactions, sameRule } from '../../src/dataplane/nft/driver.js';
-import { canonicalElement, elementWithTimeout, jsonElement, netElements, pieceText } from '../../src/dataplane/nft/elements.js';
+import {
+  canonicalElement,
+  elementWithTimeout,
+  jsonElement,
+  netElements,
+  nftDuration,
+  pieceText,
+} from '../../src/dataplane/nft/elements.js';
 import { GenerationWatch } from '../../src/dataplane/nft/genWatch.js';
 import { nftSetName } from '../../src/dataplane/nft/naming.js';
 import { chainRewriteLines, renderChains, renderFull } from '../../src/dataplane/nft/render.js';
@@ -124,7 +131,10 @@ describe('nft elements', () => {
     assert.equal(pieceText(0x0a000001n, 0x0a000005n, 'inet'), '10.0.0.1-10.0.0.5');
     assert.equal(pieceText(0n, (1n << 128n) - 1n, 'inet6'), '::/0');
     assert.equal(elementWithTimeout('10.0.0.1', null, NOW), '10.0.0.1');
-    assert.equal(elementWithTimeout('10.0.0.1', T + 2, NOW), '10.0.0.1 timeout 2000ms');
+    assert.equal(elementWithTimeout('10.0.0.1', T + 2, NOW), '10.0.0.1 timeout 2s');
+    // nft 1.0.6 refuses 100000000ms and more: a two-day grant in nft's own units.
+    assert.equal(elementWithTimeout('10.0.0.1', T + 2 * 86400 + 3661, NOW), '10.0.0.1 timeout 2d1h1m1s');
+    assert.equal(nftDuration(1500), '1s500ms');
     assert.equal(elementWithTimeout('10.0.0.1', T, NOW), null);
   });
 
@@ -221,10 +231,11 @@ describe('nft render', () => {
     );
   });
 
-  it("Consul's ports on either side, as iptables' multiport --ports", () => {
+  it("peers: new connections to Consul's ports, and from them only replies", () => {
     const rules = renderChains([{ kind: 'peers', set: 'befw~consul', proto: 'udp', ports: [8301] }])[0]?.rules ?? [];
     assert.ok(rules.includes('ip saddr @ip4_BEFW_CONSUL udp dport 8301 accept'));
-    assert.ok(rules.includes('ip6 saddr @net6_BEFW_CONSUL udp sport 8301 accept'));
+    assert.ok(rules.includes('ip6 saddr @net6_BEFW_CONSUL udp sport 8301 ct state established accept'));
+    assert.ok(!rules.some((r) => / sport 8301 accept$/.test(r)), 'a source port alone opens nothing');
     assert.equal(rules.length, 8);
   });
 
@@ -314,7 +325,7 @@ describe('nft driver', () => {
       [
         'add element inet befw ip4_web_tcp_80 { 198.51.100.2 }',
         'delete element inet befw ip4_web_tcp_80 { 198.51.100.2 }',
-        'add element inet befw ip4_web_tcp_80 { 198.51.100.3 timeout 60000ms }',
+        'add element inet befw ip4_web_tcp_80 { 198.51.100.3 timeout 1m }',
         '',
       ].join('\n'),
     );
@@ -331,7 +342,7 @@ describe('nft driver', () => {
       [
         'add element inet befw ip4_web_tcp_80 { 198.51.100.3 }',
         'delete element inet befw ip4_web_tcp_80 { 198.51.100.3 }',
-        'add element inet befw ip4_web_tcp_80 { 198.51.100.3 timeout 600000ms }',
+        'add element inet befw ip4_web_tcp_80 { 198.51.100.3 timeout 10m }',
         '',
       ].join('\n'),
     );
@@ -403,7 +414,15 @@ describe('nft driver', () => {
     const drift = await dp.verify({ members: false });
     assert.equal(reads(), 2);
     assert.deepEqual(drift, [
-      { what: 'set-members', set: 'ip4_web_tcp_80', detail: '3 elements in the kernel: 1 not applied (203.0.113.66)' },
+      {
+        what: 'set-members',
+        set: 'ip4_web_tcp_80',
+        detail: '3 elements in the kernel: 1 not applied (203.0.113.66)',
+        missing: [],
+        missingCount: 0,
+        extra: ['203.0.113.66'],
+        extraCount: 1,
+      },
     ]);
 
     r.on(LIST, { stdout: listing({ chainRules: 5 }) });

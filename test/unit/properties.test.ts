@@ -456,7 +456,10 @@ const SET = '[a-z0-9._~-]{1,31}';
 const PORT = '[1-9][0-9]{0,4}(?::[1-9][0-9]{0,4})?';
 const RULE_SHAPES = [
   /^-A BEFW -i lo -j ACCEPT$/,
-  new RegExp(`^-A BEFW -p (?:tcp|udp) -m set --match-set (${SET}) src -m multiport --ports [0-9,]+ -j ACCEPT$`),
+  new RegExp(`^-A BEFW -p (?:tcp|udp) -m set --match-set (${SET}) src -m multiport --dports [0-9,]+ -j ACCEPT$`),
+  new RegExp(
+    `^-A BEFW -p (?:tcp|udp) -m set --match-set (${SET}) src -m multiport --sports [0-9,]+ -m conntrack --ctstate ESTABLISHED -j ACCEPT$`,
+  ),
   new RegExp(`^-A BEFW -m set --match-set (${SET}) src -j (?:ACCEPT|REJECT|DROP)$`),
   new RegExp(`^-A BEFW -p (?:tcp|udp) --dport (${PORT}) -m set --match-set (${SET}) src -j ACCEPT$`),
   new RegExp(`^-A BEFW -p (?:tcp|udp) --dport (${PORT}) -j DROP$`),
@@ -500,7 +503,7 @@ describe('property: compile', () => {
         for (const line of nft.text.split('\n').filter((l) => l.startsWith('add element'))) {
           assert.match(
             line,
-            /^add element inet befw [A-Za-z0-9._-]+ \{ [0-9a-f.:/-]+( timeout \d+ms)?(, [0-9a-f.:/-]+( timeout \d+ms)?)* \}$/,
+            /^add element inet befw [A-Za-z0-9._-]+ \{ [0-9a-f.:/-]+( timeout (?:\d+(?:d|h|m|s|ms))+)?(, [0-9a-f.:/-]+( timeout (?:\d+(?:d|h|m|s|ms))+)?)* \}$/,
             line,
           );
         }

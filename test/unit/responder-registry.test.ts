@@ -13,6 +13,8 @@ import { BanRunner } from '../../src/reactor/responder/banAction.js';
 import type { KvEntry, ReactorKv, TxnResult } from '../../src/reactor/responder/consulKv.js';
 import { protectionFor } from '../helpers/reactorFakes.js';
 import { ACTIONS, type ActionContext, type ActionRegistry, runnerFor } from '../../src/reactor/responder/registry.js';
+import { UserLeaseRunner } from '../../src/reactor/responder/userLease.js';
+import { ObserveRunner } from '../../src/reactor/responder/observeAction.js';
 import { VyosAddressGroupRunner, VyosDisableInterfaceRunner } from '../../src/reactor/responder/vyosActions.js';
 import type { VyosClient } from '../../src/reactor/responder/vyosClient.js';
 
@@ -37,11 +39,17 @@ function everyAction(): ActionConfig[] {
   const c = parseReactorConfig(
     JSON.stringify({
       queue: { servers: ['127.0.0.1:11300'], hmacKeyFile: '/etc/befw/reactor.key' },
-      parser: { listeners: [{ protocol: 'udp', port: 5140 }], allowedDevices: ['198.51.100.0/24'] },
+      parser: {
+        listeners: [{ protocol: 'udp', port: 5140 }],
+        allowedDevices: ['198.51.100.0/24'],
+        builtinTriggers: ['sshd', 'iface-down', 'dhcp-lease', 'observe'],
+      },
       responder: {
         actions: {
           'ssh-auth-failure': [{ type: 'ban' }, { type: 'vyos-address-group', devices: 'source', group: 'BLOCK', ipv6Group: 'BLOCK6' }],
           'iface-down': [{ type: 'vyos-disable-interface' }],
+          'dhcp-lease': [{ type: 'user-lease' }],
+          observed: [{ type: 'observe' }],
         },
         devices: { edge1: { url: 'https://198.51.100.254', keyFile: '/etc/befw/edge1.key', addresses: ['198.51.100.254'] } },
       },
@@ -103,6 +111,8 @@ describe('responder action registry', () => {
       ban: BanRunner,
       'vyos-address-group': VyosAddressGroupRunner,
       'vyos-disable-interface': VyosDisableInterfaceRunner,
+      'user-lease': UserLeaseRunner,
+      observe: ObserveRunner,
     };
     for (const a of actions) {
       const runner = runnerFor(a, context());
@@ -124,6 +134,8 @@ describe('responder action registry', () => {
       ban: recording('ban'),
       'vyos-address-group': recording('vyos-address-group'),
       'vyos-disable-interface': recording('vyos-disable-interface'),
+      'user-lease': recording('user-lease'),
+      observe: recording('observe'),
     };
     for (const a of everyAction()) runnerFor(a, ctx, registry);
     assert.deepEqual(calls.sort(), schemaActionTypes());

@@ -76,7 +76,7 @@ describe('types from JSON schemas', () => {
   test("befw's own schemas", () => {
     const level: SameShape<RawConfig['log_level'], 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | undefined> = true;
     const kinds: SameShape<ActionKind, RawAction['type']> = true;
-    const actionKinds: SameShape<ActionKind, 'ban' | 'vyos-address-group' | 'vyos-disable-interface'> = true;
+    const actionKinds: SameShape<ActionKind, 'ban' | 'vyos-address-group' | 'vyos-disable-interface' | 'user-lease' | 'observe'> = true;
     assert.deepEqual([level, kinds, actionKinds], [true, true, true]);
   });
 

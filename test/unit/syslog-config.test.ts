@@ -42,7 +42,7 @@ describe('reactor config: the shipped example', () => {
     const c = parseReactorConfig(readFileSync(EXAMPLE, 'utf8'), EXAMPLE);
     assert.equal(c.parser?.listeners.length, 3);
     assert.equal(c.parser?.listeners[0]?.name, 'tcp:0.0.0.0:5140');
-    assert.deepEqual(c.parser?.triggers.events.sort(), ['http-auth-failure', 'iface-down', 'ssh-auth-failure']);
+    assert.deepEqual(c.parser?.triggers.events.sort(), ['http-auth-failure', 'iface-down', 'observed', 'port-scan', 'ssh-auth-failure']);
     assert.equal(c.parser?.thresholds.get('ssh-auth-failure')?.maxRetry, 5);
     assert.equal(c.queue.servers[0]?.text, '127.0.0.1:11300');
     const ban = c.responder?.actions.get('ssh-auth-failure')?.[0];
@@ -82,7 +82,14 @@ describe('reactor config: the shipped example', () => {
     assert.equal(p.maxConnectionsPerDevice, 16);
     assert.equal(p.maxRepeat, 10);
     assert.equal(c.responder?.banBudgetPerMinute, 60);
-    assert.equal(p.triggers.triggers.length, 5);
+    // sshd (4), iface-down, port-scan and observe (befw's trap ports and observe mode).
+    assert.equal(p.triggers.triggers.length, 7);
+    assert.deepEqual(
+      c.responder?.actions.get('port-scan')?.map((a) => [a.type, a.type === 'ban' ? `${a.set} ${a.scope}` : '']),
+      [['ban', 'rules_deny world']],
+      'a port scan is banned fleet-wide by default',
+    );
+    assert.equal(c.responder?.actions.get('observed')?.[0]?.type, 'observe');
     assert.equal(c.responder?.stateKvPrefix, 'befw-reactor');
   });
 });

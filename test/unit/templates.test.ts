@@ -124,6 +124,16 @@ describe('parseServiceTemplate', () => {
   test('a rule may not jump back into BEFW', () => {
     serviceError('-A BEFW -m set --match-set {SET} src -j BEFW', 1, /jump/);
     serviceError('-A BEFW -m set --match-set {SET} src -g BEFW', 1, /jump/);
+    // Every spelling iptables-restore takes (each one made the whole chain fail to load).
+    for (const j of ['--jump BEFW', '--goto BEFW', '-j "BEFW"', "-g 'BEFW'", '-jBEFW', '--jump=BEFW', '-j befw', '-j INPUT', '-g FORWARD'])
+      serviceError(`-A BEFW -m set --match-set {SET} src ${j}`, 1, /jump back into BEFW or to a built-in chain/);
+  });
+
+  test('a rule line is one rule of BEFW: no second command, no table', () => {
+    for (const extra of ['-j ACCEPT -I BEFW 1', '--append INPUT -j ACCEPT', '--table nat -j ACCEPT', '-t nat -j ACCEPT', '-j ACCEPT -F'])
+      serviceError(`-A BEFW -m set --match-set {SET} src ${extra}`, 1, /one rule to BEFW, with no other command or table/);
+    // Words that only look like commands in lower case are iptables options.
+    assert.equal(parseServiceTemplate('-A BEFW -i eth0 -p tcp -m set --match-set {SET} src -j ACCEPT', 's').lines.length, 1);
   });
 
   test('the shipped templates/iptables/service.rules parses', (t) => {

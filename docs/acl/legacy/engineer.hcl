@@ -4,6 +4,10 @@
 key "befw/" {
   policy = "write"
 }
+# The audit trail beside each entry, written with it in one transaction.
+key "befw-audit/" {
+  policy = "write"
+}
 agent "" {
   policy = "read"
 }

@@ -48,7 +48,11 @@ const SERVICE_SCHEMA = {
     name: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f]+$' },
     port: PORT_NUMBER,
     protocol: { type: 'string', pattern: '^([Tt][Cc][Pp]|[Uu][Dd][Pp])$' },
-    mode: { type: 'string', pattern: '^([Ee][Nn][Ff][Oo][Rr][Cc][Ii][Nn][Gg]|[Dd][Ee][Ff][Aa][Uu][Ll][Tt]|)$' },
+    // `observe` is befw's (core/observe.ts): default mode with non-clients logged.
+    mode: {
+      type: 'string',
+      pattern: '^([Ee][Nn][Ff][Oo][Rr][Cc][Ii][Nn][Gg]|[Dd][Ee][Ff][Aa][Uu][Ll][Tt]|[Oo][Bb][Ss][Ee][Rr][Vv][Ee]|)$',
+    },
     ports: {
       type: 'array',
       maxItems: 1024,
@@ -267,7 +271,8 @@ export function parseServiceFile(text: string, file: string): { service?: FileSe
   const port = json.port !== undefined && json.port !== 0 ? json.port : first?.from;
   if (port === undefined) return diag('expected a "port" or a non-empty "ports"');
   const protocol = (json.protocol ?? first?.proto ?? 'tcp').toLowerCase() as Proto;
-  const mode = json.mode?.toLowerCase() === 'enforcing' ? 'enforcing' : 'default';
+  const lower = json.mode?.toLowerCase();
+  const mode = lower === 'enforcing' ? 'enforcing' : lower === 'observe' ? 'observe' : 'default';
   const extra = ports.filter((p) => !(p.proto === protocol && p.from === port && p.to === port));
   return { service: { file, name: json.name, port, protocol, mode, ports: extra }, diagnostics: [] };
 }

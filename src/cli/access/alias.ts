@@ -16,6 +16,7 @@ import {
   rmCommand,
 } from './commands.js';
 import { addCommonOptions, addDryRunOption, addExpiryOptions, addGuardOptions, addScopeOptions } from './context.js';
+import { addAuditOptions } from './audit.js';
 import { UsageError } from './errors.js';
 import { ALIAS_KIND, type Entry, classify, parseAddrArg, parseAliasName } from './layout.js';
 
@@ -76,7 +77,7 @@ export function registerAliasCommands(program: Command): void {
   const NAME_HELP = "alias name: ops or '$ops$'";
   const ADDR_HELP = "member: IPv4/IPv6 address, network (198.51.100.0/24) or another alias ('$name$')";
 
-  addDryRunOption(addGuardOptions(addScopeOptions(addExpiryOptions(addCommonOptions(alias.command('add'))))))
+  addAuditOptions(addDryRunOption(addGuardOptions(addScopeOptions(addExpiryOptions(addCommonOptions(alias.command('add')))))))
     .description('add ADDR to alias NAME until the given expiry; a grant through an alias lasts while both entries are unexpired')
     .argument('<name>', NAME_HELP)
     .argument('<addr>', ADDR_HELP)
@@ -84,7 +85,7 @@ export function registerAliasCommands(program: Command): void {
       addCommand(ALIAS_KIND, parseAliasName(name), parseAddrArg(addr), opts, WORDS, noCycle),
     );
 
-  addDryRunOption(addScopeOptions(addCommonOptions(alias.command('rm'))))
+  addAuditOptions(addDryRunOption(addScopeOptions(addCommonOptions(alias.command('rm')))))
     .description('remove member ADDR from alias NAME at one scope; without ADDR and with --all, every member at that scope')
     .argument('<name>', NAME_HELP)
     .argument('[addr]', ADDR_HELP)

@@ -12,6 +12,7 @@
 import { RULES_ALLOW, RULES_DENY } from '../../core/compile.js';
 import { type Kind, KV_ROOT } from '../../core/kvLayout.js';
 import { type ExpiryOptions, rejectExpiry, resolveExpiry } from '../duration.js';
+import { formatTime } from '../format.js';
 import {
   CatalogView,
   type GuardOpts,
@@ -38,17 +39,10 @@ import {
   writeEntry,
 } from './entries.js';
 import { UsageError } from './errors.js';
-import {
-  type AddrArg,
-  IPSET_KIND,
-  type ScopeSel,
-  addrText,
-  classify,
-  sameScope,
-  scopeFromOptions,
-  scopeText,
-  targetPrefix,
-} from './layout.js';
+import { type AuditOpts, auditStamp, auditWarnings, readAudits, toolName, warningsJson, withAuditWarnings } from './audit.js';
+import { checkScopeOptions, scopeWithNodeDc } from './nodeScope.js';
+import { checkAddressOption, entriesHolding } from '../explain.js';
+import { ALIAS_KIND, type AddrArg, IPSET_KIND, type ScopeSel, addrText, classify, sameScope, scopeText, targetPrefix } from './layout.js';
 
 export interface ScopeOpts {
   readonly dc?: string;
@@ -59,9 +53,9 @@ export interface DryRunOpts {
   readonly dryRun?: boolean;
 }
 
-export type AddOpts = CommonOpts & ExpiryOptions & ScopeOpts & GuardOpts & DryRunOpts;
-export type RmOpts = CommonOpts & ExpiryOptions & ScopeOpts & DryRunOpts;
-export type LsOpts = CommonOpts & ScopeOpts;
+export type AddOpts = CommonOpts & ExpiryOptions & ScopeOpts & GuardOpts & DryRunOpts & AuditOpts;
+export type RmOpts = CommonOpts & ExpiryOptions & ScopeOpts & DryRunOpts & AuditOpts;
+export type LsOpts = CommonOpts & ScopeOpts & { readonly address?: string };
 
 /** Wording of one command group's results. */
 export interface Wording {
@@ -120,12 +114,13 @@ export async function runAdd(ctx: AccessContext, r: AddRequest): Promise<Output>
     told.push(...protectedWarnings(target, addr, prot.nets));
     for (const w of [counted.warning, prot.warning]) if (w !== null) told.push(w);
   }
-  const w = await writeEntry(ctx, spec, expiry, dryRun);
-  const all = [...warnings, ...told];
+  const stamp = auditStamp(opts, ctx.config, toolName(kind, target, 'add'), ctx.nowMs);
+  const w = await writeEntry(ctx, spec, expiry, dryRun, stamp);
+  const all = [...warnings, ...told, ...auditWarnings(stamp)];
   const lines = [formatWritten(r.words.added(addrText(addr), target), scope, w, ctx.nowMs, dryRun)];
   if (reach !== null) lines.push(`  ${reach.text}`);
   for (const x of all) lines.push(`  ${x}`);
-  const expiresAt = w.expiresAt === null ? null : new Date(w.expiresAt).toISOString();
+  const expiresAt = w.expiresAt === null ? null : formatTime(w.expiresAt);
   return {
     text: lines.join('\n'),
     json: {
@@ -148,27 +143,27 @@ export async function addCommand(
   words: Wording,
   preWrite?: PreWrite,
 ): Promise<void> {
-  const scope = scopeFromOptions(opts);
+  checkScopeOptions(opts);
   checkAddressArg(addr, opts.yes === true);
   resolveExpiry(opts, Date.now()); // only to validate: the value is taken again with the context's clock
+  const scope = await scopeWithNodeDc(opts);
   await withContext(opts, async (ctx) =>
     emit(ctx, await runAdd(ctx, { kind, target, addr, scope, opts, words, ...(preWrite === undefined ? {} : { preWrite }) })),
   );
 }
 
 /** Removes every key read as `addr` at one scope (none on a dry run). */
-export async function runRm(ctx: AccessContext, spec: EntrySpec, opts: DryRunOpts, words: Wording): Promise<Output> {
+export async function runRm(ctx: AccessContext, spec: EntrySpec, opts: DryRunOpts & AuditOpts, words: Wording): Promise<Output> {
   const dryRun = opts.dryRun === true;
-  const removed = await removeEntry(ctx, spec, dryRun);
-  return {
-    text: formatRemoved(`${words.removed(addrText(spec.addr), spec.target)} at ${scopeText(spec.scope)} scope`, removed, dryRun),
-    json: { dryRun, deleted: removed },
-  };
+  const stamp = auditStamp(opts, ctx.config, toolName(spec.kind, spec.target, 'rm'), ctx.nowMs);
+  const removed = await removeEntry(ctx, spec, dryRun, stamp);
+  const text = formatRemoved(`${words.removed(addrText(spec.addr), spec.target)} at ${scopeText(spec.scope)} scope`, removed, dryRun);
+  return { text: withAuditWarnings(text, stamp), json: { dryRun, deleted: removed, ...warningsJson(stamp) } };
 }
 
 export async function rmCommand(kind: Kind, target: string, addr: AddrArg, opts: RmOpts, words: Wording): Promise<void> {
   rejectExpiry(opts, 'removal');
-  const scope = scopeFromOptions(opts);
+  const scope = await scopeWithNodeDc(opts);
   await withContext(opts, async (ctx) => emit(ctx, await runRm(ctx, { kind, scope, target, addr }, opts, words)));
 }
 
@@ -178,10 +173,11 @@ export async function runRmAll(
   kind: Kind,
   target: string,
   scope: ScopeSel,
-  opts: DryRunOpts,
+  opts: DryRunOpts & AuditOpts,
   summary: string,
 ): Promise<Output> {
   const dryRun = opts.dryRun === true;
+  const stamp = auditStamp(opts, ctx.config, toolName(kind, target, 'rm'), ctx.nowMs);
   const prefix = targetPrefix(kind, scope, target);
   const items = await ctx.consul.list(prefix);
   const parsed = classify(items);
@@ -191,13 +187,14 @@ export async function runRmAll(
   for (const i of parsed.invalid) if (i.key.slice(prefix.length).split('/').length <= 2) keep.add(i.key);
   const victims = items.filter((i) => keep.has(i.key));
   if (victims.length === 0) throw new UsageError(target, `has no entries at ${scopeText(scope)} scope; nothing removed`);
-  const removed = await deleteAll(ctx, victims, dryRun);
-  return { text: formatRemoved(`${summary} at ${scopeText(scope)} scope`, removed, dryRun), json: { dryRun, deleted: removed } };
+  const removed = await deleteAll(ctx, victims, dryRun, stamp);
+  const text = formatRemoved(`${summary} at ${scopeText(scope)} scope`, removed, dryRun);
+  return { text: withAuditWarnings(text, stamp), json: { dryRun, deleted: removed, ...warningsJson(stamp) } };
 }
 
 export async function rmAllCommand(kind: Kind, target: string, opts: RmOpts, summary: string): Promise<void> {
   rejectExpiry(opts, 'removal');
-  const scope = scopeFromOptions(opts);
+  const scope = await scopeWithNodeDc(opts);
   await withContext(opts, async (ctx) => emit(ctx, await runRmAll(ctx, kind, target, scope, opts, summary)));
 }
 
@@ -206,13 +203,23 @@ export async function rmAllCommand(kind: Kind, target: string, opts: RmOpts, sum
  * read when those are given. Entries that no node enforces are listed separately.
  */
 export async function lsCommand(kind: Kind, target: string | null, opts: LsOpts, targetTitle: string, empty: string): Promise<void> {
-  const filter: ScopeSel = scopeFromOptions(opts);
+  checkScopeOptions(opts);
+  const address = opts.address === undefined ? null : checkAddressOption(opts.address);
+  const filter: ScopeSel = await scopeWithNodeDc(opts);
   await withContext(opts, async (ctx) => {
     const items = await ctx.consul.list(`${KV_ROOT}${kind}/`);
     const all = classify(items);
+    let entries = all.entries.filter((e) => e.kind === kind && (target === null || e.target === target) && inFilter(e.scope, filter));
+    if (address !== null) {
+      // Aliases are followed: a grant to $ops$ holds the address when one of its members does.
+      const aliases = kind === ALIAS_KIND ? all.entries : classify(await ctx.consul.list(`${KV_ROOT}${ALIAS_KIND}/`)).entries;
+      entries = entriesHolding(entries, aliases, address, ctx.nowMs);
+    }
     const listing: Listing = {
-      entries: all.entries.filter((e) => e.kind === kind && (target === null || e.target === target) && inFilter(e.scope, filter)),
+      entries,
       invalid: all.invalid.filter((i) => target === null || i.key.split('/').includes(target)),
+      // Who, why and from where: befw-audit/ beside the entries (access/audit.ts).
+      ...(await readAudits(ctx.consul, `${KV_ROOT}${kind}/`).then((a) => ({ audits: a.byEntry, auditError: a.error }))),
     };
     if (ctx.json) printJson(listingJson(listing, ctx.nowMs));
     else print(formatListing(listing, ctx.nowMs, targetTitle, empty));

@@ -5,12 +5,14 @@
  * and is never printed.
  */
 import type { Command } from 'commander';
-import { type Config, DEFAULT_CONFIG_PATH } from '../../config/config.js';
-import { loadConfig, resolveToken } from '../../config/load.js';
+import type { Config } from '../../config/config.js';
+import { resolveToken } from '../../config/load.js';
+import { CONFIG_OPTION_HELP, loadCliConfig } from '../configSource.js';
 import { type OperatorConsul, createOperatorConsul } from '../../consul/kvWriter.js';
 
 export interface CommonOpts {
-  readonly config: string;
+  /** `-c FILE`; absent: BEFW_CONFIG, /etc/befw.conf, or defaults (configSource.ts). */
+  readonly config?: string;
   readonly json?: boolean;
 }
 
@@ -28,7 +30,7 @@ export async function openConsul(config: Config): Promise<OperatorConsul> {
 
 /** Runs `fn` with a context and closes the connection whatever happens. */
 export async function withContext<T>(opts: CommonOpts, fn: (ctx: AccessContext) => Promise<T>): Promise<T> {
-  const config = await loadConfig(opts.config);
+  const config = await loadCliConfig(opts.config);
   const consul = await openConsul(config);
   try {
     return await fn({ config, consul, nowMs: Date.now(), json: opts.json === true });
@@ -38,21 +40,22 @@ export async function withContext<T>(opts: CommonOpts, fn: (ctx: AccessContext) 
 }
 
 export function addCommonOptions(cmd: Command): Command {
-  return cmd
-    .option('-c, --config <file>', 'befw.conf to use (Consul address, dc, token_file)', DEFAULT_CONFIG_PATH)
-    .option('--json', 'print the result as JSON');
+  return cmd.option('-c, --config <file>', CONFIG_OPTION_HELP).option('--json', 'print the result as JSON');
 }
 
 export function addScopeOptions(cmd: Command): Command {
   return cmd
     .option('--dc <dc>', 'datacenter level: befw/<kind>/<dc>/…')
-    .option('--node <node>', 'node level (with --dc): befw/<kind>/<dc>/<node>/…; the short, lower-case node name');
+    .option(
+      '--node <node>',
+      "node level: befw/<kind>/<dc>/<node>/…; the short, lower-case node name; without --dc, the node's datacenter from the catalog",
+    );
 }
 
 export function addExpiryOptions(cmd: Command): Command {
   return cmd
-    .option('--ttl <duration>', 'lasts this long from now: 30s, 15m, 2h, 7d, 2w')
-    .option('--until <time>', 'lasts until this ISO 8601 time with a zone, e.g. 2025-06-30T18:00:00Z')
+    .option('--ttl <duration>', 'lasts this long from now: 30s, 15m, 1h30m, 2d, 1w (at most 3650d)')
+    .option('--until <time>', 'lasts until this time: ISO 8601 with a zone (2025-06-30T18:00:00Z), +2h from now, or Unix seconds')
     .option('--forever', 'never expires (written as -1)');
 }
 

@@ -11,7 +11,8 @@ import { printable } from '../../core/address.js';
 import { type Kind, isLive } from '../../core/kvLayout.js';
 import type { KvEntry } from '../../consul/kvWriter.js';
 import type { Expiry } from '../duration.js';
-import { formatDuration } from '../format.js';
+import { formatDuration, formatTime } from '../format.js';
+import { type AuditStamp, type StoredAudit, auditJson, auditLine, deleteAudited, putAudited, viewOf } from './audit.js';
 import type { AccessContext } from './context.js';
 import { AccessError, UsageError } from './errors.js';
 import {
@@ -50,7 +51,13 @@ function matches(spec: EntrySpec, e: Entry): boolean {
 }
 
 /** Writes the entry (check-and-set on what was just read); with `dryRun`, reads and checks the same but writes nothing. */
-export async function writeEntry(ctx: AccessContext, spec: EntrySpec, expiry: Expiry, dryRun = false): Promise<Written> {
+export async function writeEntry(
+  ctx: AccessContext,
+  spec: EntrySpec,
+  expiry: Expiry,
+  dryRun = false,
+  audit: AuditStamp | null = null,
+): Promise<Written> {
   const value = String(expiry.value);
   const key = checkedKey(spec.kind, spec.scope, spec.target, spec.addr, value);
   const items = await ctx.consul.list(targetPrefix(spec.kind, spec.scope, spec.target));
@@ -58,7 +65,8 @@ export async function writeEntry(ctx: AccessContext, spec: EntrySpec, expiry: Ex
   const equivalents = classify(items)
     .entries.filter((e) => e.key !== key && matches(spec, e))
     .map((e) => e.key);
-  const ok = dryRun || (await ctx.consul.putCas(key, value, current?.modifyIndex ?? 0));
+  // With an audit stamp, the entry and its record in one transaction (access/audit.ts).
+  const ok = dryRun || (await putAudited(ctx.consul, key, value, current?.modifyIndex ?? 0, audit));
   if (!ok) throw new AccessError(key, 'changed by someone else between reading and writing; nothing written, run the command again');
   return { key, value, previous: current?.value ?? null, expiresAt: expiry.expiresAt, equivalents };
 }
@@ -68,7 +76,12 @@ export interface Removed {
   readonly value: string | null;
 }
 
-export async function removeEntry(ctx: AccessContext, spec: EntrySpec, dryRun = false): Promise<Removed[]> {
+export async function removeEntry(
+  ctx: AccessContext,
+  spec: EntrySpec,
+  dryRun = false,
+  audit: AuditStamp | null = null,
+): Promise<Removed[]> {
   const exact = checkedKey(spec.kind, spec.scope, spec.target, spec.addr, '-1');
   const items = await ctx.consul.list(targetPrefix(spec.kind, spec.scope, spec.target));
   const keys = new Set(
@@ -85,19 +98,24 @@ export async function removeEntry(ctx: AccessContext, spec: EntrySpec, dryRun = 
       `no entry for it in ${spec.target} at ${scopeText(spec.scope)} scope; nothing removed (see the ls command)`,
     );
   }
-  return deleteAll(ctx, victims, dryRun);
+  return deleteAll(ctx, victims, dryRun, audit);
 }
 
 /**
  * Deletes each entry if unchanged since read; an entry changed meanwhile is an error after the
  * rest are done. With `dryRun`, deletes nothing and returns what would go.
  */
-export async function deleteAll(ctx: AccessContext, victims: readonly KvEntry[], dryRun = false): Promise<Removed[]> {
+export async function deleteAll(
+  ctx: AccessContext,
+  victims: readonly KvEntry[],
+  dryRun = false,
+  audit: AuditStamp | null = null,
+): Promise<Removed[]> {
   if (dryRun) return victims.map((v) => ({ key: v.key, value: v.value }));
   const removed: Removed[] = [];
   const raced: string[] = [];
   for (const v of victims) {
-    if (await ctx.consul.deleteCas(v.key, v.modifyIndex)) removed.push({ key: v.key, value: v.value });
+    if (await deleteAudited(ctx.consul, v.key, v.value, v.modifyIndex, audit)) removed.push({ key: v.key, value: v.value });
     else raced.push(v.key);
   }
   if (raced.length > 0) {
@@ -110,9 +128,7 @@ export async function deleteAll(ctx: AccessContext, victims: readonly KvEntry[],
   return removed;
 }
 
-function iso(ms: number): string {
-  return new Date(ms).toISOString().replace('.000Z', 'Z');
-}
+const iso = formatTime;
 
 /** `never expires`, `until 2025-06-30T18:00:00Z (in 2h)`, `EXPIRED 2025-06-30T18:00:00Z (3m ago)`. */
 export function expiryText(expiry: number | null, nowMs: number): string {
@@ -198,15 +214,27 @@ export function inFilter(scope: ScopeSel, filter: ScopeSel): boolean {
 export interface Listing {
   readonly entries: readonly Entry[];
   readonly invalid: readonly Invalid[];
+  /** Audit records by entry key (befw-audit/), when read; `auditError` says why they could not be. */
+  readonly audits?: ReadonlyMap<string, StoredAudit>;
+  readonly auditError?: string | null;
 }
 
 export function formatListing(listing: Listing, nowMs: number, targetTitle: string, empty: string): string {
   const out: string[] = [];
   if (listing.entries.length === 0) out.push(empty);
   else {
-    const rows = sortEntries(listing.entries).map((e) => [e.target, addrText(e.addr), scopeText(e.scope), expiryText(e.expiry, nowMs)]);
-    out.push(table([[targetTitle, 'ADDRESS', 'SCOPE', 'EXPIRY'], ...rows]));
+    const sorted = sortEntries(listing.entries);
+    const rows = sorted.map((e) => [e.target, addrText(e.addr), scopeText(e.scope), expiryText(e.expiry, nowMs)]);
+    const lines = table([[targetTitle, 'ADDRESS', 'SCOPE', 'EXPIRY'], ...rows]).split('\n');
+    out.push(lines[0] ?? '');
+    sorted.forEach((e, i) => {
+      out.push(lines[i + 1] ?? '');
+      // Who, from where and why, under the entry (access/audit.ts).
+      const audit = listing.audits === undefined ? null : auditLine(viewOf(listing.audits, e));
+      if (audit !== null) out.push(`    ${audit}`);
+    });
   }
+  if (listing.auditError !== undefined && listing.auditError !== null) out.push(`note: ${listing.auditError}`);
   if (listing.invalid.length > 0) {
     out.push('', `Not enforced (${listing.invalid.length}): fix or delete these keys`);
     for (const i of listing.invalid) out.push(`  ${printable(i.key, 200)} = ${JSON.stringify(i.value)}: ${i.reason}`);
@@ -215,5 +243,13 @@ export function formatListing(listing: Listing, nowMs: number, targetTitle: stri
 }
 
 export function listingJson(listing: Listing, nowMs: number): Record<string, unknown> {
-  return { entries: sortEntries(listing.entries).map((e) => entryJson(e, nowMs)), invalid: listing.invalid };
+  const audits = listing.audits;
+  return {
+    entries: sortEntries(listing.entries).map((e) => ({
+      ...entryJson(e, nowMs),
+      ...(audits === undefined ? {} : { audit: auditJson(viewOf(audits, e)) }),
+    })),
+    invalid: listing.invalid,
+    ...(listing.auditError === undefined || listing.auditError === null ? {} : { auditError: listing.auditError }),
+  };
 }

@@ -8,7 +8,9 @@
  */
 import type { Command } from 'commander';
 import { KV_ROOT, isLive } from '../../core/kvLayout.js';
+import { ConsulError } from '../../consul/connection.js';
 import type { OperatorConsul } from '../../consul/kvWriter.js';
+import { auditKeyFor } from '../../core/audit.js';
 import { type CommonOpts, addCommonOptions, print, printJson, withContext } from './context.js';
 import { type Entry, classify } from './layout.js';
 import { entryJson, expiryText, sortEntries, table } from './entries.js';
@@ -24,8 +26,28 @@ export interface PurgeResult {
   readonly invalid: number;
 }
 
+/**
+ * Deletes an expired entry if unchanged, and its audit record with it in one transaction: a
+ * record outliving its entry is noise that grows without bound (the reactor writes one per ban).
+ * A token that may not delete the record still purges the entry.
+ */
+async function purgeOne(consul: Pick<OperatorConsul, 'deleteCas' | 'txn'>, e: Entry): Promise<boolean> {
+  const record = auditKeyFor(e.key);
+  if (consul.txn !== undefined && record !== null) {
+    try {
+      return await consul.txn([
+        { verb: 'delete-cas', key: e.key, index: e.modifyIndex },
+        { verb: 'delete', key: record },
+      ]);
+    } catch (err) {
+      if (!(err instanceof ConsulError)) throw err;
+    }
+  }
+  return consul.deleteCas(e.key, e.modifyIndex);
+}
+
 export async function purgeExpired(
-  consul: Pick<OperatorConsul, 'list' | 'deleteCas'>,
+  consul: Pick<OperatorConsul, 'list' | 'deleteCas' | 'txn'>,
   nowMs: number,
   dryRun: boolean,
 ): Promise<PurgeResult> {
@@ -34,7 +56,7 @@ export async function purgeExpired(
   if (dryRun) return { dryRun, deleted: expired, kept: [], invalid: invalid.length };
   const deleted: Entry[] = [];
   const kept: Entry[] = [];
-  for (const e of expired) ((await consul.deleteCas(e.key, e.modifyIndex)) ? deleted : kept).push(e);
+  for (const e of expired) ((await purgeOne(consul, e)) ? deleted : kept).push(e);
   return { dryRun, deleted, kept, invalid: invalid.length };
 }
 

@@ -18,7 +18,7 @@ import {
 } from '../../core/services.js';
 import type { AgentService, PortRange, Proto } from '../../core/types.js';
 import { type CommonOpts, addCommonOptions, addDryRunOption, print, printJson, withContext } from './context.js';
-import { UsageError, quoted } from './errors.js';
+import { RefusedError, UsageError, quoted } from './errors.js';
 import { DRY_RUN_HEADER, table } from './entries.js';
 
 const SERVICE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -40,6 +40,7 @@ export interface RegisterOpts extends CommonOpts {
   readonly enforcing?: boolean;
   readonly id?: string;
   readonly dryRun?: boolean;
+  readonly force?: boolean;
 }
 
 interface DeregisterOpts extends CommonOpts {
@@ -115,6 +116,26 @@ function refuseForeign(existing: AgentService, doing: string): void {
   }
 }
 
+/**
+ * A re-registration that flips the mode changes who reaches the service without anyone touching
+ * a grant: enforcing -> default lets every non-client fall through to the rest of INPUT (often
+ * open), default -> enforcing drops every non-client. Either needs --force, and says which.
+ */
+export function checkModeChange(existing: AgentService, reg: Registration, force: boolean): string | null {
+  const was = existing.tags.includes(ENFORCING_TAG) ? 'enforcing' : 'default';
+  if (was === reg.mode) return null;
+  const effect =
+    reg.mode === 'default'
+      ? 'non-clients would no longer be dropped: they fall through to the rest of INPUT, where the base rules decide (often: open to everyone)'
+      : 'every address that is not a client would be dropped (only granted clients reach it)';
+  const change = `changes ${printable(existing.id)} from ${was} to ${reg.mode} mode: ${effect}`;
+  if (!force)
+    throw new RefusedError(
+      `service id "${printable(existing.id)}" is registered in ${was} mode; this ${change}; ${was === 'enforcing' ? 'add --enforcing to keep it, or' : 'drop --enforcing to keep it, or'} --force to change it; nothing registered`,
+    );
+  return `mode changed: ${change}`;
+}
+
 interface ServiceRow {
   readonly id: string;
   readonly name: string;
@@ -157,20 +178,23 @@ export function registerServiceCommands(program: Command): void {
     .option('--port <spec>', 'extra port PORT/PROTO or FROM:TO/PROTO (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--enforcing', 'drop non-clients in the BEFW chain (default: they fall through to the rest of INPUT)')
     .option('--id <id>', 'service ID (default: NAME)')
+    .option('--force', 're-register even when it changes the mode (enforcing <-> default), which changes who reaches the service')
     .action(async (name: string, port: string, opts: RegisterOpts) => {
       const reg = buildRegistration(name, port, opts);
       await withContext(opts, async (ctx) => {
         const dryRun = opts.dryRun === true;
         const existing = (await ctx.consul.services()).find((s) => s.id === reg.id);
         if (existing !== undefined) refuseForeign(existing, 'replace');
+        const modeChange = existing === undefined ? null : checkModeChange(existing, reg, opts.force === true);
         if (!dryRun) await ctx.consul.register({ id: reg.id, name: reg.name, port: reg.port, tags: reg.tags });
-        if (ctx.json) printJson({ dryRun, registered: { ...reg, replaced: existing !== undefined } });
+        if (ctx.json) printJson({ dryRun, registered: { ...reg, replaced: existing !== undefined }, modeChange });
         else
           print(
             [
               ...(dryRun ? [DRY_RUN_HEADER] : []),
               `${existing === undefined ? 'registered' : 're-registered'}: service ${reg.name} (id ${reg.id}) ports ${portsText(reg.ports)}, mode ${reg.mode}, set ${reg.set}`,
               `  tags ${reg.tags.join(', ')}`,
+              ...(modeChange === null ? [] : [`  ${modeChange}`]),
               `  grant clients with: befw client add ${reg.set} ADDR --ttl 2h`,
             ].join('\n'),
           );

@@ -14,7 +14,16 @@ import { performance } from 'node:perf_hooks';
 import { maxelemFor } from '../../core/compile.js';
 import { logicalOf } from '../../core/planSets.js';
 import type { Plan, PlanSet } from '../../core/types.js';
-import { ApplyError, type ApplyStep, type Dataplane, type Drift, type IpFamily, type Takeover } from '../dataplane.js';
+import {
+  ApplyError,
+  type ApplyStep,
+  type Dataplane,
+  type Drift,
+  type IpFamily,
+  type Takeover,
+  memberDiff,
+  ruleDiff,
+} from '../dataplane.js';
 import { type CommandRunner, runChecked } from '../exec.js';
 import {
   type AppliedSet,
@@ -98,6 +107,45 @@ function digestOf(members: readonly string[]): MemberDigest {
 
 const FAMILIES: readonly IpFamily[] = [4, 6];
 
+/** The members of `names` in `ipset save` text, hosts with their /32 or /128 as befw writes them. */
+function membersOf(save: string, names: ReadonlySet<string>): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  let current: { list: string[]; suffix: string; prefix: string } | null = null;
+  for (const line of save.split('\n')) {
+    if (line.startsWith('create ')) {
+      const [, name = '', , , family = ''] = line.split(' ');
+      current = null;
+      if (!names.has(name)) continue;
+      const list: string[] = [];
+      out.set(name, list);
+      // `create NAME hash:net family inet6 ...`: the family is the word after `family`.
+      const v6 = family === 'inet6' || line.includes(' family inet6');
+      current = { list, suffix: v6 ? '/128' : '/32', prefix: `add ${name} ` };
+    } else if (current !== null && line.startsWith(current.prefix)) {
+      const member = line.slice(current.prefix.length).split(' ')[0] ?? '';
+      current.list.push(member.includes('/') ? member : member + current.suffix);
+    }
+  }
+  return out;
+}
+
+/** The BEFW chain of `family` differs from what was written: which rules. */
+function chainDrift(family: IpFamily, applied: readonly string[], kernel: readonly string[]): Drift {
+  const d = ruleDiff(applied, kernel);
+  const what =
+    d.missing.length === 0 && d.extra.length === 0
+      ? 'same rules in another order'
+      : `${d.missing.length} rule(s) missing, ${d.extra.length} not applied`;
+  return {
+    what: 'chain',
+    family,
+    chain: 'BEFW',
+    detail: `${kernel.length} rules, ${applied.length} applied: ${what}`,
+    rulesMissing: d.missing,
+    rulesExtra: d.extra,
+  };
+}
+
 async function step<T>(name: ApplyStep, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
@@ -139,11 +187,14 @@ export function createDataplane(runner: CommandRunner, tools: ToolSet, opts: Ipt
       if (!f.hasJump) drifts.push({ what: 'jump', family, detail: 'INPUT does not jump to BEFW' });
       const want = canon[family];
       if (f.chainRules.length !== want.length || f.chainRules.some((l, i) => l !== want[i])) {
-        drifts.push({ what: 'chain', family, detail: `${f.chainRules.length} rules, ${want.length} applied` });
+        drifts.push(chainDrift(family, want, f.chainRules));
       }
     }
-    if (members && drifts.length === 0) drifts.push(...(await verifyMembers()));
-    return drifts;
+    if (!members) return drifts;
+    // With members, a set whose count differs is named member by member instead.
+    const byMembers = await verifyMembers();
+    const named = new Set(byMembers.map((d) => d.set));
+    return [...drifts.filter((d) => d.what !== 'set-count' || !named.has(d.set)), ...byMembers];
   };
 
   /**
@@ -178,19 +229,25 @@ export function createDataplane(runner: CommandRunner, tools: ToolSet, opts: Ipt
       }
       pos = eol + 1;
     }
-    const drifts: Drift[] = [];
+    const differ: string[] = [];
     for (const [name, a] of applied) {
-      const got = kernel.get(name) ?? newDigest();
+      const got = kernel.get(name);
       const want = digestOf(a.members);
-      if (got.count !== want.count || got.sum !== want.sum || got.mix !== want.mix) {
-        drifts.push({
-          what: 'set-members',
-          set: name,
-          detail: `${got.count} members in the kernel, ${want.count} applied, contents differ`,
-        });
-      }
+      // A set that is gone is the header check's finding.
+      if (got !== undefined && (got.count !== want.count || got.sum !== want.sum || got.mix !== want.mix)) differ.push(name);
     }
-    return drifts;
+    if (differ.length === 0) return [];
+    // Only now, for the sets that differ: their members as strings, to say which ones.
+    const lists = membersOf(r.stdout, new Set(differ));
+    return differ.map((name) => {
+      const a = applied.get(name);
+      const d = memberDiff(a?.members ?? [], lists.get(name) ?? []);
+      const parts = [`${lists.get(name)?.length ?? 0} members in the kernel, ${a?.members.length ?? 0} applied`];
+      if (d.missingCount > 0)
+        parts.push(`${d.missingCount} missing (${d.missing.slice(0, 3).join(', ')}${d.missingCount > 3 ? ', ...' : ''})`);
+      if (d.extraCount > 0) parts.push(`${d.extraCount} not applied (${d.extra.slice(0, 3).join(', ')}${d.extraCount > 3 ? ', ...' : ''})`);
+      return { what: 'set-members' as const, set: name, detail: parts.join('; '), ...d };
+    });
   };
 
   /**

@@ -6,6 +6,8 @@
  * validated ports and fixed words reach the text.
  */
 import { type ChainRule, logPrefix, userChainOf } from '../../core/types.js';
+import { OBSERVE_LOG_RATE, observeLogPrefix } from '../../core/observe.js';
+import { TRAP_LOG_PREFIX, TRAP_LOG_RATE } from '../../core/trap.js';
 import { type KernelNames, kernelNamesFor } from './setNames.js';
 import type { BaseTemplate, ServiceTemplate } from './templates.js';
 
@@ -44,15 +46,27 @@ export function chainRuleLines(
       continue;
     }
     if (r.kind === 'peers') {
-      out.push(`-A ${CHAIN} -p ${r.proto} -m set --match-set ${setName(r.set)} src -m multiport --ports ${r.ports.join(',')} -j ACCEPT`);
+      // New connections to Consul's ports; from Consul's ports only replies (ESTABLISHED): a
+      // peer choosing source port 8301 must not reach every other port of the node.
+      const m = `-p ${r.proto} -m set --match-set ${setName(r.set)} src -m multiport`;
+      out.push(`-A ${CHAIN} ${m} --dports ${r.ports.join(',')} -j ACCEPT`);
+      out.push(`-A ${CHAIN} ${m} --sports ${r.ports.join(',')} -m conntrack --ctstate ESTABLISHED -j ACCEPT`);
       continue;
     }
     if (r.kind === 'static') {
       out.push(`-A ${CHAIN} -m set --match-set ${setName(r.set)} src -j ${jumpText(r)}`);
       continue;
     }
+    if (r.kind === 'trap') {
+      // New connections only: a connection attempt is one line, not one per packet.
+      const limit = `-m conntrack --ctstate NEW -m limit --limit ${TRAP_LOG_RATE.perSecond}/sec --limit-burst ${TRAP_LOG_RATE.burst}`;
+      out.push(`-A ${CHAIN} -p tcp -m multiport --dports ${r.ports.join(',')} ${limit} -j LOG --log-prefix "${TRAP_LOG_PREFIX}"`);
+      continue;
+    }
+    // Observe is default mode plus a log line: the template's default lines apply to it.
+    const mode = r.mode === 'observe' ? 'default' : r.mode;
     for (const line of template.lines) {
-      if (line.only !== null && line.only !== r.mode) continue;
+      if (line.only !== null && line.only !== mode) continue;
       out.push(
         line.text
           .replaceAll('{SET}', setName(r.set))
@@ -60,6 +74,11 @@ export function chainRuleLines(
           .replaceAll('{PROTO}', r.proto)
           .replaceAll('{PORT}', r.port),
       );
+    }
+    if (r.mode === 'observe') {
+      // After the template's ACCEPT of members: only non-clients reach it.
+      const limit = `-m conntrack --ctstate NEW -m limit --limit ${OBSERVE_LOG_RATE.perSecond}/sec --limit-burst ${OBSERVE_LOG_RATE.burst}`;
+      out.push(`-A ${CHAIN} -p ${r.proto} --dport ${r.port} ${limit} -j LOG --log-prefix "${observeLogPrefix(r.set)}"`);
     }
   }
   if (!headDone) out.push(...head);

@@ -61,7 +61,7 @@ export function kernelNamesFor(plan: { readonly sets: readonly PlanSet[]; readon
   const known = namesCache.get(plan.sets);
   if (known !== undefined) return known;
   const logical = new Set<string>(plan.sets.map(logicalOf));
-  for (const r of plan.rules) if (r.kind !== 'loopback') logical.add(r.set);
+  for (const r of plan.rules) if (r.kind !== 'loopback' && r.kind !== 'trap') logical.add(r.set);
   const base = assignKernelNames([...logical]);
   const names: KernelNames = {
     set: (l, family) => {

@@ -61,10 +61,41 @@ function checkPlaceholders(text: string, allowed: Set<string>, file: string, lin
   }
 }
 
-/** A rule line of chain BEFW: iptables words only, and never a jump back into BEFW (a loop). */
+// Commands and table switches: a rule line appends one rule to BEFW and does nothing else.
+const COMMANDS = new Set(['-A', '-I', '-D', '-R', '-N', '-X', '-F', '-P', '-E', '-Z', '-L', '-S', '-t']);
+const LONG_COMMANDS =
+  /^--(?:append|insert|delete|replace|new-chain|delete-chain|flush|policy|rename-chain|zero|list|list-rules|table)(?:=|$)/;
+// Jumping to BEFW loops; jumping to a built-in chain re-enters the ruleset from the top.
+const NO_JUMP = new Set(['BEFW', 'INPUT', 'OUTPUT', 'FORWARD', 'PREROUTING', 'POSTROUTING']);
+
+/** The words of a rule as iptables-restore splits them (quotes grouped and removed). */
+function ruleWords(body: string): string[] {
+  return [...body.matchAll(/"([^"]*)"|'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2] ?? m[3] ?? '');
+}
+
+/** The target of a jump word (`-j X`, `-jX`, `--jump X`, `--jump=X`, and the same for goto), or null. */
+function jumpTarget(words: readonly string[], i: number): string | null {
+  const w = words[i] ?? '';
+  if (w === '-j' || w === '-g' || w === '--jump' || w === '--goto') return words[i + 1] ?? '';
+  const attached = /^(?:-[jg](.+)|--(?:jump|goto)=(.*))$/.exec(w);
+  return attached === null ? null : (attached[1] ?? attached[2] ?? '');
+}
+
+/**
+ * A rule line of chain BEFW: iptables words only, one command (the leading `-A BEFW`), no table
+ * switch, and never a jump back into BEFW or to a built-in chain (a loop iptables-restore refuses,
+ * which would leave the node with no BEFW chain at every apply).
+ */
 export function checkChainRule(body: string, file: string, line: number): void {
   if (!RULE_TEXT.test(body)) throw new TemplateError(file, line, 'rule contains characters iptables rules do not need');
-  if (/-[jg]\s+BEFW\b/.test(body)) throw new TemplateError(file, line, 'a rule may not jump back into BEFW');
+  const words = ruleWords(body);
+  words.forEach((w, i) => {
+    if (i > 0 && (COMMANDS.has(w) || LONG_COMMANDS.test(w)))
+      throw new TemplateError(file, line, `"${w}": a rule line appends one rule to BEFW, with no other command or table`);
+    const target = jumpTarget(words, i);
+    if (target !== null && NO_JUMP.has(target.toUpperCase()))
+      throw new TemplateError(file, line, `a rule may not jump back into BEFW or to a built-in chain (${target})`);
+  });
 }
 
 export function parseServiceTemplate(text: string, file: string): ServiceTemplate {

@@ -27,7 +27,17 @@ import { performance } from 'node:perf_hooks';
 import { expiryOf, logicalOf } from '../../core/planSets.js';
 import { diffSorted } from '../../core/sortedDiff.js';
 import type { PlanSet } from '../../core/types.js';
-import { ApplyError, type ApplyReport, type Dataplane, type Drift, type EnsureSet, type Takeover } from '../dataplane.js';
+import {
+  ApplyError,
+  type ApplyReport,
+  type Dataplane,
+  type Drift,
+  type EnsureSet,
+  type MemberDiff,
+  type Takeover,
+  memberDiff,
+  ruleDiff,
+} from '../dataplane.js';
 import type { CommandRunner } from '../exec.js';
 import { type Elements, canonicalElement, elementWithTimeout, hostText, isHost, netElements } from './elements.js';
 import type { GenerationWatch } from './genWatch.js';
@@ -295,14 +305,14 @@ export function createNftDataplane(runner: CommandRunner, opts: NftOptions): Dat
         continue;
       }
       const d = compareElements(x, k.elements, nowMs);
-      if (d !== null) drifts.push({ what: 'set-members', set: name, detail: d });
+      if (d !== null) drifts.push({ what: 'set-members', set: name, ...d });
     }
     for (const name of back.sets.keys()) if (!h.has(name)) drifts.push({ what: 'table', set: name, detail: `set ${name} is not ours` });
     drifts.push(...compareChains(back));
     return drifts;
   };
 
-  const compareElements = (x: Held, kernel: ReadSet['elements'], nowMs: number): string | null => {
+  const compareElements = (x: Held, kernel: ReadSet['elements'], nowMs: number): ({ detail: string } & MemberDiff) | null => {
     // Expected elements and the second each leaves.
     const want = new Map<string, number | null>();
     if (x.nets !== null) for (const [t, at] of x.nets) want.set(t, at);
@@ -344,7 +354,8 @@ export function createNftDataplane(runner: CommandRunner, opts: NftOptions): Dat
     if (missing.length > 0) parts.push(`${missing.length} missing (${missing.slice(0, 3).join(', ')})`);
     if (extra.length > 0) parts.push(`${extra.length} not applied (${extra.slice(0, 3).join(', ')})`);
     if (timeouts > 0) parts.push(`${timeouts} with a timeout that differs`);
-    return `${kernel.length} elements in the kernel: ${parts.join('; ')}`;
+    // Disjoint by now: the diff only sorts and bounds the two lists.
+    return { detail: `${kernel.length} elements in the kernel: ${parts.join('; ')}`, ...memberDiff(missing, extra) };
   };
 
   const compareChains = (back: ReadTable): Drift[] => {
@@ -369,12 +380,29 @@ export function createNftDataplane(runner: CommandRunner, opts: NftOptions): Dat
     const drifts: Drift[] = [];
     for (const [name, c] of canon) {
       const r = back.chains.get(name);
-      if (r === undefined) drifts.push({ what: 'chain', detail: `chain ${name} is gone` });
-      else if (r.header !== c.header) drifts.push({ what: 'chain', detail: `chain ${name}: hook or policy changed` });
-      else if (r.rules.length !== c.rules.length || r.rules.some((x, i) => x !== c.rules[i]))
-        drifts.push({ what: 'chain', detail: `chain ${name}: ${r.rules.length} rules, ${c.rules.length} applied, or a rule changed` });
+      if (r === undefined) drifts.push({ what: 'chain', chain: name, detail: `chain ${name} is gone`, rulesMissing: c.rules.slice(0, 20) });
+      else if (r.header !== c.header) drifts.push({ what: 'chain', chain: name, detail: `chain ${name}: hook or policy changed` });
+      else if (r.rules.length !== c.rules.length || r.rules.some((x, i) => x !== c.rules[i])) {
+        const d = ruleDiff(c.rules, r.rules);
+        const how = d.missing.length === 0 && d.extra.length === 0 ? 'same rules in another order' : 'a rule changed';
+        drifts.push({
+          what: 'chain',
+          chain: name,
+          detail: `chain ${name}: ${r.rules.length} rules, ${c.rules.length} applied: ${how}`,
+          rulesMissing: d.missing,
+          rulesExtra: d.extra,
+        });
+      }
     }
-    for (const name of back.chains.keys()) if (!canon.has(name)) drifts.push({ what: 'chain', detail: `chain ${name} is not ours` });
+    for (const name of back.chains.keys()) {
+      if (!canon.has(name))
+        drifts.push({
+          what: 'chain',
+          chain: name,
+          detail: `chain ${name} is not ours`,
+          rulesExtra: back.chains.get(name)?.rules.slice(0, 20) ?? [],
+        });
+    }
     return drifts;
   };
 

@@ -111,11 +111,34 @@ function disjoint(blocks: readonly Block[]): { lo: bigint; hi: bigint; at: numbe
   return pieces;
 }
 
-/** An element with its timeout (`198.51.100.7 timeout 3600000ms`), or null when it is already due. */
+/**
+ * A timeout as nft lists one (`2d3h4m5s6ms`): nft 1.0.6 refuses a bare millisecond count of
+ * 10^8 or more ("value too large"), so a grant of more than about 27 h written as `Nms` would
+ * fail the whole transaction.
+ */
+export function nftDuration(ms: number): string {
+  const units: readonly [string, number][] = [
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1000],
+    ['ms', 1],
+  ];
+  let rest = Math.max(0, Math.floor(ms));
+  let out = '';
+  for (const [unit, size] of units) {
+    const n = Math.floor(rest / size);
+    rest -= n * size;
+    if (n > 0) out += `${n}${unit}`;
+  }
+  return out === '' ? '0ms' : out;
+}
+
+/** An element with its timeout (`198.51.100.7 timeout 1h2s`), or null when it is already due. */
 export function elementWithTimeout(text: string, at: number | null, nowMs: number): string | null {
   if (at === null) return text;
   const ms = at * 1000 - nowMs;
-  return ms <= 0 ? null : `${text} timeout ${ms}ms`;
+  return ms <= 0 ? null : `${text} timeout ${nftDuration(ms)}`;
 }
 
 /**

@@ -20,6 +20,8 @@
  */
 import { logicalOf } from '../../core/planSets.js';
 import { type ChainRule, type Plan, type PlanSet, type Proto, type SetFamily, logPrefix, userChainOf } from '../../core/types.js';
+import { OBSERVE_LOG_RATE, observeLogPrefix } from '../../core/observe.js';
+import { TRAP_LOG_PREFIX, TRAP_LOG_RATE } from '../../core/trap.js';
 import { type Elements, elementWithTimeout, forEachMember, hostText, netElements } from './elements.js';
 import { INPUT_CHAIN, type SetKind, TABLE_REF, nftSetName, nftType, saddr, serviceChainName } from './naming.js';
 
@@ -84,6 +86,10 @@ function serviceRules(r: ServiceRule): string[] {
   const out: string[] = [];
   for (const f of FAMILIES) for (const k of KINDS) out.push(`${saddr(f)} @${nftSetName(r.set, f, k)} accept`);
   if (r.mode === 'enforcing') out.push('drop');
+  if (r.mode === 'observe')
+    out.push(
+      `ct state new limit rate ${OBSERVE_LOG_RATE.perSecond}/second burst ${OBSERVE_LOG_RATE.burst} packets log prefix "${observeLogPrefix(r.set)}"`,
+    );
   return out;
 }
 
@@ -152,12 +158,23 @@ export function renderChains(rules: readonly ChainRule[]): Chain[] {
       case 'static':
         for (const f of FAMILIES) for (const k of KINDS) input.push(`${saddr(f)} @${nftSetName(r.set, f, k)} ${staticVerdict(r)}`);
         break;
+      case 'trap': {
+        // Logged, not blocked (BEFW only logged: befw/fwnft.go:269-283); rate-limited.
+        const ports = r.ports.length === 1 ? String(r.ports[0]) : `{ ${r.ports.join(', ')} }`;
+        input.push(
+          `tcp dport ${ports} ct state new limit rate ${TRAP_LOG_RATE.perSecond}/second burst ${TRAP_LOG_RATE.burst} packets log prefix "${TRAP_LOG_PREFIX}"`,
+        );
+        break;
+      }
       case 'peers': {
-        // As iptables' multiport --ports: Consul's port on either side of the connection.
+        // New connections to Consul's ports; from Consul's ports only replies (as iptables): a
+        // peer choosing source port 8301 must not reach every other port of the node.
         const ports = r.ports.length === 1 ? String(r.ports[0]) : `{ ${r.ports.join(', ')} }`;
         for (const f of FAMILIES)
-          for (const k of KINDS)
-            for (const dir of ['dport', 'sport']) input.push(`${saddr(f)} @${nftSetName(r.set, f, k)} ${r.proto} ${dir} ${ports} accept`);
+          for (const k of KINDS) {
+            const from = `${saddr(f)} @${nftSetName(r.set, f, k)} ${r.proto}`;
+            input.push(`${from} dport ${ports} accept`, `${from} sport ${ports} ct state established accept`);
+          }
         break;
       }
     }

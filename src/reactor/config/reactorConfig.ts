@@ -12,10 +12,12 @@ import { parseNet, printable } from '../../core/address.js';
 import { type QueueAddress, parseQueueAddress } from '../queue/address.js';
 import { NetSet, canonicalIp } from '../../core/netMatch.js';
 import type { ThresholdRule } from '../syslog/thresholds.js';
+import { PORT_SCAN_THRESHOLD } from '../syslog/portScan.js';
+import { OBSERVED_TTL_SEC } from '../../core/observe.js';
 import { type ActionKind, type RawAction, type RawParser, type RawReactorConfig, type RawResponder, checkShape } from './reactorSchema.js';
 import {
-  BUILTIN_GROUPS,
   BUILTIN_TRIGGERS,
+  DEFAULT_BUILTIN_GROUPS,
   type SubjectKind,
   type Trigger,
   type TriggerSpec,
@@ -153,8 +155,25 @@ export interface VyosDisableInterfaceAction {
   readonly save: boolean;
 }
 
+/** Users from leases (responder/userLease.ts): joins RADIUS logins and DHCP leases into `$user.NAME$`. */
+export interface UserLeaseAction {
+  readonly type: 'user-lease';
+  /** Lease length for DHCP lines that carry none (dnsmasq): the dhcp-range's lease time. */
+  readonly leaseSec: number;
+  /** How long a RADIUS login binds its user to the MAC (and a framed address lasts without a Disconnect). */
+  readonly loginSec: number;
+  /** Upper bound for a lease time a line states (Kea, dhcpd). */
+  readonly maxLeaseSec: number;
+}
+
+/** Observe mode (responder/observeAction.ts): who tried a service in mode observe, kept for ttlSec after last seen. */
+export interface ObserveAction {
+  readonly type: 'observe';
+  readonly ttlSec: number;
+}
+
 /** One configured action, defaults filled in; its `type` is a responder action kind (responder/registry.ts). */
-export type ActionConfig = BanAction | VyosAddressGroupAction | VyosDisableInterfaceAction;
+export type ActionConfig = BanAction | VyosAddressGroupAction | VyosDisableInterfaceAction | UserLeaseAction | ObserveAction;
 export type ActionType = ActionConfig['type'];
 
 export interface DeviceConfig {
@@ -220,6 +239,18 @@ function nets(file: string, path: string, list: readonly string[] | undefined): 
 const DEFAULT_THRESHOLDS: Readonly<Record<string, ThresholdRule>> = {
   'ssh-auth-failure': { maxRetry: 5, findTimeMs: 600_000 },
   'iface-down': { maxRetry: 1, findTimeMs: 60_000 },
+  'port-scan': PORT_SCAN_THRESHOLD,
+};
+
+/**
+ * Actions of the built-in events that have them by default (a responder config that names the
+ * event replaces them; a parser config whose builtinTriggers leaves the trigger out makes no such
+ * events): a port scan is banned fleet-wide like any ban (protected addresses never), observed
+ * non-clients are recorded.
+ */
+export const DEFAULT_EVENT_ACTIONS: Readonly<Record<string, readonly RawAction[]>> = {
+  'port-scan': [{ type: 'ban', set: 'rules_deny', scope: 'world' }],
+  observed: [{ type: 'observe' }],
 };
 const FALLBACK_THRESHOLD: ThresholdRule = { maxRetry: 1, findTimeMs: 60_000 };
 
@@ -253,7 +284,7 @@ function parseParser(file: string, raw: RawParser): ParserConfig {
       );
     }
   });
-  const builtins = raw.builtinTriggers ?? BUILTIN_GROUPS;
+  const builtins = raw.builtinTriggers ?? DEFAULT_BUILTIN_GROUPS;
   const triggers: Trigger[] = [];
   for (const g of builtins) for (const spec of BUILTIN_TRIGGERS[g] ?? []) triggers.push(compileTrigger(spec));
   const names = new Set(triggers.map((t) => t.name));
@@ -366,6 +397,8 @@ const ACTION_SUBJECT: Readonly<Record<ActionKind, SubjectKind>> = {
   ban: 'ip',
   'vyos-address-group': 'ip',
   'vyos-disable-interface': 'name',
+  'user-lease': 'name',
+  observe: 'ip',
 };
 
 function parseAction(file: string, where: string, a: RawAction, devices: ReadonlyMap<string, DeviceConfig>): ActionConfig {
@@ -417,9 +450,34 @@ function parseAction(file: string, where: string, a: RawAction, devices: Readonl
     case 'vyos-disable-interface':
       if (devices.size === 0) throw new ConfigError(file, null, where, 'vyos-disable-interface needs devices in /responder/devices');
       return { type: 'vyos-disable-interface', save: a.save ?? true };
+    case 'user-lease': {
+      const leaseSec = a.leaseSec ?? 3600;
+      const maxLeaseSec = a.maxLeaseSec ?? 7 * DAY;
+      if (maxLeaseSec < leaseSec) throw new ConfigError(file, null, `${where}/maxLeaseSec`, `must be at least leaseSec (${leaseSec})`);
+      return { type: 'user-lease', leaseSec, loginSec: a.loginSec ?? DAY, maxLeaseSec };
+    }
+    case 'observe':
+      return { type: 'observe', ttlSec: a.ttlSec ?? OBSERVED_TTL_SEC };
     default:
       return assertNever(a, 'action type');
   }
+}
+
+/**
+ * DEFAULT_EVENT_ACTIONS for the events the config does not name: those its parser produces, or
+ * all of them for a responder-only config (it cannot know which parsers feed it).
+ */
+function withDefaultActions(file: string, responder: ResponderConfig, parser: ParserConfig | null): ResponderConfig {
+  const produced = parser === null ? null : new Set(parser.triggers.events);
+  const actions = new Map(responder.actions);
+  for (const [event, list] of Object.entries(DEFAULT_EVENT_ACTIONS)) {
+    if (actions.has(event) || (produced !== null && !produced.has(event))) continue;
+    actions.set(
+      event,
+      list.map((a, i) => parseAction(file, `(default actions of ${event})/${i}`, a, responder.devices)),
+    );
+  }
+  return { ...responder, actions };
 }
 
 function parseResponder(file: string, raw: RawResponder): ResponderConfig {
@@ -464,6 +522,7 @@ function parseResponder(file: string, raw: RawResponder): ResponderConfig {
       list.map((a, i) => parseAction(file, `/responder/actions/${event}/${i}`, a, devices)),
     );
   }
+
   return {
     consul: {
       host: m[2] ?? '127.0.0.1',
@@ -514,7 +573,7 @@ export function parseReactorConfig(text: string, file: string): ReactorConfig {
   if (queue.retryDelayMaxSec < queue.retryDelaySec)
     throw new ConfigError(file, null, '/queue/retryDelayMaxSec', 'must be at least retryDelaySec');
   const parser = r.parser === undefined ? null : parseParser(file, r.parser);
-  const responder = r.responder === undefined ? null : parseResponder(file, r.responder);
+  const responder = r.responder === undefined ? null : withDefaultActions(file, parseResponder(file, r.responder), parser);
   const warnings: string[] = [];
   if ((parser !== null || responder !== null) && queue.hmacKeyFile === null)
     throw new ConfigError(

@@ -27,7 +27,7 @@ const DAY = 86400;
 const ACTION = {
   type: 'object',
   required: ['type'],
-  properties: { type: { enum: ['ban', 'vyos-address-group', 'vyos-disable-interface'] } },
+  properties: { type: { enum: ['ban', 'vyos-address-group', 'vyos-disable-interface', 'user-lease', 'observe'] } },
   allOf: [
     {
       if: { properties: { type: { const: 'ban' } } },
@@ -68,6 +68,18 @@ const ACTION = {
     {
       if: { properties: { type: { const: 'vyos-disable-interface' } } },
       then: { additionalProperties: false, properties: { type: {}, save: { type: 'boolean' } } },
+    },
+    {
+      // Observe mode (responder/observeAction.ts): non-clients into befw-observed/<tag>/<addr>.
+      if: { properties: { type: { const: 'observe' } } },
+      then: { additionalProperties: false, properties: { type: {}, ttlSec: int(60, 365 * DAY) } },
+    },
+    {
+      if: { properties: { type: { const: 'user-lease' } } },
+      then: {
+        additionalProperties: false,
+        properties: { type: {}, leaseSec: int(60, 30 * DAY), loginSec: int(60, 30 * DAY), maxLeaseSec: int(60, 365 * DAY) },
+      },
     },
   ],
 } as const;
@@ -130,7 +142,11 @@ const SCHEMA = {
               name: { type: 'string', pattern: NAME },
               addresses: { ...CIDRS, minItems: 1 },
               hostnames: { type: 'array', maxItems: 1000, items: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,255}$' } },
-              udpActions: { type: 'array', uniqueItems: true, items: { enum: ['ban', 'vyos-address-group', 'vyos-disable-interface'] } },
+              udpActions: {
+                type: 'array',
+                uniqueItems: true,
+                items: { enum: ['ban', 'vyos-address-group', 'vyos-disable-interface', 'user-lease', 'observe'] },
+              },
             },
           },
         },

@@ -22,7 +22,10 @@ import { familyOf } from '../../core/netMatch.js';
 import { ActionError, type ActionOutcome, type ActionRunner, type JobContext } from './actionTypes.js';
 import { asNet } from './protection.js';
 import { ConsulError } from '../../consul/connection.js';
-import type { ReactorKv } from './consulKv.js';
+import type { ReactorKv, TxnOp } from './consulKv.js';
+import { hostname } from 'node:os';
+import { auditKeyFor, encodeAudit } from '../../core/audit.js';
+import { VERSION } from '../../core/version.js';
 import { JOBS_REMEMBERED, type OffenceRecord, banKey, bantimeFor, offenceKey, parseOffence, previousBans } from './banPolicy.js';
 import type { Protection } from './protection.js';
 
@@ -111,19 +114,76 @@ export class BanRunner implements ActionRunner {
         clearedMs: record?.clearedMs ?? null,
         target,
       };
-      const r = await this.ctx.kv.txn([
+      const ops: TxnOp[] = [
         { verb: 'cas', key: recKey, value: JSON.stringify(next), index: rec?.modifyIndex ?? 0 },
         { verb: 'cas', key, value: String(expiry), index: ban?.modifyIndex ?? 0 },
-      ]);
+      ];
+      const audited = banAudit(job, key, String(expiry), previous + 1, bantimeSec, nowMs);
+      const r = await this.txnAudited(ops, audited);
       if (r.ok) {
         jobCtx.banExpiry = expiry;
         return {
           result: 'banned',
-          detail: { ...where, expiry, bantimeSec, offence: previous + 1, replaced: ban === null ? null : ban.value },
+          detail: {
+            ...where,
+            expiry,
+            bantimeSec,
+            offence: previous + 1,
+            replaced: ban === null ? null : ban.value,
+            ...(r.audit === 'written' ? {} : { audit: r.audit }),
+          },
         };
       }
       // Someone else wrote in between: read again and decide again.
     }
     throw new ActionError('ban', false, `lost ${MAX_RACES} check-and-set races on ${key}`, where);
   }
+
+  /**
+   * The ban with its audit record in one transaction. A token that may write the ban but not
+   * befw-audit/ (a deployment not yet given the new permission) must not stop bans: the ban is
+   * written without the record, and the outcome says so.
+   */
+  private async txnAudited(ops: readonly TxnOp[], audit: TxnOp | null): Promise<{ ok: boolean; audit: string }> {
+    if (audit === null) return { ...(await this.ctx.kv.txn(ops)), audit: 'none' };
+    let denied: string;
+    try {
+      const r = await this.ctx.kv.txn([...ops, audit]);
+      // Consul reports a denied operation of a transaction as a rollback (409) naming it.
+      if (r.ok || !r.errors.some((e) => /permission denied/i.test(e))) return { ok: r.ok, audit: 'written' };
+      denied = r.errors.join('; ');
+    } catch (err) {
+      if (!(err instanceof ConsulError) || err.statusCode !== 403) throw err;
+      denied = err.message;
+    }
+    return { ...(await this.ctx.kv.txn(ops)), audit: `not written: ${denied}` };
+  }
+}
+
+/** The reactor's audit record of a ban: by reactor, with the evidence (log text cleaned and capped by encodeAudit). */
+function banAudit(job: ReactorJob, key: string, value: string, offence: number, bantimeSec: number, nowMs: number): TxnOp | null {
+  const auditKey = auditKeyFor(key);
+  if (auditKey === null) return null;
+  const record = encodeAudit({
+    v: 1,
+    op: 'add',
+    by: 'reactor',
+    reason: `${job.event}: ${job.trigger}, ${job.count} event(s), offence ${offence}, banned ${bantimeSec}s`,
+    at: new Date(nowMs).toISOString(),
+    from: hostname(),
+    tool: `befw-reactor ${VERSION} ban`,
+    value,
+    evidence: {
+      event: job.event,
+      trigger: job.trigger,
+      count: job.count,
+      firstSeenMs: job.firstSeenMs,
+      lastSeenMs: job.lineReceivedMs,
+      device: job.device.name || job.device.address,
+      transport: job.device.transport,
+      sample: job.sample,
+      spoofable: job.evidence.spoofable,
+    },
+  });
+  return { verb: 'set', key: auditKey, value: record };
 }

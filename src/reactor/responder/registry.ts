@@ -10,6 +10,8 @@
 import type { ActionConfig, ActionType } from '../config/reactorConfig.js';
 import type { ActionRunner } from './actionTypes.js';
 import { type BanContext, BanRunner } from './banAction.js';
+import { ObserveRunner } from './observeAction.js';
+import { UserLeaseRunner } from './userLease.js';
 import { type VyosFleet, VyosAddressGroupRunner, VyosDisableInterfaceRunner } from './vyosActions.js';
 
 /** What runners may use, built once by the composition root (responderMain.ts). */
@@ -30,6 +32,8 @@ export const ACTIONS: ActionRegistry = {
   'vyos-address-group': (action, ctx) =>
     new VyosAddressGroupRunner(action, ctx.fleet, ctx.isProtected, { kv: ctx.kv, prefix: ctx.stateKvPrefix, now: ctx.now }),
   'vyos-disable-interface': (action, ctx) => new VyosDisableInterfaceRunner(action, ctx.fleet),
+  'user-lease': (action, ctx) => new UserLeaseRunner(action, { kv: ctx.kv, stateKvPrefix: ctx.stateKvPrefix, now: ctx.now }),
+  observe: (action, ctx) => new ObserveRunner(action, { kv: ctx.kv, now: ctx.now }),
 };
 
 function build<K extends ActionType>(type: K, action: ActionOf[K], ctx: ActionContext, registry: ActionRegistry): ActionRunner {

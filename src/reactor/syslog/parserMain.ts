@@ -12,6 +12,7 @@ import { loadJobKeys } from '../queue/jobAuth.js';
 import { NetSet } from '../../core/netMatch.js';
 import { SyslogListeners } from './listeners.js';
 import { type Problem, SyslogPipeline } from './pipeline.js';
+import { OBSERVE_FLUSH_MS } from './observeAggregate.js';
 import { type ParserConfig, type ReactorConfig, configuredProtection } from '../config/reactorConfig.js';
 
 /** At most this many problem lines per window; the rest are only counted. */
@@ -118,6 +119,9 @@ export async function startParser(config: ReactorConfig, log: Logger): Promise<R
     log.info(stats(), 'parser stats');
   }, parser.statsIntervalMs);
   statsTimer.unref();
+  // Observe-mode sums leave at their interval even when no line comes to carry them out.
+  const observeTimer = setInterval(() => pipeline.flushObserved(Date.now()), OBSERVE_FLUSH_MS);
+  observeTimer.unref();
 
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
@@ -125,9 +129,12 @@ export async function startParser(config: ReactorConfig, log: Logger): Promise<R
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       clearInterval(statsTimer);
+      clearInterval(observeTimer);
       await listeners.stop();
       control.stop();
       await controlDone;
+      // What observe mode summed so far goes out with the rest.
+      pipeline.flushObserved(Number.MAX_SAFE_INTEGER);
       const drained = await producer.drain(5000);
       if (!drained)
         log.error({ event: 'jobs-lost-at-stop', pending: producer.pendingCount }, 'queue unreachable at stop: pending jobs lost');

@@ -9,14 +9,16 @@
  */
 import { randomUUID } from 'node:crypto';
 import { printable } from '../../core/address.js';
-import type { JobDevice, ReactorJob } from '../queue/job.js';
+import type { JobDevice, JobEvidence, ReactorJob } from '../queue/job.js';
 import type { DevicePolicy } from '../config/reactorConfig.js';
 import { JOB_VERSION } from '../queue/job.js';
 import { NEVER_TARGETED, type NetSet } from '../../core/netMatch.js';
 import { type ParserConfig, thresholdFor } from '../config/reactorConfig.js';
 import { parseSyslog } from './syslogMessage.js';
-import { ThresholdTracker } from './thresholds.js';
+import { type Observation, ThresholdTracker } from './thresholds.js';
 import { matchFields } from './triggers.js';
+import { DistinctValues } from './portScan.js';
+import { OBSERVED_EVENT, ObserveAggregator } from './observeAggregate.js';
 
 export interface ParserCounters {
   received: number;
@@ -62,6 +64,10 @@ export class SyslogPipeline {
   readonly counters = newCounters();
   private readonly tracker: ThresholdTracker;
   private readonly ignoredMemo = new Map<string, boolean>();
+  /** Distinct values per subject for triggers that count them (port-scan: ports). */
+  private readonly distinct: DistinctValues;
+  /** Observe-mode sightings summed between flushes (observeAggregate.ts). */
+  private readonly observed: ObserveAggregator<{ device: JobDevice; evidence: JobEvidence }>;
 
   constructor(
     private readonly parser: ParserConfig,
@@ -72,6 +78,8 @@ export class SyslogPipeline {
     private readonly parserId: string,
   ) {
     this.tracker = new ThresholdTracker(parser.dedupMs, parser.maxTracked);
+    this.distinct = new DistinctValues(parser.maxTracked);
+    this.observed = new ObserveAggregator(parser.maxTracked);
   }
 
   get tracked(): number {
@@ -88,6 +96,7 @@ export class SyslogPipeline {
 
   /** An operator's unban: counting and de-duplication of `subject` start again. */
   forget(subject: string): number {
+    this.distinct.forget(subject);
     return this.tracker.forgetSubject(subject);
   }
 
@@ -157,8 +166,50 @@ export class SyslogPipeline {
         this.counters.ignored++;
         continue;
       }
-      const key = t.perDevice ? `${t.event}\u0000${sender.address}\u0000${match.subject}` : `${t.event}\u0000${match.subject}`;
-      const o = this.tracker.observe(key, thresholdFor(this.parser, t.event), weight, nowMs, udp);
+      if (t.facility !== undefined && (m.pri === null || m.pri >> 3 !== t.facility)) {
+        // A kernel-shaped line that is not the kernel's (another program, a forged datagram).
+        this.problem({
+          reason: 'wrong-facility',
+          detail: `${t.name}: only facility ${t.facility} lines count`,
+          device: sender.address,
+          listener: sender.listener,
+          sample: printable(line, 120),
+        });
+        continue;
+      }
+      if (t.event === OBSERVED_EVENT) {
+        const origin = { device: this.deviceOf(sender, m.hostname), evidence: { spoofable: udp !== null, udpActions: udp ?? [] } };
+        const node = m.hostname === null ? null : printable(m.hostname, 64);
+        this.observed.add(
+          match.groups.set ?? '',
+          match.subject,
+          udp === null ? 'tcp' : sender.address,
+          node,
+          weight,
+          nowMs,
+          printable(line, 512),
+          origin,
+        );
+        continue;
+      }
+      const distinctKey = t.perDevice ? `${t.event}\u0000${sender.address}\u0000${match.subject}` : `${t.event}\u0000${match.subject}`;
+      // Distinct values (ports) count once per window, and a "message repeated" line adds nothing new.
+      if (
+        t.distinct !== undefined &&
+        !this.distinct.isNew(distinctKey, match.groups[t.distinct] ?? '', nowMs, thresholdFor(this.parser, t.event).findTimeMs)
+      )
+        continue;
+      // A state report (lease, login) is a job per line: nothing to count, nothing to de-duplicate.
+      const o: Observation =
+        t.everyLine === true
+          ? { kind: 'fire', count: 1, firstSeenMs: nowMs, spoofable: udp !== null, udpActions: udp ?? [] }
+          : this.tracker.observe(
+              t.perDevice ? `${t.event}\u0000${sender.address}\u0000${match.subject}` : `${t.event}\u0000${match.subject}`,
+              thresholdFor(this.parser, t.event),
+              t.distinct === undefined ? weight : 1,
+              nowMs,
+              udp,
+            );
       if (o.kind === 'suppressed') {
         this.counters.suppressed++;
         continue;
@@ -173,20 +224,48 @@ export class SyslogPipeline {
         subject: match.subject,
         fields: matchFields(match),
         count: o.count,
-        device: {
-          address: sender.address,
-          hostname: m.hostname === null ? null : printable(m.hostname, 255),
-          via: sender.via,
-          listener: sender.listener,
-          name: sender.policy.name,
-          transport: sender.transport,
-        },
+        device: this.deviceOf(sender, m.hostname),
         evidence: { spoofable: o.spoofable, udpActions: o.udpActions },
         firstSeenMs: o.firstSeenMs,
         lineReceivedMs: nowMs,
         queuedMs: Date.now(),
         parser: this.parserId,
         sample: printable(line, 512),
+      });
+    }
+    this.flushObserved(nowMs);
+  }
+
+  private deviceOf(sender: Sender, hostname: string | null): JobDevice {
+    return {
+      address: sender.address,
+      hostname: hostname === null ? null : printable(hostname, 255),
+      via: sender.via,
+      listener: sender.listener,
+      name: sender.policy.name,
+      transport: sender.transport,
+    };
+  }
+
+  /** Observe-mode sums, once their flush is due: one job per tag, address and channel. */
+  flushObserved(nowMs: number): void {
+    for (const o of this.observed.due(nowMs)) {
+      this.counters.jobs++;
+      this.emit({
+        v: JOB_VERSION,
+        id: randomUUID(),
+        event: OBSERVED_EVENT,
+        trigger: 'observe',
+        subject: o.address,
+        fields: { set: o.tag, attacker: o.address, nodes: [...o.nodes].join(',').slice(0, 256) },
+        count: o.count,
+        device: o.origin.device,
+        evidence: o.origin.evidence,
+        firstSeenMs: o.firstMs,
+        lineReceivedMs: o.lastMs,
+        queuedMs: Date.now(),
+        parser: this.parserId,
+        sample: o.sample,
       });
     }
   }
@@ -202,6 +281,8 @@ export class SyslogPipeline {
   }
 
   sweep(nowMs: number): number {
+    this.flushObserved(nowMs);
+    this.distinct.sweep(nowMs, 3_600_000);
     return this.tracker.sweep(nowMs);
   }
 }

@@ -11,6 +11,9 @@
  */
 import { printable } from '../../core/address.js';
 import { CanonicalIpCache } from '../../core/netMatch.js';
+import { OBSERVE_TRIGGERS } from './observeAggregate.js';
+import { PORT_SCAN_TRIGGERS } from './portScan.js';
+import { LEASE_TRIGGERS } from './leaseTriggers.js';
 
 export type SubjectKind = 'ip' | 'name';
 
@@ -26,6 +29,12 @@ export interface TriggerSpec {
   readonly subjectKind: SubjectKind;
   /** Count and de-duplicate per sending device (an interface name means nothing across devices). */
   readonly perDevice: boolean;
+  /** A state report (a DHCP ACK, a RADIUS login): every line is a job, no threshold, no de-duplication. */
+  readonly everyLine?: boolean;
+  /** Only lines of this syslog facility count (0: kern, which userland cannot claim through the node's rsyslog imklog). */
+  readonly facility?: number;
+  /** Count an occurrence only when this group's value is new for the subject within the window (port-scan: distinct ports). */
+  readonly distinct?: string;
 }
 
 export interface Trigger extends TriggerSpec {
@@ -121,9 +130,15 @@ export const BUILTIN_TRIGGERS: Readonly<Record<string, readonly TriggerSpec[]>> 
       perDevice: true,
     },
   ],
+  // befw's trap ports (nids=true) and observe mode: kernel lines the node's rsyslog forwards.
+  'port-scan': PORT_SCAN_TRIGGERS,
+  observe: OBSERVE_TRIGGERS,
+  ...LEASE_TRIGGERS,
 };
 
 export const BUILTIN_GROUPS = Object.keys(BUILTIN_TRIGGERS);
+/** Groups on when the config names none: the lease groups grant access and must be asked for. */
+export const DEFAULT_BUILTIN_GROUPS = BUILTIN_GROUPS.filter((g) => !(g in LEASE_TRIGGERS));
 
 const NAME_SUBJECT = /^[A-Za-z0-9._:@/-]{1,64}$/;
 const FIELD_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,31}$/;
@@ -144,6 +159,8 @@ export function compileTrigger(spec: TriggerSpec): Trigger {
   const bad = groups.find((g) => !FIELD_NAME.test(g));
   if (bad !== undefined) throw new Error(`group name "${bad}" must be letters, digits and "_" (at most 32)`);
   if (groups.length > 16) throw new Error('at most 16 named groups');
+  if (spec.distinct !== undefined && !groups.includes(spec.distinct))
+    throw new Error(`pattern has no named group "${spec.distinct}" (distinct)`);
   return { ...spec, regex };
 }
 

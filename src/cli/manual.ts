@@ -1,0 +1,403 @@
+/**
+ * Shell completion and man pages, generated from the commander definitions themselves (the tree
+ * buildProgram() returns), so they can never say something `--help` does not:
+ *   befw completion bash|zsh     the completion script, on stdout
+ *   befw manual --out DIR        (hidden; packaging) befw.1, befw-cli.1 and befw.conf.5 in DIR
+ * befw-cli(1) is made from BEFW's befw-cli's own help texts (befwCli.ts); befw.conf(5) from the
+ * documented example config, whose every key the config schema accepts (config tests load it).
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Argument, type Command, type Help, type Option } from 'commander';
+import { VERSION } from '../core/version.js';
+import { BEFW_CLI_COMMANDS, befwCliMain } from './befwCli.js';
+
+/** One command of the tree as help shows it. */
+export interface CommandView {
+  /** Words from the root, root included: ['befw', 'guard', 'status']. */
+  readonly path: readonly string[];
+  readonly names: readonly string[];
+  readonly usage: string;
+  readonly description: string;
+  readonly options: readonly OptionView[];
+  readonly subcommands: readonly CommandView[];
+  /** The values its arguments accept, where the definition lists them (completion bash|zsh). */
+  readonly argChoices: readonly string[];
+}
+
+export interface OptionView {
+  readonly flags: readonly string[];
+  readonly term: string;
+  readonly description: string;
+  readonly takesValue: boolean;
+  /** The value's name without brackets (file, time), for completing file names. */
+  readonly valueName: string | null;
+  readonly choices: readonly string[];
+}
+
+export function viewOf(cmd: Command, help: Help = cmd.createHelp(), parent: readonly string[] = []): CommandView {
+  const path = [...parent, cmd.name()];
+  return {
+    path,
+    names: [cmd.name(), ...cmd.aliases()],
+    usage: help.commandUsage(cmd),
+    description: help.commandDescription(cmd),
+    options: help.visibleOptions(cmd).map((o) => optionView(help, o)),
+    subcommands: help.visibleCommands(cmd).map((c) => viewOf(c, help, path)),
+    argChoices: cmd.registeredArguments.flatMap((a) => a.argChoices ?? []),
+  };
+}
+
+function optionView(help: Help, o: Option): OptionView {
+  const value = /[<[]([^>\]]+)[>\]]/.exec(o.flags)?.[1] ?? null;
+  return {
+    flags: [o.short, o.long].filter((f): f is string => f !== undefined),
+    term: help.optionTerm(o),
+    description: help.optionDescription(o),
+    takesValue: o.required || o.optional,
+    valueName: value === null ? null : value.replace(/\.\.\.$/, ''),
+    choices: o.argChoices ?? [],
+  };
+}
+
+function walk(view: CommandView): CommandView[] {
+  return [view, ...view.subcommands.flatMap(walk)];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Completion
+
+/** Values that are file names: completed as such. */
+const FILE_VALUE = /file|path|dir|socket|key/i;
+
+const key = (v: CommandView): string => v.path.join('/');
+
+/** Names, flags and choices go into the script as shell words: anything else is a definition bug. */
+function shellWord(w: string): string {
+  if (!/^-{0,2}[A-Za-z0-9][A-Za-z0-9._:-]*$/.test(w)) throw new Error(`"${w}" cannot be completed: not a plain word`);
+  return w;
+}
+
+function checkWords(v: CommandView): void {
+  for (const w of [...v.names, ...v.argChoices, ...v.options.flatMap((o) => [...o.flags, ...o.choices])]) shellWord(w);
+  v.subcommands.forEach(checkWords);
+}
+
+export function bashCompletion(root: CommandView): string {
+  checkWords(root);
+  const all = walk(root);
+  const descend = all.flatMap((v) => v.subcommands.flatMap((s) => s.names.map((n) => `${key(v)}/${n}) path=${key(v)}/${s.names[0]} ;;`)));
+  // `befw -c FILE status`: the root takes -c before the command (hoistConfig in main.ts).
+  const valueOpts = all.map((v) => {
+    const flags = v.options.filter((o) => o.takesValue).flatMap((o) => o.flags);
+    if (v === root) flags.push('-c', '--config');
+    return `${key(v)}) echo "${flags.join(' ')}" ;;`;
+  });
+  const fileOpts = all.map(
+    (v) =>
+      `${key(v)}) echo "${v.options
+        .filter((o) => o.valueName !== null && FILE_VALUE.test(o.valueName))
+        .flatMap((o) => o.flags)
+        .concat(v === root ? ['-c', '--config'] : [])
+        .join(' ')}" ;;`,
+  );
+  const words = all.map(
+    (v) =>
+      `${key(v)}) opts="${v.options.flatMap((o) => o.flags).join(' ')}"; subs="${[...v.subcommands.flatMap((s) => s.names), ...v.argChoices].join(' ')}" ;;`,
+  );
+  const indent = (lines: string[]): string => lines.map((l) => `    ${l}`).join('\n');
+  const choices = all.flatMap((v) =>
+    v.options
+      .filter((o) => o.choices.length > 0)
+      .map((o) => `${key(v)}:${o.flags.join('|' + key(v) + ':')}) echo "${o.choices.join(' ')}" ;;`),
+  );
+  return `# bash completion for ${root.names[0]} ${VERSION}: generated by \`befw completion bash\` from its command definitions.
+# Install as /usr/share/bash-completion/completions/${root.names[0]}, or: source <(befw completion bash)
+_befw_value_opts() {
+  case "$1" in
+${indent(valueOpts)}
+  esac
+}
+_befw_file_opts() {
+  case "$1" in
+${indent(fileOpts)}
+  esac
+}
+_befw_choices() {
+  case "$1:$2" in
+${indent(choices)}
+  esac
+}
+_befw() {
+  local cur prev path w i opts subs
+  cur="\${COMP_WORDS[COMP_CWORD]}"
+  prev="\${COMP_WORDS[COMP_CWORD-1]}"
+  path=${key(root)}
+  for ((i = 1; i < COMP_CWORD; i++)); do
+    w="\${COMP_WORDS[i]}"
+    if [[ " $(_befw_value_opts "$path") " == *" $w "* ]]; then
+      ((i++))
+      continue
+    fi
+    case "$path/$w" in
+${indent(descend.map((l) => `  ${l}`))}
+    esac
+  done
+  if [[ " $(_befw_value_opts "$path") " == *" $prev "* ]]; then
+    local choices
+    choices=$(_befw_choices "$path" "$prev")
+    if [[ -n "$choices" ]]; then
+      COMPREPLY=($(compgen -W "$choices" -- "$cur"))
+    elif [[ " $(_befw_file_opts "$path") " == *" $prev "* ]]; then
+      COMPREPLY=($(compgen -f -- "$cur"))
+    else
+      COMPREPLY=()
+    fi
+    return 0
+  fi
+  case "$path" in
+${indent(words.map((l) => `  ${l}`))}
+  esac
+  if [[ "$cur" == -* ]]; then
+    COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+  else
+    COMPREPLY=($(compgen -W "$subs" -- "$cur"))
+  fi
+  return 0
+}
+complete -F _befw ${root.names[0]}
+`;
+}
+
+/** zsh runs the bash completion through its bashcompinit layer: one definition for both shells. */
+export function zshCompletion(root: CommandView): string {
+  return `# zsh completion for ${root.names[0]} ${VERSION} (bash's, through bashcompinit). Use: source <(befw completion zsh)
+autoload -U +X compinit && compinit
+autoload -U +X bashcompinit && bashcompinit
+${bashCompletion(root)}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Man pages (roff, man(7) macros)
+
+/** Text as roff shows it: backslashes and hyphens escaped, no line read as a request. */
+export function roff(text: string): string {
+  return text
+    .replace(/\\/g, '\\e')
+    .replace(/-/g, '\\-')
+    .split('\n')
+    .map((l) => (/^[.']/.test(l) ? `\\&${l}` : l))
+    .join('\n');
+}
+
+function header(name: string, section: number, title: string): string[] {
+  // No date: the same definitions give the same page, byte for byte.
+  return [`.TH ${name.toUpperCase()} ${section} "" "befw ${VERSION}" "befw manual"`, '.SH NAME', `${roff(name)} \\- ${roff(title)}`];
+}
+
+function commandSection(v: CommandView): string[] {
+  const out = [`.SS "${roff(v.path.join(' ')).replace(/"/g, '""')}"`, '.B', roff(v.usage), '.PP', roff(v.description)];
+  if (v.names.length > 1) out.push('.PP', `Alias: ${roff(v.names.slice(1).join(', '))}`);
+  // -h, --help: every command has it; said once in DESCRIPTION.
+  for (const o of v.options.filter((o) => !o.flags.includes('--help'))) out.push('.TP', `.B ${roff(o.term)}`, roff(o.description));
+  return out;
+}
+
+export function befwManPage(root: CommandView): string {
+  const commands = walk(root).slice(1);
+  return `${[
+    ...header('befw', 1, 'host-based distributed firewall agent and its operator commands'),
+    '.SH SYNOPSIS',
+    `.B befw`,
+    '[\\fB\\-c\\fR \\fIfile\\fR] \\fIcommand\\fR [\\fIoptions\\fR]',
+    '.SH DESCRIPTION',
+    roff(root.description),
+    '.PP',
+    roff(
+      'Every command reads befw.conf(5) from -c FILE (before or after the command), else $BEFW_CONFIG, else /etc/befw.conf, and takes -h, --help. Errors print one line to standard error and exit non-zero. The Consul ACL token is never an argument: it comes from token_file, token, or the environment.',
+    ),
+    '.SH OPTIONS',
+    ...root.options.flatMap((o) => ['.TP', `.B ${roff(o.term)}`, roff(o.description)]),
+    '.SH COMMANDS',
+    ...commands.flatMap(commandSection),
+    '.SH FILES',
+    '.TP',
+    '.B /etc/befw.conf',
+    'the configuration, see befw.conf(5)',
+    '.TP',
+    '.B /var/lib/befw/state.bin',
+    roff('the last good state; enforced at boot by befw-early.service (befw enforce-saved) before the network is up'),
+    '.TP',
+    '.B /run/befw/befw.sock',
+    roff('the control socket of befw status, reload, check and guard'),
+    '.SH ENVIRONMENT',
+    '.TP',
+    '.B BEFW_CONFIG',
+    'the config file used without \\-c',
+    '.TP',
+    '.B BEFW_CONSUL_TOKEN, CONSUL_HTTP_TOKEN',
+    'the Consul ACL token when the config names none',
+    '.SH SYSTEMD',
+    roff(
+      'befw-early.service enforces state.bin at boot, before network-pre.target, without Consul. befw.service runs the agent after the network and Consul; systemctl reload befw runs befw reload, which fails (and so does the reload) when the agent rejects the new config and keeps the old one. Stopping the agent, or purging the package, leaves the firewall as it is.',
+    ),
+    '.SH SEE ALSO',
+    'befw\\-cli(1), befw.conf(5), systemctl(1), iptables(8), ipset(8), nft(8)',
+  ].join('\n')}\n`;
+}
+
+/** BEFW's befw-cli, from its own help texts. */
+export async function befwCliManPage(): Promise<string> {
+  const text = async (args: string[]): Promise<string> => {
+    let out = '';
+    const io = { out: (t: string) => void (out += t), err: (t: string) => void (out += t) };
+    await befwCliMain(args, 'befw-cli', io);
+    return out.trim();
+  };
+  const overview = await text(['help']);
+  const commands: string[] = [];
+  for (const c of BEFW_CLI_COMMANDS) {
+    const [usage = '', ...what] = (await text(['help', c])).split('\n');
+    commands.push('.TP', `.B ${roff(usage.replace(/^Usage: /, ''))}`, roff(what.join(' ')));
+  }
+  return `${[
+    ...header('befw-cli', 1, "BEFW's command-line tool, answered by befw"),
+    '.SH SYNOPSIS',
+    '.B befw\\-cli',
+    '[\\fB\\-config\\fR \\fIfile\\fR] \\fIcommand\\fR [\\fIarguments\\fR]',
+    '.SH DESCRIPTION',
+    roff(
+      "befw-cli takes BEFW's befw-cli arguments and answers as it did, so scripts written for BEFW keep working. It is the same as befw befw-cli.",
+    ),
+    '.PP',
+    '.nf',
+    roff(overview),
+    '.fi',
+    '.SH COMMANDS',
+    ...commands,
+    '.SH SEE ALSO',
+    'befw(1), befw.conf(5)',
+  ].join('\n')}\n`;
+}
+
+export interface ConfigKeyDoc {
+  readonly key: string;
+  /** As the example has it: `dc=dc1`. */
+  readonly example: string;
+  /** Set in the example (the shipped value) or only shown commented out. */
+  readonly active: boolean;
+  readonly text: string;
+}
+
+const KEY_LINE = /^(#)?([a-z_][a-z0-9_]*(?:\.[a-z0-9._-]+)?)=(.*)$/;
+
+/** The keys of the documented example config, each with the comment paragraph above it. */
+export function configKeyDocs(example: string): { intro: string; keys: ConfigKeyDoc[] } {
+  const keys: ConfigKeyDoc[] = [];
+  let intro: string | null = null;
+  let para: string[] = [];
+  let paraUsed = false;
+  for (const raw of example.split('\n')) {
+    const line = raw.trimEnd();
+    const k = KEY_LINE.exec(line);
+    if (k !== null) {
+      const [, hash, name = '', value = ''] = k;
+      const seen = keys.find((d) => d.key === name);
+      if (seen === undefined)
+        keys.push({ key: name, example: `${name}=${value}`, active: hash === undefined, text: paraUsed ? '' : para.join(' ') });
+      paraUsed = true;
+    } else if (line.startsWith('#')) {
+      if (paraUsed) para = [];
+      paraUsed = false;
+      para.push(line.replace(/^#\s?/, ''));
+    } else {
+      if (intro === null && para.length > 0) intro = para.join(' ');
+      para = [];
+      paraUsed = false;
+    }
+  }
+  return { intro: intro ?? '', keys };
+}
+
+export function befwConfManPage(example: string): string {
+  const { intro, keys } = configKeyDocs(example);
+  // Keys listed under one paragraph share one entry.
+  const groups: ConfigKeyDoc[][] = [];
+  for (const k of keys) {
+    const last = groups[groups.length - 1];
+    if (k.text === '' && last !== undefined) last.push(k);
+    else groups.push([k]);
+  }
+  const entries = groups.flatMap((g) => [
+    '.TP',
+    `.B ${roff(g.map((k) => k.key).join(', '))}`,
+    ...(g[0]?.text === '' ? [] : [roff(g[0]?.text ?? '')]),
+    ...g.flatMap((k) => ['.br', `${k.active ? 'As shipped' : 'Example'}: \\fB${roff(k.example)}\\fR`]),
+  ]);
+  return `${[
+    ...header('befw.conf', 5, 'configuration of the befw agent'),
+    '.SH SYNOPSIS',
+    '/etc/befw.conf',
+    '.SH DESCRIPTION',
+    roff(intro),
+    '.PP',
+    roff(
+      'Keys where several are listed under one paragraph share its text. The shipped file is /etc/befw.conf; an annotated copy is /usr/share/doc/befw/befw.conf.example.',
+    ),
+    '.SH KEYS',
+    ...entries,
+    '.SH SEE ALSO',
+    'befw(1), befw\\-cli(1)',
+  ].join('\n')}\n`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands
+
+/** The example in the source tree, else the installed package's copy. */
+const REPO_EXAMPLE = fileURLToPath(new URL('../../../befw.conf.example', import.meta.url));
+const EXAMPLE = existsSync(REPO_EXAMPLE) ? REPO_EXAMPLE : '/usr/share/doc/befw/befw.conf.example';
+
+function rootOf(cmd: Command): Command {
+  let c = cmd;
+  while (c.parent !== null) c = c.parent;
+  return c;
+}
+
+/** Every generated file by name: befw.1, befw-cli.1, befw.conf.5, and the completions. */
+export async function manualFiles(root: Command, example: string): Promise<Record<string, string>> {
+  const view = viewOf(root);
+  return {
+    'befw.1': befwManPage(view),
+    'befw-cli.1': await befwCliManPage(),
+    'befw.conf.5': befwConfManPage(example),
+    'befw.bash': bashCompletion(view),
+    'befw.zsh': zshCompletion(view),
+  };
+}
+
+export function registerManualCommands(program: Command): void {
+  program
+    .command('completion')
+    .description('print the shell completion script (bash or zsh), e.g. source <(befw completion bash)')
+    .addArgument(new Argument('<shell>', 'bash or zsh').choices(['bash', 'zsh']))
+    .action((shell: 'bash' | 'zsh', _opts: unknown, cmd: Command) => {
+      const view = viewOf(rootOf(cmd));
+      process.stdout.write(shell === 'bash' ? bashCompletion(view) : zshCompletion(view));
+    });
+
+  program
+    .command('manual', { hidden: true })
+    .description('write the man pages and completions generated from these definitions (packaging)')
+    .requiredOption('--out <dir>', 'directory to write befw.1, befw-cli.1, befw.conf.5, befw.bash, befw.zsh into')
+    .option('--example <file>', 'the documented example config befw.conf(5) is made from', EXAMPLE)
+    .action(async (opts: { out: string; example: string }, cmd: Command) => {
+      const example = await readFile(opts.example, 'utf8');
+      const files = await manualFiles(rootOf(cmd), example);
+      await mkdir(opts.out, { recursive: true });
+      for (const [name, text] of Object.entries(files)) await writeFile(join(opts.out, name), text);
+      process.stdout.write(`${Object.keys(files).join(' ')} written to ${opts.out}\n`);
+    });
+}

@@ -1,0 +1,178 @@
+/**
+ * The `user-lease` action: RADIUS logins and DHCP leases joined per MAC into the user's alias,
+ * `befw/$alias$/$user.NAME$/ADDR = <lease end>` (README "Users from DHCP and RADIUS").
+ *
+ * State: one record per MAC under `<stateKvPrefix>/users/mac/<mac>` (a path befw agents never
+ * read), holding who logged in from it, which address it leases, until when, and the key it
+ * granted. Each job reads the record, decides (core/userAlias.ts, pure) and writes the record,
+ * the grant and the deletion of a moved or ended grant in one Consul transaction with
+ * check-and-set on the record, so several responders and redelivered jobs agree: a lost race
+ * reads again and decides again.
+ *
+ * Trust: the job is signed by a parser that took the line from a configured device (the DHCP and
+ * RADIUS servers) under an anchored pattern bound to the server's program name. The user name is
+ * whatever someone typed at a login prompt: it is refused unless alias-safe (checkUserName), and
+ * a lease time a line states is capped by `maxLeaseSec`.
+ *
+ * Audit (core/audit.ts): a grant carries its record (by `reactor`, with the line as evidence) and
+ * a revocation its tombstone, in the same transaction; a token that may not write befw-audit/
+ * still gets the grant written, and the outcome says the record was not.
+ */
+import { hostname } from 'node:os';
+import { ConsulError } from '../../consul/connection.js';
+import { auditKeyFor, encodeAudit } from '../../core/audit.js';
+import { VERSION } from '../../core/version.js';
+import type { UserLeaseAction } from '../config/reactorConfig.js';
+import type { ReactorJob } from '../queue/job.js';
+import { LEASE_OPS } from '../syslog/leaseTriggers.js';
+import { type LeaseEvent, canonicalMac, checkUserName, decideLease, leaseAddress, parseMacRecord } from '../../core/userAlias.js';
+import { ActionError, type ActionOutcome, type ActionRunner } from './actionTypes.js';
+import type { ReactorKv, TxnOp } from './consulKv.js';
+
+const MAX_RACES = 5;
+
+export interface UserLeaseContext {
+  readonly kv: ReactorKv;
+  readonly stateKvPrefix: string;
+  readonly now: () => number;
+}
+
+export function macRecordKey(prefix: string, mac: string): string {
+  return `${prefix}/users/mac/${mac}`;
+}
+
+type Parsed = { readonly ok: true; readonly mac: string; readonly event: LeaseEvent } | { readonly ok: false; readonly refused: string };
+
+/** The job's fields as a lease event; a field that is not what the trigger promises is permanent. */
+export function leaseEventOf(job: ReactorJob, a: UserLeaseAction): Parsed {
+  const f = job.fields;
+  // Own keys only: "constructor" is not a verb.
+  const op = f.op !== undefined && Object.hasOwn(LEASE_OPS, f.op) ? LEASE_OPS[f.op] : undefined;
+  if (op === undefined) throw new ActionError('user-lease', true, `job field op "${f.op ?? ''}" is not a lease or login verb`);
+  const mac = canonicalMac(f.mac ?? '');
+  if (mac === null) throw new ActionError('user-lease', true, `job field mac "${f.mac ?? ''}" is not a MAC address`);
+  const lineSec = Math.floor(job.lineReceivedMs / 1000);
+  const addrOf = (required: boolean): string | null => {
+    if (f.addr === undefined || f.addr === '') {
+      if (required) throw new ActionError('user-lease', true, 'job has no addr field');
+      return null;
+    }
+    const addr = leaseAddress(f.addr);
+    if (addr === null) throw new ActionError('user-lease', true, `job field addr "${f.addr}" is not a unicast IP address a lease can hold`);
+    return addr;
+  };
+  if (op === 'lease' || op === 'release') {
+    const addr = addrOf(true) as string;
+    if (op === 'release') return { ok: true, mac, event: { kind: 'release', addr } };
+    const stated = f.lease === undefined ? null : Number(f.lease);
+    const seconds = stated === null || !Number.isSafeInteger(stated) ? a.leaseSec : Math.min(stated, a.maxLeaseSec);
+    return { ok: true, mac, event: { kind: 'lease', addr, until: lineSec + seconds } };
+  }
+  const user = checkUserName(f.user ?? '');
+  if (!user.ok) return { ok: false, refused: user.error };
+  const addr = addrOf(false);
+  if (op === 'logout') return { ok: true, mac, event: { kind: 'logout', user: user.name, addr } };
+  return { ok: true, mac, event: { kind: 'login', user: user.name, addr, until: lineSec + a.loginSec } };
+}
+
+export class UserLeaseRunner implements ActionRunner {
+  readonly type = 'user-lease';
+
+  constructor(
+    private readonly action: UserLeaseAction,
+    private readonly ctx: UserLeaseContext,
+  ) {}
+
+  async run(job: ReactorJob): Promise<ActionOutcome> {
+    try {
+      return await this.apply(job);
+    } catch (err) {
+      if (err instanceof ActionError) throw err;
+      if (err instanceof ConsulError)
+        throw new ActionError('user-lease', false, err.message, { statusCode: err.statusCode }, { cause: err });
+      throw new ActionError('user-lease', false, (err as Error).message, {}, { cause: err });
+    }
+  }
+
+  private async apply(job: ReactorJob): Promise<ActionOutcome> {
+    const parsed = leaseEventOf(job, this.action);
+    if (!parsed.ok) return { result: 'refused', detail: { reason: parsed.refused, user: job.fields.user ?? null } };
+    const { mac, event } = parsed;
+    const recKey = macRecordKey(this.ctx.stateKvPrefix, mac);
+    for (let race = 0; race < MAX_RACES; race++) {
+      const nowMs = this.ctx.now();
+      const entry = await this.ctx.kv.get(recKey);
+      const d = decideLease(parseMacRecord(entry?.value ?? null), event, job.lineReceivedMs, Math.floor(nowMs / 1000));
+      const detail = { mac, op: event.kind, user: d.record.user, addr: d.record.addr };
+      if (d.stale) return { result: 'stale', detail };
+      const ops: TxnOp[] = [{ verb: 'cas', key: recKey, value: JSON.stringify(d.record), index: entry?.modifyIndex ?? 0 }];
+      const audits: TxnOp[] = [];
+      const why = `${job.event}: ${job.trigger} (${event.kind}) for ${mac}${d.record.user === null ? '' : ` user ${d.record.user}`}`;
+      if (d.revoke !== null) {
+        ops.push({ verb: 'delete', key: d.revoke });
+        audits.push(...auditOp(job, d.revoke, 'rm', null, why, nowMs));
+      }
+      if (d.grant !== null) {
+        ops.push({ verb: 'set', key: d.grant.key, value: String(d.grant.expiry) });
+        audits.push(...auditOp(job, d.grant.key, 'add', String(d.grant.expiry), why, nowMs));
+      }
+      const r = await this.txnAudited(ops, audits);
+      if (!r.ok) continue; // another responder wrote the record in between: read again
+      const result = d.grant !== null ? (d.revoke !== null ? 'moved' : 'granted') : d.revoke !== null ? 'revoked' : 'recorded';
+      return {
+        result,
+        detail: {
+          ...detail,
+          key: d.grant?.key ?? null,
+          expiry: d.grant?.expiry ?? null,
+          revoked: d.revoke,
+          ...(r.audit === 'written' || r.audit === 'none' ? {} : { audit: r.audit }),
+        },
+      };
+    }
+    throw new ActionError('user-lease', false, `lost ${MAX_RACES} check-and-set races on ${recKey}`, { mac });
+  }
+
+  /** The writes with their audit records; without the records when the token may not write them. */
+  private async txnAudited(ops: readonly TxnOp[], audits: readonly TxnOp[]): Promise<{ ok: boolean; audit: string }> {
+    if (audits.length === 0) return { ...(await this.ctx.kv.txn(ops)), audit: 'none' };
+    let denied: string;
+    try {
+      const r = await this.ctx.kv.txn([...ops, ...audits]);
+      if (r.ok || !r.errors.some((e) => /permission denied/i.test(e))) return { ok: r.ok, audit: 'written' };
+      denied = r.errors.join('; ');
+    } catch (err) {
+      if (!(err instanceof ConsulError) || err.statusCode !== 403) throw err;
+      denied = err.message;
+    }
+    return { ...(await this.ctx.kv.txn(ops)), audit: `not written: ${denied}` };
+  }
+}
+
+/** The audit record of a grant (`add`) or its removal (`rm`, a tombstone), by reactor with the line as evidence. */
+function auditOp(job: ReactorJob, key: string, op: 'add' | 'rm', value: string | null, reason: string, nowMs: number): TxnOp[] {
+  const auditKey = auditKeyFor(key);
+  if (auditKey === null) return [];
+  const record = encodeAudit({
+    v: 1,
+    op,
+    by: 'reactor',
+    reason,
+    at: new Date(nowMs).toISOString(),
+    from: hostname(),
+    tool: `befw-reactor ${VERSION} user-lease`,
+    value,
+    evidence: {
+      event: job.event,
+      trigger: job.trigger,
+      count: job.count,
+      firstSeenMs: job.firstSeenMs,
+      lastSeenMs: job.lineReceivedMs,
+      device: job.device.name || job.device.address,
+      transport: job.device.transport,
+      sample: job.sample,
+      spoofable: job.evidence.spoofable,
+    },
+  });
+  return [{ verb: 'set', key: auditKey, value: record }];
+}

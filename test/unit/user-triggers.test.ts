@@ -1,0 +1,286 @@
+/**
+ * Users from leases, the parser and responder sides: the built-in dhcp-lease and radius triggers
+ * against the lines dnsmasq 2.90 and FreeRADIUS 3.2.1 really printed (see leaseTriggers.ts), and
+ * against forged variants; every line a job; the user-lease runner on a fake Consul.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ReactorJob } from '../../src/reactor/queue/job.js';
+import { type Sender, SyslogPipeline } from '../../src/reactor/syslog/pipeline.js';
+import { type UserLeaseAction, parseReactorConfig } from '../../src/reactor/config/reactorConfig.js';
+import { ConfigError } from '../../src/config/config.js';
+import { ActionError } from '../../src/reactor/responder/actionTypes.js';
+import { UserLeaseRunner, macRecordKey } from '../../src/reactor/responder/userLease.js';
+import type { TxnOp, TxnResult } from '../../src/reactor/responder/consulKv.js';
+import { FakeKv, testJob } from '../helpers/reactorFakes.js';
+
+function pipeline(parser: Record<string, unknown> = {}): { p: SyslogPipeline; jobs: ReactorJob[] } {
+  const c = parseReactorConfig(
+    JSON.stringify({
+      queue: { servers: ['127.0.0.1:11300'], hmacKeyFile: '/etc/befw/reactor.key' },
+      parser: {
+        listeners: [{ protocol: 'tcp', port: 514 }],
+        allowedDevices: ['198.51.100.1/32'],
+        builtinTriggers: ['dhcp-lease', 'radius'],
+        ...parser,
+      },
+    }),
+    'test.json',
+  );
+  const jobs: ReactorJob[] = [];
+  return {
+    p: new SyslogPipeline(
+      c.parser!,
+      c.protect,
+      (j) => jobs.push(j),
+      () => undefined,
+      'test:1',
+    ),
+    jobs,
+  };
+}
+
+const SERVER: Sender = {
+  address: '198.51.100.1',
+  via: 'direct',
+  listener: 'tcp:0.0.0.0:514',
+  transport: 'tcp',
+  policy: { name: 'allowed', hostnames: null, udpActions: [] },
+};
+const line = (app: string, msg: string): string => `<30>Dec  1 17:42:06 srv ${app}[18108]: ${msg}`;
+
+/** What the pipeline makes of one line: the job's op, mac, addr, user, lease fields, or null. */
+function one(app: string, msg: string): Record<string, string> | null {
+  const { p, jobs } = pipeline();
+  p.handleText(line(app, msg), SERVER, 1000);
+  if (jobs.length === 0) return null;
+  const f = jobs[0]!.fields;
+  const pick: Record<string, string> = { event: jobs[0]!.event };
+  for (const k of ['op', 'mac', 'addr', 'user', 'lease']) if (f[k] !== undefined) pick[k] = f[k];
+  return pick;
+}
+
+describe('lease triggers', () => {
+  test('dnsmasq 2.90 lines as printed (with and without --log-dhcp)', () => {
+    const ack = { event: 'dhcp-lease', op: 'DHCPACK', mac: '3a:95:af:d6:5b:7f', addr: '198.51.100.53' };
+    assert.deepEqual(one('dnsmasq-dhcp', '29912587 DHCPACK(uxs0) 198.51.100.53 3a:95:af:d6:5b:7f alicepc'), ack);
+    assert.deepEqual(one('dnsmasq-dhcp', 'DHCPACK(uxs0) 198.51.100.53 3a:95:af:d6:5b:7f '), ack);
+    assert.deepEqual(one('dnsmasq-dhcp', 'DHCPRELEASE(uxs0) 198.51.100.53 3a:95:af:d6:5b:7f '), { ...ack, op: 'DHCPRELEASE' });
+    assert.equal(one('dnsmasq-dhcp', 'DHCPOFFER(uxs0) 198.51.100.53 3a:95:af:d6:5b:7f '), null);
+    assert.equal(one('dnsmasq-dhcp', '29912587 sent size:  4 option: 51 lease-time  2m'), null);
+  });
+
+  test('ISC dhcpd 4.4.3-P1 and Kea 2.2.0 lines as printed', () => {
+    const dhcpd = one('dhcpd', 'DHCPACK on 198.51.100.50 to 02:be:f0:00:00:02 (bobpc) via uxds');
+    assert.deepEqual(dhcpd, { event: 'dhcp-lease', op: 'DHCPACK', mac: '02:be:f0:00:00:02', addr: '198.51.100.50' });
+    assert.equal(one('dhcpd', 'DHCPRELEASE of 198.51.100.50 from 02:be:f0:00:00:02 (bobpc) via uxds (found)')?.op, 'DHCPRELEASE');
+    assert.equal(one('dhcpd', 'DHCPOFFER on 198.51.100.50 to 02:be:f0:00:00:02 (bobpc) via uxds'), null);
+    const head = 'INFO  [kea-dhcp4.leases.139948014891520] ';
+    assert.deepEqual(
+      one(
+        'kea-dhcp4',
+        `${head}DHCP4_LEASE_ALLOC [hwtype=1 02:be:f0:00:00:02], cid=[01:02:be:f0:00:00:02], tid=0x3d1e252b: lease 198.51.100.70 has been allocated for 120 seconds`,
+      ),
+      { event: 'dhcp-lease', op: 'DHCP4_LEASE_ALLOC', mac: '02:be:f0:00:00:02', addr: '198.51.100.70', lease: '120' },
+    );
+    assert.deepEqual(
+      one(
+        'kea-dhcp4',
+        `${head}DHCP4_RELEASE [hwtype=1 02:be:f0:00:00:02], cid=[01:02:be:f0:00:00:02], tid=0x29d17906: address 198.51.100.70 was released properly.`,
+      ),
+      { event: 'dhcp-lease', op: 'DHCP4_RELEASE', mac: '02:be:f0:00:00:02', addr: '198.51.100.70' },
+    );
+  });
+
+  test('ISC dhcpd and Kea variants (no host name, no log head)', () => {
+    assert.deepEqual(one('dhcpd', 'DHCPACK on 198.51.100.53 to 3a:95:af:d6:5b:7f (alicepc) via eth0'), {
+      event: 'dhcp-lease',
+      op: 'DHCPACK',
+      mac: '3a:95:af:d6:5b:7f',
+      addr: '198.51.100.53',
+    });
+    assert.equal(one('dhcpd', 'DHCPRELEASE of 198.51.100.53 from 3a:95:af:d6:5b:7f (alicepc) via eth0 (found)')?.op, 'DHCPRELEASE');
+    assert.deepEqual(
+      one(
+        'kea-dhcp4',
+        'DHCP4_LEASE_ALLOC [hwtype=1 3a:95:af:d6:5b:7f], cid=[no info], tid=0x1a2b3c4d: lease 198.51.100.53 has been allocated for 120 seconds',
+      ),
+      { event: 'dhcp-lease', op: 'DHCP4_LEASE_ALLOC', mac: '3a:95:af:d6:5b:7f', addr: '198.51.100.53', lease: '120' },
+    );
+  });
+
+  test('FreeRADIUS 3.2.1 Login OK and the shipped linelog accounting wording', () => {
+    assert.deepEqual(one('radiusd', 'Auth: (0) Login OK: [alice] (from client localhost port 7 cli 3A-95-AF-D6-5B-7F)'), {
+      event: 'radius-auth',
+      op: 'Login OK',
+      mac: '3A-95-AF-D6-5B-7F',
+      user: 'alice',
+    });
+    assert.deepEqual(one('radiusd', 'Connect: [alice] (did  cli 3A-95-AF-D6-5B-7F port 7 ip 198.51.100.53)'), {
+      event: 'radius-auth',
+      op: 'Connect',
+      mac: '3A-95-AF-D6-5B-7F',
+      addr: '198.51.100.53',
+      user: 'alice',
+    });
+    assert.equal(one('radiusd', 'Disconnect: [alice] (did  cli 3A-95-AF-D6-5B-7F port 7 ip 198.51.100.53) 30 seconds')?.op, 'Disconnect');
+    assert.equal(one('radiusd', 'Connect: [alice] (did  cli 3A-95-AF-D6-5B-7F port  ip )')?.addr, undefined);
+  });
+
+  test('forged and lookalike lines make no job', () => {
+    const forged: [string, string][] = [
+      // the wrong program: anyone on the allowed device could log as "myapp"
+      ['myapp', 'DHCPACK(uxs0) 198.51.100.53 3a:95:af:d6:5b:7f x'],
+      ['sshd', 'Auth: (0) Login OK: [alice] (from client localhost port 7 cli 3A-95-AF-D6-5B-7F)'],
+      // a user name that tries to carry its own MAC, a rejected login, a password in the name
+      [
+        'radiusd',
+        'Auth: (0) Login OK: [x] (from client a port 1 cli 3A-95-AF-D6-5B-7F)] (from client localhost port 7 cli 11-22-33-44-55-66)',
+      ],
+      ['radiusd', 'Auth: (1) Login incorrect (No Auth-Type found): [mallory] (from client localhost port 0 cli 3A-95-AF-D6-5B-7F)'],
+      ['radiusd', 'Auth: (0) Login OK: [alice/secret] (from client localhost port 7 cli 3A-95-AF-D6-5B-7F)'],
+      ['radiusd', 'Auth: (0) Login OK: [alice] (from client localhost port 7)'],
+      // text before or after the fixed shape
+      ['dnsmasq-dhcp', 'x DHCPACK(uxs0) 198.51.100.53 3a:95:af:d6:5b:7f x'],
+      ['dnsmasq-dhcp', 'DHCPACK(uxs0) 198.51.100.53 3a:95:af:d6:5b:7f host extra'],
+      ['dhcpd', 'DHCPACK on 198.51.100.53 to 3a:95:af:d6:5b:7f (x) via eth0) via eth1'],
+    ];
+    for (const [app, msg] of forged) assert.equal(one(app, msg), null, `${app}: ${msg}`);
+  });
+
+  test('every line is a job: a renewal and a release right after the ACK are not de-duplicated', () => {
+    const { p, jobs } = pipeline();
+    const ack = line('dnsmasq-dhcp', 'DHCPACK(uxs0) 198.51.100.53 3a:95:af:d6:5b:7f alicepc');
+    p.handleText(ack, SERVER, 1000);
+    p.handleText(ack, SERVER, 2000);
+    p.handleText(line('dnsmasq-dhcp', 'DHCPRELEASE(uxs0) 198.51.100.53 3a:95:af:d6:5b:7f '), SERVER, 3000);
+    assert.deepEqual(
+      jobs.map((j) => [j.fields.op, j.lineReceivedMs, j.evidence.spoofable]),
+      [
+        ['DHCPACK', 1000, false],
+        ['DHCPACK', 2000, false],
+        ['DHCPRELEASE', 3000, false],
+      ],
+    );
+    p.handleText(ack, { ...SERVER, transport: 'udp' }, 4000);
+    assert.deepEqual(jobs[3]?.evidence, { spoofable: true, udpActions: [] });
+  });
+
+  test('the lease groups are off unless named (they grant access)', () => {
+    const c = parseReactorConfig(
+      JSON.stringify({
+        queue: { servers: ['127.0.0.1:11300'], hmacKeyFile: '/etc/befw/reactor.key' },
+        parser: { listeners: [{ protocol: 'tcp', port: 514 }], allowedDevices: ['198.51.100.1/32'] },
+      }),
+      'test.json',
+    );
+    const events = c.parser?.triggers.events ?? [];
+    assert.ok(events.includes('ssh-auth-failure'), events.join());
+    assert.ok(!events.includes('dhcp-lease') && !events.includes('radius-auth'), events.join());
+    assert.throws(
+      () =>
+        parseReactorConfig(
+          JSON.stringify({
+            queue: { servers: ['127.0.0.1:11300'], hmacKeyFile: '/k' },
+            parser: { listeners: [{ protocol: 'tcp', port: 514 }], allowedDevices: ['198.51.100.1/32'], builtinTriggers: ['dhcp-lease'] },
+            responder: { actions: { 'dhcp-lease': [{ type: 'user-lease', leaseSec: 600, maxLeaseSec: 60 }] } },
+          }),
+          'test.json',
+        ),
+      (err: unknown) => err instanceof ConfigError && /maxLeaseSec/.test(String(err.message)),
+    );
+  });
+});
+
+const ACTION: UserLeaseAction = { type: 'user-lease', leaseSec: 120, loginSec: 86400, maxLeaseSec: 3600 };
+const AT = 1_700_000_000_000;
+
+function leaseJob(fields: Record<string, string>, atMs: number, event = 'dhcp-lease'): ReactorJob {
+  return testJob(fields.mac ?? 'x', { event, trigger: 't', fields }, atMs);
+}
+
+describe('user-lease runner', () => {
+  test('login + ACK grant until the lease end; a new address moves it; release removes it', async () => {
+    const kv = new FakeKv();
+    const r = new UserLeaseRunner(ACTION, { kv, stateKvPrefix: 'befw-reactor', now: () => AT + 5000 });
+    const login = await r.run(leaseJob({ op: 'Login OK', user: 'Alice', mac: '3A-95-AF-D6-5B-7F' }, AT, 'radius-auth'));
+    assert.equal(login.result, 'recorded');
+    const ack = await r.run(leaseJob({ op: 'DHCPACK', mac: '3a:95:af:d6:5b:7f', addr: '198.51.100.53' }, AT + 1000));
+    assert.equal(ack.result, 'granted');
+    assert.equal(kv.data.get('befw/$alias$/$user.alice$/198.51.100.53')?.value, String(AT / 1000 + 1 + 120));
+    const audit = JSON.parse(kv.data.get('befw-audit/$alias$/$user.alice$/198.51.100.53')?.value ?? '{}') as Record<string, unknown>;
+    assert.equal(audit.op, 'add');
+    assert.equal(audit.by, 'reactor');
+    assert.equal(audit.value, String(AT / 1000 + 1 + 120));
+    assert.equal((audit.evidence as { event?: string } | undefined)?.event, 'dhcp-lease');
+    const moved = await r.run(leaseJob({ op: 'DHCPACK', mac: '3a:95:af:d6:5b:7f', addr: '198.51.100.54' }, AT + 2000));
+    assert.equal(moved.result, 'moved');
+    assert.equal(kv.data.has('befw/$alias$/$user.alice$/198.51.100.53'), false);
+    const tomb = JSON.parse(kv.data.get('befw-audit/$alias$/$user.alice$/198.51.100.53')?.value ?? '{}') as Record<string, unknown>;
+    assert.equal(tomb.op, 'rm', 'the moved-away address has a tombstone');
+    assert.ok(kv.data.has('befw/$alias$/$user.alice$/198.51.100.54'));
+    const rel = await r.run(leaseJob({ op: 'DHCPRELEASE', mac: '3a:95:af:d6:5b:7f', addr: '198.51.100.54' }, AT + 3000));
+    assert.equal(rel.result, 'revoked');
+    assert.deepEqual(
+      [...kv.data.keys()].filter((k) => k.startsWith('befw/')),
+      [],
+    );
+    assert.ok(kv.data.has(macRecordKey('befw-reactor', '3a:95:af:d6:5b:7f')));
+  });
+
+  test('a stated lease time is capped; a hostile user name is refused and writes nothing', async () => {
+    const kv = new FakeKv();
+    const r = new UserLeaseRunner(ACTION, { kv, stateKvPrefix: 'befw-reactor', now: () => AT });
+    await r.run(leaseJob({ op: 'Connect', user: 'bob', mac: '11:22:33:44:55:66', addr: '198.51.100.9' }, AT, 'radius-auth'));
+    await r.run(leaseJob({ op: 'DHCP4_LEASE_ALLOC', mac: '11:22:33:44:55:66', addr: '198.51.100.9', lease: '99999999' }, AT));
+    assert.equal(kv.data.get('befw/$alias$/$user.bob$/198.51.100.9')?.value, String(AT / 1000 + 3600));
+    const before = kv.data.size;
+    for (const user of ['..', 'a/b', '$x$', 'x@realm', 'a'.repeat(64)]) {
+      const out = await r.run(leaseJob({ op: 'Login OK', user, mac: '11:22:33:44:55:66' }, AT + 1, 'radius-auth'));
+      assert.equal(out.result, 'refused', user);
+    }
+    assert.equal(kv.data.size, before);
+    for (const op of ['constructor', '__proto__', 'DHCPOFFER'])
+      await assert.rejects(
+        r.run(leaseJob({ op, mac: '11:22:33:44:55:66', addr: '198.51.100.9', user: 'bob' }, AT)),
+        (e: unknown) => e instanceof ActionError && e.permanent,
+        op,
+      );
+    await assert.rejects(
+      r.run(leaseJob({ op: 'DHCPACK', mac: 'not-a-mac', addr: '198.51.100.9' }, AT)),
+      (e: unknown) => e instanceof ActionError && e.permanent,
+    );
+    await assert.rejects(
+      r.run(leaseJob({ op: 'DHCPACK', mac: '11:22:33:44:55:66', addr: '198.51.100.0/24' }, AT)),
+      (e: unknown) => e instanceof ActionError && e.permanent,
+    );
+  });
+
+  test('a token that may not write befw-audit/ still grants, and the outcome says the record is missing', async () => {
+    class NoAuditKv extends FakeKv {
+      override async txn(ops: readonly TxnOp[]): Promise<TxnResult> {
+        if (ops.some((o) => o.key.startsWith('befw-audit/'))) return { ok: false, errors: ['Permission denied: befw-audit/...'] };
+        return super.txn(ops);
+      }
+    }
+    const kv = new NoAuditKv();
+    const r = new UserLeaseRunner(ACTION, { kv, stateKvPrefix: 'befw-reactor', now: () => AT });
+    await r.run(leaseJob({ op: 'Login OK', user: 'alice', mac: '3a:95:af:d6:5b:7f' }, AT, 'radius-auth'));
+    const out = await r.run(leaseJob({ op: 'DHCPACK', mac: '3a:95:af:d6:5b:7f', addr: '198.51.100.53' }, AT + 1));
+    assert.equal(out.result, 'granted');
+    assert.match(String(out.detail.audit), /not written: Permission denied/);
+    assert.ok(kv.data.has('befw/$alias$/$user.alice$/198.51.100.53'));
+    assert.equal([...kv.data.keys()].filter((k) => k.startsWith('befw-audit/')).length, 0);
+  });
+
+  test('two responders racing on one MAC: the loser reads again, the grant is written once', async () => {
+    const kv = new FakeKv();
+    const r = new UserLeaseRunner(ACTION, { kv, stateKvPrefix: 'befw-reactor', now: () => AT });
+    await r.run(leaseJob({ op: 'Login OK', user: 'alice', mac: '3a:95:af:d6:5b:7f' }, AT, 'radius-auth'));
+    kv.beforeTxn = () =>
+      kv.put(macRecordKey('befw-reactor', '3a:95:af:d6:5b:7f'), kv.data.get(macRecordKey('befw-reactor', '3a:95:af:d6:5b:7f'))!.value);
+    const out = await r.run(leaseJob({ op: 'DHCPACK', mac: '3a:95:af:d6:5b:7f', addr: '198.51.100.53' }, AT + 1));
+    assert.equal(out.result, 'granted');
+    assert.equal(kv.txns, 3);
+  });
+});
