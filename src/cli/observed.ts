@@ -10,7 +10,14 @@
 import type { Command } from 'commander';
 import { printable } from '../core/address.js';
 import { canonicalIp } from '../core/netMatch.js';
-import { type ObservedRecord, isObservedLive, observeTag, observedPrefix, parseObservedRecord } from '../core/observe.js';
+import {
+  OBSERVED_MAX_PER_SET,
+  type ObservedRecord,
+  isObservedLive,
+  observeTag,
+  observedPrefix,
+  parseObservedRecord,
+} from '../core/observe.js';
 import type { KvEntry } from '../consul/kvWriter.js';
 import { type AccessContext, type CommonOpts, addCommonOptions, print, printJson, withContext } from './access/context.js';
 import { UsageError } from './access/errors.js';
@@ -54,11 +61,20 @@ export async function readObserved(ctx: Pick<AccessContext, 'consul' | 'nowMs'>,
   return { set, tag, live, stale };
 }
 
+/** A record's time, or `?` when it cannot be printed: one bad record must not hide the others. */
+function timeText(sec: number): string {
+  try {
+    return formatTime(sec * 1000);
+  } catch {
+    return '?';
+  }
+}
+
 function formatObserved(list: ObservedList): string {
   if (list.live.length === 0) return `Nobody observed on ${list.set} (befw-observed/${list.tag}/).`;
   const rows = [
     ['ADDRESS', 'COUNT', 'FIRST SEEN', 'LAST SEEN', 'NODES'],
-    ...list.live.map((o) => [o.address, String(o.count), formatTime(o.first * 1000), formatTime(o.last * 1000), o.nodes.join(',')]),
+    ...list.live.map((o) => [o.address, String(o.count), timeText(o.first), timeText(o.last), o.nodes.join(',')]),
   ];
   return `${table(rows)}\n${list.live.length} address(es) tried ${list.set} without a grant${list.stale.length > 0 ? `; ${list.stale.length} expired (--purge deletes them)` : ''}`;
 }
@@ -109,8 +125,18 @@ export function parseMinCount(value: string): number {
 }
 
 /** The observed addresses of `set` that reach `minCount`, for `client add --from-observed`. */
-export async function observedToGrant(ctx: AccessContext, set: string, minCount: number): Promise<Observed[]> {
+export async function observedToGrant(ctx: Pick<AccessContext, 'consul' | 'nowMs'>, set: string, minCount: number): Promise<Observed[]> {
   return (await readObserved(ctx, set)).live.filter((o) => o.count >= minCount);
+}
+
+/**
+ * Why a grant from observed needs `--yes`, or null. A set at its cap of records was filled to
+ * the brim: by a crowd of real clients, or by someone making connections from many addresses to
+ * get them listed (and granted). The operator looks before granting.
+ */
+export function fromObservedCapCheck(live: number, chosen: number, yes: boolean): string | null {
+  if (live < OBSERVED_MAX_PER_SET || yes) return null;
+  return `the set holds ${live} observed records, its cap (${OBSERVED_MAX_PER_SET}): older or rarer addresses may have been pushed out by a flood of connections; check \`befw observed\`, raise --min-count, and give --yes to grant these ${chosen} address(es)`;
 }
 
 export interface FromObservedOpts extends AddOpts {
@@ -135,7 +161,12 @@ export async function addFromObserved(target: string, opts: FromObservedOpts, wo
   const scope = await scopeWithNodeDc(opts);
   const addOpts: AddOpts = { ...opts, reason: observedReason(opts.reason) };
   await withContext(opts, async (ctx) => {
-    const chosen = await observedToGrant(ctx, target, minCount);
+    const list = await readObserved(ctx, target);
+    const chosen = list.live.filter((o) => o.count >= minCount);
+    const capped = fromObservedCapCheck(list.live.length, chosen.length, opts.yes === true);
+    if (capped !== null) throw new UsageError(`--from-observed ${target}`, capped);
+    if (!ctx.json && chosen.length > 0)
+      print(`granting ${chosen.length} of ${list.live.length} observed address(es) of ${target} (at least ${minCount} sighting(s))`);
     const outputs: Output[] = [];
     for (const o of chosen) {
       outputs.push(await runAdd(ctx, { kind: SERVICE_KIND, target, addr: parseAddrArg(o.address), scope, opts: addOpts, words }));

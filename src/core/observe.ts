@@ -14,6 +14,16 @@ import { hash53 } from './hash.js';
 export const OBSERVE_LOG_WORD = 'befw-obs:';
 /** Kernel rate limit per observed service port. */
 export const OBSERVE_LOG_RATE = { perSecond: 10, burst: 50 } as const;
+/**
+ * Whether a protocol's non-clients are logged in observe mode. Only TCP: a sighting is logged
+ * after the handshake completed (a forged source cannot complete it), once per connection. A UDP
+ * packet proves nothing about its source, so UDP ports in observe mode are admitted, not logged.
+ */
+export function observeLogs(proto: string): boolean {
+  return proto === 'tcp';
+}
+/** nft's once-per-connection mark of an observe sighting: a conntrack label bit (not the ct mark others use). */
+export const OBSERVE_CT_LABEL = 127;
 /** iptables' --log-prefix holds 29 characters: the word, the tag and the space must fit. */
 const PREFIX_MAX = 29;
 const TAG_MAX = PREFIX_MAX - OBSERVE_LOG_WORD.length - 1;
@@ -70,6 +80,13 @@ function nonNegInt(x: unknown): x is number {
   return typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
 }
 
+/** The last second of year 9999 (UTC): later times are not dates a reader can print. */
+export const OBSERVED_MAX_TIME_SEC = 253_402_300_799;
+
+function unixTime(x: unknown): x is number {
+  return nonNegInt(x) && x <= OBSERVED_MAX_TIME_SEC;
+}
+
 /** A record from Consul, or null when the value is not one (hostile values are ignored, not trusted). */
 export function parseObservedRecord(value: string | null): ObservedRecord | null {
   if (value === null || value.length > 8192) return null;
@@ -81,7 +98,7 @@ export function parseObservedRecord(value: string | null): ObservedRecord | null
   }
   const r = raw as Partial<Record<keyof ObservedRecord, unknown>> | null;
   if (typeof r !== 'object' || r === null) return null;
-  if (!nonNegInt(r.count) || !nonNegInt(r.first) || !nonNegInt(r.last) || !nonNegInt(r.expires)) return null;
+  if (!nonNegInt(r.count) || !unixTime(r.first) || !unixTime(r.last) || !unixTime(r.expires)) return null;
   if (!Array.isArray(r.nodes)) return null;
   const nodes = (r.nodes as unknown[]).filter((n): n is string => typeof n === 'string' && NODE_NAME.test(n)).slice(0, OBSERVED_MAX_NODES);
   return { count: r.count, first: r.first, last: r.last, expires: r.expires, nodes };

@@ -13,6 +13,16 @@ import type { ChainRule, Diagnostic } from './types.js';
 export const TRAP_LOG_PREFIX = 'befw-trap ';
 /** Kernel rate limit of trap log lines (iptables `-m limit`, nft `limit rate`): a flood cannot fill the journal. */
 export const TRAP_LOG_RATE = { perSecond: 20, burst: 100 } as const;
+/**
+ * Per-source budget ahead of the global one (iptables `-m hashlimit --hashlimit-mode srcip`): a
+ * flood from one source (a forged victim's address, say) cannot use up the lines a real scanner's
+ * hits need. A real scan of 15 trap ports fits in the burst. nft keeps the global limit only: a
+ * per-source meter is a dynamic set inside table inet befw that the integrity check would see as
+ * drift (README, "What an attacker can and cannot do").
+ */
+export const TRAP_LOG_PER_SOURCE = { perSecond: 2, burst: 20 } as const;
+/** The hashlimit table name per IP family (/proc/net/ipt_hashlimit/, ip6t_hashlimit/). */
+export const TRAP_HASHLIMIT_NAME = { 4: 'befw-trap', 6: 'befw-trap6' } as const;
 /** BEFW picks up to 15 ports (befw/nids.go:103) ... */
 export const DEFAULT_TRAP_COUNT = 15;
 /** ... and uses none when fewer than 5 are free ("too small efficiency", befw/nids.go:116-118). */

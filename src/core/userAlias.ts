@@ -21,17 +21,24 @@ const USER_NAME = /^[a-z0-9][a-z0-9._-]{0,58}$/;
 export type UserNameCheck = { readonly ok: true; readonly name: string } | { readonly ok: false; readonly error: string };
 
 /**
- * The alias-safe form of a user name: lower-cased (directories compare names without case), at
- * most 59 characters of letters, digits, ".", "_" and "-", starting with a letter or digit, and
- * without "..". A realm (`alice@example.org`) is refused: strip it in the RADIUS server.
+ * A user name that may become an alias, as logged: already lower-case (never folded: `ALICE` may
+ * be another account in a case-sensitive directory, and must not land in alice's alias), at most
+ * 59 characters of letters, digits, ".", "_" and "-", starting with a letter or digit, without
+ * "..". A realm (`alice@example.org`) is refused: strip it in the RADIUS server. An anonymous name is
+ * refused too (`anon…`, what FreeRADIUS's filter_inner_identity takes for anonymous): the outer identity of
+ * PEAP/TTLS, chosen by the client, never a user.
  */
-export function checkUserName(raw: string): UserNameCheck {
-  const name = raw.toLowerCase();
+export function checkUserName(name: string): UserNameCheck {
   if (name.length === 0) return { ok: false, error: 'empty user name' };
   if (name.length > MAX_USER_NAME) return { ok: false, error: `user name longer than ${MAX_USER_NAME} characters` };
+  if (name !== name.toLowerCase())
+    return { ok: false, error: 'user name has upper-case letters (not folded: it may be another account); log names in lower case' };
   if (!USER_NAME.test(name))
     return { ok: false, error: 'user name must be letters, digits, ".", "_" and "-", starting with a letter or digit' };
   if (name.includes('..')) return { ok: false, error: 'user name must not contain ".."' };
+  // FreeRADIUS's filter_inner_identity lets any outer name starting "anon" differ from the inner one.
+  if (name.startsWith('anon'))
+    return { ok: false, error: 'user name "anon…" is an anonymous PEAP/TTLS outer identity, chosen by the client: log the inner one' };
   return { ok: true, name };
 }
 
@@ -191,4 +198,55 @@ export function parseMacRecord(text: string | null): MacRecord {
     userSeenMs: num(o.userSeenMs),
     leaseSeenMs: num(o.leaseSeenMs),
   };
+}
+
+/**
+ * Who holds an address now (the index kept per address beside the per-MAC records): the MAC and
+ * when the line that gave it the address was received (ms). A newer lease of the address to
+ * another MAC takes it from this one, whatever this one's lease end said.
+ */
+export interface AddrOwner {
+  readonly mac: string;
+  readonly seenMs: number;
+}
+
+export function encodeAddrOwner(o: AddrOwner): string {
+  return JSON.stringify({ mac: o.mac, seenMs: o.seenMs });
+}
+
+/** An index entry read back from Consul; anything malformed counts as no owner (and is overwritten). */
+export function parseAddrOwner(text: string | null): AddrOwner | null {
+  if (text === null) return null;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof raw !== 'object' || raw === null) return null;
+  const o = raw as Record<string, unknown>;
+  const mac = typeof o.mac === 'string' ? canonicalMac(o.mac) : null;
+  if (mac === null || typeof o.seenMs !== 'number' || !Number.isSafeInteger(o.seenMs)) return null;
+  return { mac, seenMs: o.seenMs };
+}
+
+/**
+ * A record that no longer holds `addr` (another MAC leased it since, by a line received at
+ * `ms`), with the grant to delete; null when the record does not hold `addr` (nothing to do).
+ */
+export function evictAddress(r: MacRecord, addr: string, ms: number): { record: MacRecord; revoke: string | null } | null {
+  if (r.addr !== addr) return null;
+  return {
+    record: { ...r, addr: null, leaseUntil: 0, framed: false, granted: null, leaseSeenMs: Math.max(r.leaseSeenMs, ms) },
+    revoke: r.granted,
+  };
+}
+
+/**
+ * The decision for a MAC whose new address another MAC was given by a newer line: it keeps its
+ * user but not the address, grants nothing, and deletes what it granted before.
+ */
+export function withoutAddress(prev: MacRecord, d: Decision): Decision {
+  const record: MacRecord = { ...d.record, addr: null, leaseUntil: 0, framed: false, granted: null };
+  return { stale: false, record, grant: null, revoke: prev.granted };
 }

@@ -209,14 +209,14 @@ describe(
         labConfig({
           parser: {
             listeners: [{ protocol: 'tcp', address: NODE_V4, port: SYSLOG_PORT }],
-            devices: [{ name: 'dhcp-radius', addresses: [`${SRV_UPLINK}/32`] }],
+            devices: [{ name: 'dhcp-radius', addresses: [`${SRV_UPLINK}/32`], events: ['dhcp-lease', 'radius-auth'] }],
             builtinTriggers: ['dhcp-lease', 'radius'],
           },
           responder: {
             consul: { address: '127.0.0.1:8500' },
             actions: {
-              'dhcp-lease': [{ type: 'user-lease', leaseSec: 120 }],
-              'radius-auth': [{ type: 'user-lease', leaseSec: 120 }],
+              'dhcp-lease': [{ type: 'user-lease', leaseSec: 120, networks: [LAN] }],
+              'radius-auth': [{ type: 'user-lease', leaseSec: 120, networks: [LAN] }],
             },
           },
         }),
@@ -418,6 +418,11 @@ describe(
           wire('myapp', ack),
           wire('radiusd', `Auth: (9) Login OK: [../../$ipset$] (from client localhost port 1 cli ${CALLING_STATION})`),
           wire('radiusd', login.replace('[alice]', '[alice@evil.example]')),
+          // Another account in a case-sensitive directory, and a PEAP outer identity: never alice.
+          wire('radiusd', login.replace('[alice]', '[ALICE]')),
+          wire('radiusd', login.replace('[alice]', '[anonymous]')),
+          // An address outside the action's networks (the LAN), from the real server's program.
+          wire('dnsmasq-dhcp', `DHCPACK(eth0) 198.51.100.77 ${USER_MAC} mallory`),
           wire('dnsmasq-dhcp', `DHCPRELEASE(eth0) ${forgedAddr} 02:be:f0:00:00:99 `),
         ],
       });
@@ -427,6 +432,15 @@ describe(
       assert.ok(
         refused.some((e) => e.user === 'alice@evil.example'),
         'the realm name was refused by the responder',
+      );
+      for (const user of ['ALICE', 'anonymous'])
+        assert.ok(
+          refused.some((e) => e.user === user),
+          `${user} was refused`,
+        );
+      assert.ok(
+        refused.some((e) => e.addr === '198.51.100.77' && /outside the action's networks/.test(String(e.reason))),
+        'the address outside the networks was refused',
       );
       const keys = JSON.parse((await sb.consul('GET', '/v1/kv/befw/$alias$/?keys')).body || '[]') as string[];
       assert.deepEqual(

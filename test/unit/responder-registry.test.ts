@@ -48,7 +48,7 @@ function everyAction(): ActionConfig[] {
         actions: {
           'ssh-auth-failure': [{ type: 'ban' }, { type: 'vyos-address-group', devices: 'source', group: 'BLOCK', ipv6Group: 'BLOCK6' }],
           'iface-down': [{ type: 'vyos-disable-interface' }],
-          'dhcp-lease': [{ type: 'user-lease' }],
+          'dhcp-lease': [{ type: 'user-lease', networks: ['198.51.100.0/24'] }],
           observed: [{ type: 'observe' }],
         },
         devices: { edge1: { url: 'https://198.51.100.254', keyFile: '/etc/befw/edge1.key', addresses: ['198.51.100.254'] } },

@@ -100,14 +100,20 @@ describe('trap ports and observe mode: plan and renderers', () => {
     const lines = chainRuleLines(plan.rules, 4, DEFAULT_SERVICE_TEMPLATE);
     assert.ok(
       lines.includes(
-        '-A BEFW -p tcp -m multiport --dports 2222,3389,5900,9200,9300 -m conntrack --ctstate NEW -m limit --limit 20/sec --limit-burst 100 -j LOG --log-prefix "befw-trap "',
+        '-A BEFW -p tcp -m multiport --dports 2222,3389,5900,9200,9300 -m conntrack --ctstate NEW -m hashlimit --hashlimit-upto 2/sec --hashlimit-burst 20 --hashlimit-mode srcip --hashlimit-name befw-trap -m limit --limit 20/sec --limit-burst 100 -j LOG --log-prefix "befw-trap "',
       ),
       lines.join('\n'),
+    );
+    // ip6tables gets its own hashlimit table name.
+    const six = chainRuleLines(plan.rules, 6, DEFAULT_SERVICE_TEMPLATE);
+    assert.ok(
+      six.some((l) => l.includes('--hashlimit-name befw-trap6 ') && l.includes('"befw-trap "')),
+      six.join('\n'),
     );
     const obs = lines.filter((l) => l.includes('--dport 9000'));
     assert.deepEqual(obs, [
       '-A BEFW -p tcp --dport 9000 -m set --match-set app_tcp_9000 src -j ACCEPT',
-      '-A BEFW -p tcp --dport 9000 -m conntrack --ctstate NEW -m limit --limit 10/sec --limit-burst 50 -j LOG --log-prefix "befw-obs:app_tcp_9000 "',
+      '-A BEFW -p tcp --dport 9000 -m conntrack --ctstate ESTABLISHED -m connbytes --connbytes 2:2 --connbytes-dir original --connbytes-mode packets -m limit --limit 10/sec --limit-burst 50 -j LOG --log-prefix "befw-obs:app_tcp_9000 "',
     ]);
     // Observe drops nothing; enforcing still does.
     assert.ok(!obs.some((l) => l.endsWith('-j DROP')));
@@ -125,7 +131,25 @@ describe('trap ports and observe mode: plan and renderers', () => {
     );
     const app = chains.find((c) => c.name.includes('app'));
     assert.ok(app);
-    assert.equal(app.rules[app.rules.length - 1], 'ct state new limit rate 10/second burst 50 packets log prefix "befw-obs:app_tcp_9000 "');
+    assert.equal(
+      app.rules[app.rules.length - 1],
+      'ct state established ct label != 127 limit rate 10/second burst 50 packets ct label set 127 log prefix "befw-obs:app_tcp_9000 "',
+    );
+  });
+
+  test('observe mode logs no UDP port: a UDP packet proves nothing about its source', () => {
+    const dns: AgentService = { id: 'd1', name: 'dns', port: 5353, tags: ['befw', 'observe', 'udp'] };
+    const plan = compile(snap({ agentServices: [WEB, dns] }), { customSets: [], managementNets: [], observeDefault: true }, NOW);
+    const udp = plan.rules.filter((r) => r.kind === 'service' && r.proto === 'udp');
+    assert.ok(udp.length > 0 && udp.every((r) => r.kind === 'service' && r.mode === 'observe'), JSON.stringify(plan.rules));
+    const lines = chainRuleLines(plan.rules, 4, DEFAULT_SERVICE_TEMPLATE);
+    assert.ok(!lines.some((l) => l.includes('-p udp') && l.includes('-j LOG')), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => l.includes('-p udp --dport 5353') && l.includes('-j ACCEPT')),
+      lines.join('\n'),
+    );
+    const nft = renderChains(plan.rules).flatMap((c) => c.rules);
+    assert.ok(!nft.some((l) => l.includes('befw-obs:dns_udp_5353')), nft.join('\n'));
   });
 
   test("observe_default=true: default-mode services log non-clients (BEFW's NFLOG 402 line); enforcing ones do not", () => {

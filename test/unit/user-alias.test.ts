@@ -12,17 +12,21 @@ import {
   canonicalMac,
   checkUserName,
   decideLease,
+  encodeAddrOwner,
+  evictAddress,
   leaseAddress,
+  parseAddrOwner,
   parseMacRecord,
   userGrantKey,
+  withoutAddress,
 } from '../../src/core/userAlias.js';
 
 const T = 1_700_000_000;
 const MS = T * 1000;
 
 describe('user names', () => {
-  test('safe names are lower-cased; hostile ones are refused with a reason', () => {
-    assert.deepEqual(checkUserName('Alice'), { ok: true, name: 'alice' });
+  test('safe names pass as they are; hostile ones are refused with a reason', () => {
+    assert.deepEqual(checkUserName('alice'), { ok: true, name: 'alice' });
     assert.deepEqual(checkUserName('j.doe-2_x'), { ok: true, name: 'j.doe-2_x' });
     for (const bad of [
       '',
@@ -38,6 +42,13 @@ describe('user names', () => {
       'x'.repeat(60),
       'é',
       'a\u0000',
+      'Alice',
+      'ALICE',
+      'anonymous',
+      'anonymous1',
+      'anonymous.x',
+      'anon',
+      'anonbob',
     ]) {
       const r = checkUserName(bad);
       assert.equal(r.ok, false, bad);
@@ -182,5 +193,51 @@ describe('decideLease', () => {
     assert.deepEqual(parseMacRecord(JSON.stringify(d.record)), d.record);
     for (const g of [null, '', 'x', '[]', '{"user":"../x","addr":"nope","granted":"befw/$ipset$/rules_allow/0.0.0.0/0"}'])
       assert.deepEqual({ ...parseMacRecord(g) }, { ...EMPTY_RECORD }, String(g));
+  });
+});
+
+describe('user names: case and PEAP outer identities', () => {
+  test('upper case is refused, not folded (ALICE may be another account); the reason says so', () => {
+    const r = checkUserName('ALICE');
+    assert.equal(r.ok, false);
+    assert.match(r.ok ? '' : r.error, /upper-case/);
+  });
+
+  test('"anon…" (a client-chosen PEAP/TTLS outer identity) never becomes an alias', () => {
+    const r = checkUserName('anonymous');
+    assert.match(r.ok ? '' : r.error, /outer identity/);
+    assert.equal(checkUserName('anna').ok, true, 'only the anon prefix');
+  });
+});
+
+describe('address index', () => {
+  const granted = run([
+    { kind: 'login', user: 'alice', until: T + 86400, addr: null },
+    { kind: 'lease', addr: '198.51.100.53', until: T + 120 },
+  ])[1]!;
+
+  test('evicting an address clears the record and revokes its grant; another address is untouched', () => {
+    const out = evictAddress(granted.record, '198.51.100.53', MS + 10);
+    assert.equal(out?.revoke, 'befw/$alias$/$user.alice$/198.51.100.53');
+    assert.equal(out?.record.addr, null);
+    assert.equal(out?.record.granted, null);
+    assert.equal(out?.record.user, 'alice', 'the login stays');
+    assert.equal(out?.record.leaseSeenMs, MS + 10, 'an older ACK of this MAC redelivered later is stale');
+    assert.equal(evictAddress(granted.record, '198.51.100.54', MS + 10), null);
+  });
+
+  test('a MAC that lost the address to a newer line grants nothing and drops what it held', () => {
+    const moved = decideLease(granted.record, { kind: 'lease', addr: '198.51.100.60', until: T + 120 }, MS + 5, T);
+    const lost = withoutAddress(granted.record, moved);
+    assert.equal(lost.grant, null);
+    assert.equal(lost.revoke, 'befw/$alias$/$user.alice$/198.51.100.53');
+    assert.equal(lost.record.addr, null);
+  });
+
+  test('owners round-trip; garbage reads as no owner', () => {
+    const o = { mac: '3a:95:af:d6:5b:7f', seenMs: MS };
+    assert.deepEqual(parseAddrOwner(encodeAddrOwner(o)), o);
+    for (const g of [null, '', '{}', '{"mac":"x","seenMs":1}', '{"mac":"3a:95:af:d6:5b:7f","seenMs":"1"}'])
+      assert.equal(parseAddrOwner(g), null, String(g));
   });
 });

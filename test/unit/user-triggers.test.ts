@@ -10,7 +10,8 @@ import { type Sender, SyslogPipeline } from '../../src/reactor/syslog/pipeline.j
 import { type UserLeaseAction, parseReactorConfig } from '../../src/reactor/config/reactorConfig.js';
 import { ConfigError } from '../../src/config/config.js';
 import { ActionError } from '../../src/reactor/responder/actionTypes.js';
-import { UserLeaseRunner, macRecordKey } from '../../src/reactor/responder/userLease.js';
+import { UserLeaseRunner, addrIndexKey, macRecordKey } from '../../src/reactor/responder/userLease.js';
+import { NetSet } from '../../src/core/netMatch.js';
 import type { TxnOp, TxnResult } from '../../src/reactor/responder/consulKv.js';
 import { FakeKv, testJob } from '../helpers/reactorFakes.js';
 
@@ -45,7 +46,7 @@ const SERVER: Sender = {
   via: 'direct',
   listener: 'tcp:0.0.0.0:514',
   transport: 'tcp',
-  policy: { name: 'allowed', hostnames: null, udpActions: [] },
+  policy: { name: 'allowed', hostnames: null, udpActions: [], events: new Set(['dhcp-lease', 'radius-auth']) },
 };
 const line = (app: string, msg: string): string => `<30>Dec  1 17:42:06 srv ${app}[18108]: ${msg}`;
 
@@ -183,7 +184,9 @@ describe('lease triggers', () => {
           JSON.stringify({
             queue: { servers: ['127.0.0.1:11300'], hmacKeyFile: '/k' },
             parser: { listeners: [{ protocol: 'tcp', port: 514 }], allowedDevices: ['198.51.100.1/32'], builtinTriggers: ['dhcp-lease'] },
-            responder: { actions: { 'dhcp-lease': [{ type: 'user-lease', leaseSec: 600, maxLeaseSec: 60 }] } },
+            responder: {
+              actions: { 'dhcp-lease': [{ type: 'user-lease', leaseSec: 600, maxLeaseSec: 60, networks: ['198.51.100.0/24'] }] },
+            },
           }),
           'test.json',
         ),
@@ -192,7 +195,13 @@ describe('lease triggers', () => {
   });
 });
 
-const ACTION: UserLeaseAction = { type: 'user-lease', leaseSec: 120, loginSec: 86400, maxLeaseSec: 3600 };
+const ACTION: UserLeaseAction = {
+  type: 'user-lease',
+  leaseSec: 120,
+  loginSec: 86400,
+  maxLeaseSec: 3600,
+  networks: NetSet.parse(['198.51.100.0/24', '2001:db8:1::/64']),
+};
 const AT = 1_700_000_000_000;
 
 function leaseJob(fields: Record<string, string>, atMs: number, event = 'dhcp-lease'): ReactorJob {
@@ -203,7 +212,7 @@ describe('user-lease runner', () => {
   test('login + ACK grant until the lease end; a new address moves it; release removes it', async () => {
     const kv = new FakeKv();
     const r = new UserLeaseRunner(ACTION, { kv, stateKvPrefix: 'befw-reactor', now: () => AT + 5000 });
-    const login = await r.run(leaseJob({ op: 'Login OK', user: 'Alice', mac: '3A-95-AF-D6-5B-7F' }, AT, 'radius-auth'));
+    const login = await r.run(leaseJob({ op: 'Login OK', user: 'alice', mac: '3A-95-AF-D6-5B-7F' }, AT, 'radius-auth'));
     assert.equal(login.result, 'recorded');
     const ack = await r.run(leaseJob({ op: 'DHCPACK', mac: '3a:95:af:d6:5b:7f', addr: '198.51.100.53' }, AT + 1000));
     assert.equal(ack.result, 'granted');
@@ -235,7 +244,7 @@ describe('user-lease runner', () => {
     await r.run(leaseJob({ op: 'DHCP4_LEASE_ALLOC', mac: '11:22:33:44:55:66', addr: '198.51.100.9', lease: '99999999' }, AT));
     assert.equal(kv.data.get('befw/$alias$/$user.bob$/198.51.100.9')?.value, String(AT / 1000 + 3600));
     const before = kv.data.size;
-    for (const user of ['..', 'a/b', '$x$', 'x@realm', 'a'.repeat(64)]) {
+    for (const user of ['..', 'a/b', '$x$', 'x@realm', 'a'.repeat(64), 'BOB', 'anonymous']) {
       const out = await r.run(leaseJob({ op: 'Login OK', user, mac: '11:22:33:44:55:66' }, AT + 1, 'radius-auth'));
       assert.equal(out.result, 'refused', user);
     }
@@ -282,5 +291,141 @@ describe('user-lease runner', () => {
     const out = await r.run(leaseJob({ op: 'DHCPACK', mac: '3a:95:af:d6:5b:7f', addr: '198.51.100.53' }, AT + 1));
     assert.equal(out.result, 'granted');
     assert.equal(kv.txns, 3);
+  });
+});
+
+describe('which device may send which event', () => {
+  const config = (extra: Record<string, unknown> = {}, responder?: unknown): ReturnType<typeof parseReactorConfig> =>
+    parseReactorConfig(
+      JSON.stringify({
+        queue: { servers: ['127.0.0.1:11300'], hmacKeyFile: '/etc/befw/reactor.key' },
+        parser: {
+          listeners: [{ protocol: 'tcp', port: 514 }],
+          devices: [
+            { name: 'dhcp1', addresses: ['198.51.100.53/32'], events: ['dhcp-lease'] },
+            { name: 'radius1', addresses: ['198.51.100.54/32'], events: ['radius-auth'] },
+            { name: 'ssh1', addresses: ['198.51.100.60/32'] },
+          ],
+          builtinTriggers: ['sshd', 'dhcp-lease', 'radius'],
+          thresholds: { 'ssh-auth-failure': { maxRetry: 1, findTimeSec: 60 } },
+          ...extra,
+        },
+        ...(responder === undefined ? {} : { responder }),
+      }),
+      'test.json',
+    );
+
+  function feed(from: string, app: string, msg: string): { jobs: ReactorJob[]; problems: string[] } {
+    const c = config();
+    const jobs: ReactorJob[] = [];
+    const problems: string[] = [];
+    const p = new SyslogPipeline(
+      c.parser!,
+      c.protect,
+      (j) => jobs.push(j),
+      (pr) => problems.push(pr.reason),
+      'test:1',
+    );
+    const policy = c.parser!.devices.lookup(from)!;
+    p.handleText(line(app, msg), { address: from, via: 'direct', listener: 'tcp:0.0.0.0:514', transport: 'tcp', policy }, 1000);
+    assert.equal(p.counters.refusedEvent, problems.filter((r) => r === 'event-not-allowed').length);
+    return { jobs, problems };
+  }
+  const LOGIN = 'Auth: (0) Login OK: [admin] (from client localhost port 7 cli 3A-95-AF-D6-5B-66)';
+  const ACK = 'DHCPACK(uxs0) 198.51.100.66 3a:95:af:d6:5b:66 x';
+  const SSH = 'Failed password for root from 203.0.113.5 port 22 ssh2';
+
+  test('the DHCP server cannot log a RADIUS login, nor the RADIUS server a lease', () => {
+    const login = feed('198.51.100.53', 'radiusd', LOGIN);
+    assert.deepEqual(login, { jobs: [], problems: ['event-not-allowed'] });
+    assert.equal(feed('198.51.100.53', 'dnsmasq-dhcp', ACK).jobs.length, 1);
+    assert.deepEqual(feed('198.51.100.54', 'dnsmasq-dhcp', ACK), { jobs: [], problems: ['event-not-allowed'] });
+    assert.equal(feed('198.51.100.54', 'radiusd', LOGIN).jobs[0]?.event, 'radius-auth');
+  });
+
+  test('a device without "events" sends every event but the granting ones (sshd hosts keep working)', () => {
+    assert.deepEqual(feed('198.51.100.60', 'radiusd', LOGIN), { jobs: [], problems: ['event-not-allowed'] });
+    assert.deepEqual(feed('198.51.100.60', 'dnsmasq-dhcp', ACK), { jobs: [], problems: ['event-not-allowed'] });
+    assert.equal(feed('198.51.100.60', 'sshd', SSH).jobs[0]?.event, 'ssh-auth-failure');
+    assert.deepEqual(
+      feed('198.51.100.53', 'sshd', SSH),
+      { jobs: [], problems: ['event-not-allowed'] },
+      'a listed device sends only its events',
+    );
+  });
+
+  test('config: an unknown event, user-lease on a non-granting event, user-lease without networks', () => {
+    const bad = (f: () => unknown, re: RegExp): void =>
+      assert.throws(f, (e: unknown) => e instanceof ConfigError && re.test(`${e.message} ${JSON.stringify(e)}`), String(re));
+    bad(() => config({ devices: [{ name: 'd', addresses: ['198.51.100.53/32'], events: ['dhcp-leases'] }] }), /dhcp-leases/);
+    bad(() => config({}, { actions: { 'ssh-auth-failure': [{ type: 'user-lease', networks: ['198.51.100.0/24'] }] } }), /grants access/);
+    bad(() => config({}, { actions: { 'dhcp-lease': [{ type: 'user-lease' }] } }), /networks/);
+    const ok = config({}, { actions: { 'dhcp-lease': [{ type: 'user-lease', networks: ['198.51.100.0/24'] }] } });
+    const a = ok.responder?.actions.get('dhcp-lease')?.[0];
+    assert.equal(a?.type === 'user-lease' && a.networks.has('198.51.100.66'), true);
+  });
+});
+
+/** A JSON value the runner stored (index entry, MAC record, audit record). */
+const stored = (text: string): Record<string, unknown> => JSON.parse(text) as Record<string, unknown>;
+
+describe('user-lease: networks and reassigned addresses', () => {
+  const A = '3a:95:af:d6:5b:7f';
+  const B = '02:be:f0:00:00:02';
+  const X = '198.51.100.53';
+
+  test('an address outside the networks is refused and writes nothing', async () => {
+    const kv = new FakeKv();
+    const r = new UserLeaseRunner(ACTION, { kv, stateKvPrefix: 'befw-reactor', now: () => AT });
+    await r.run(leaseJob({ op: 'Login OK', user: 'alice', mac: A }, AT, 'radius-auth'));
+    const before = kv.data.size;
+    for (const addr of ['203.0.113.1', '198.51.101.1', '2001:db8::', '2001:db8:2::5']) {
+      const out = await r.run(leaseJob({ op: 'DHCPACK', mac: A, addr }, AT + 1));
+      assert.equal(out.result, 'refused', addr);
+      assert.match(String(out.detail.reason), /outside the action's networks \(198\.51\.100\.0\/24, 2001:db8:1::\/64\)/);
+      const framed = await r.run(leaseJob({ op: 'Connect', user: 'alice', mac: A, addr }, AT + 1, 'radius-auth'));
+      assert.equal(framed.result, 'refused', `framed ${addr}`);
+    }
+    assert.equal(kv.data.size, before);
+    assert.equal((await r.run(leaseJob({ op: 'DHCPACK', mac: A, addr: '2001:db8:1::5' }, AT + 2))).result, 'granted');
+  });
+
+  test("a lease of X to another MAC deletes the old MAC's grant for X in the same transaction", async () => {
+    const kv = new FakeKv();
+    const r = new UserLeaseRunner(ACTION, { kv, stateKvPrefix: 'befw-reactor', now: () => AT + 10_000 });
+    await r.run(leaseJob({ op: 'Login OK', user: 'alice', mac: A }, AT, 'radius-auth'));
+    await r.run(leaseJob({ op: 'Login OK', user: 'bob', mac: B }, AT, 'radius-auth'));
+    assert.equal((await r.run(leaseJob({ op: 'DHCPACK', mac: A, addr: X }, AT + 1000))).result, 'granted');
+    assert.equal(stored(kv.data.get(addrIndexKey('befw-reactor', X))!.value).mac, A);
+    const txns = kv.txns;
+    const out = await r.run(leaseJob({ op: 'DHCPACK', mac: B, addr: X }, AT + 2000));
+    assert.equal(kv.txns, txns + 1, 'one transaction');
+    assert.equal(out.result, 'granted');
+    assert.deepEqual(out.detail.evicted, { mac: A, addr: X, revoke: `befw/$alias$/$user.alice$/${X}` });
+    assert.equal(kv.data.has(`befw/$alias$/$user.alice$/${X}`), false);
+    assert.ok(kv.data.has(`befw/$alias$/$user.bob$/${X}`));
+    assert.equal(stored(kv.data.get('befw-audit/$alias$/$user.alice$/' + X)!.value).op, 'rm');
+    assert.equal(stored(kv.data.get(addrIndexKey('befw-reactor', X))!.value).mac, B);
+    assert.equal(stored(kv.data.get(macRecordKey('befw-reactor', A))!.value).addr, null);
+    // alice's ACK redelivered late changes nothing; a login of alice does not bring X back.
+    assert.equal((await r.run(leaseJob({ op: 'DHCPACK', mac: A, addr: X }, AT + 1000))).result, 'stale');
+    assert.equal((await r.run(leaseJob({ op: 'Login OK', user: 'alice', mac: A }, AT + 3000, 'radius-auth'))).result, 'recorded');
+    assert.equal(kv.data.has(`befw/$alias$/$user.alice$/${X}`), false);
+    // bob releases X: the index entry goes with the grant.
+    assert.equal((await r.run(leaseJob({ op: 'DHCPRELEASE', mac: B, addr: X }, AT + 4000))).result, 'revoked');
+    assert.equal(kv.data.has(addrIndexKey('befw-reactor', X)), false);
+  });
+
+  test('an older ACK of X processed after a newer one to another MAC grants nothing', async () => {
+    const kv = new FakeKv();
+    const r = new UserLeaseRunner(ACTION, { kv, stateKvPrefix: 'befw-reactor', now: () => AT + 10_000 });
+    await r.run(leaseJob({ op: 'Login OK', user: 'alice', mac: A }, AT, 'radius-auth'));
+    await r.run(leaseJob({ op: 'Login OK', user: 'bob', mac: B }, AT, 'radius-auth'));
+    await r.run(leaseJob({ op: 'DHCPACK', mac: A, addr: X }, AT + 5000));
+    const late = await r.run(leaseJob({ op: 'DHCPACK', mac: B, addr: X }, AT + 2000));
+    assert.equal(late.result, 'recorded');
+    assert.equal(kv.data.has(`befw/$alias$/$user.bob$/${X}`), false);
+    assert.ok(kv.data.has(`befw/$alias$/$user.alice$/${X}`));
+    assert.equal(stored(kv.data.get(addrIndexKey('befw-reactor', X))!.value).mac, A);
   });
 });

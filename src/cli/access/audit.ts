@@ -22,6 +22,7 @@ import {
   operatorIdentity,
 } from '../../core/audit.js';
 import { UNPRINTABLE, printable } from '../../core/address.js';
+import { formatTime } from '../../core/timeText.js';
 import { VERSION } from '../../core/version.js';
 import { UsageError, quoted } from './errors.js';
 
@@ -177,6 +178,12 @@ export function viewOf(
     : auditView(a.text, entry.value, { record: a.modifyIndex, entry: entry.modifyIndex });
 }
 
+/** A record's time in the one format every time is printed in; a record is input, so an odd one is shown escaped. */
+function atText(at: string): string {
+  const ms = Date.parse(at);
+  return Number.isFinite(ms) && ms >= 0 && ms < 253_402_300_800_000 ? formatTime(ms) : printable(at, 40);
+}
+
 /**
  * The line under an entry in `ls`: who, from where, when, with what, and why. On a line of its
  * own so a long reason never stretches the table; null when the entry has no record.
@@ -188,13 +195,13 @@ export function auditLine(v: AuditView): string | null {
     case 'bad':
       return `audit: ${printable(v.error, 120)}`;
     case 'stale':
-      return `audit: the record (${v.record.op} by ${v.record.by} at ${v.record.at}) is for value ${v.record.value ?? '-'}: the entry was changed since by a writer that keeps none`;
+      return `audit: the record (${v.record.op} by ${v.record.by} at ${atText(v.record.at)}) is for value ${v.record.value ?? '-'}: the entry was changed since by a writer that keeps none`;
     case 'ok': {
       const r = v.record;
       const ev = r.evidence;
       const why = r.reason ?? (ev === undefined ? 'no reason given' : `${ev.trigger}: ${ev.count} event(s)`);
       const sample = ev === undefined || ev.sample === '' ? '' : `; sample: "${printable(ev.sample, 120)}"`;
-      return `by ${r.by} from ${r.from || '?'} at ${r.at} (${r.tool || '?'}): ${printable(why, 200)}${sample}`;
+      return `by ${r.by} from ${r.from || '?'} at ${atText(r.at)} (${r.tool || '?'}): ${printable(why, 200)}${sample}`;
     }
   }
 }

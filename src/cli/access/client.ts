@@ -26,8 +26,15 @@ export function registerClientCommands(program: Command): void {
     )
     .argument('<service>', SERVICE_HELP)
     .argument('[addr]', `${ADDR_HELP}; omitted with --from-observed`)
-    .option('--from-observed', 'grant every address `befw observed SERVICE` lists (the audit reason says "from observed")')
-    .option('--min-count <n>', 'with --from-observed: only addresses seen at least N times', parseMinCount)
+    .option(
+      '--from-observed',
+      'grant every address `befw observed SERVICE` lists (the audit reason says "from observed"); anyone who can complete a TCP connection can get listed: review the list first; a set at its cap of 1000 records needs --yes',
+    )
+    .option(
+      '--min-count <n>',
+      'with --from-observed: only addresses seen at least N times (default 1: every listed address)',
+      parseMinCount,
+    )
     .action((service: string, addr: string | undefined, opts: FromObservedOpts) => {
       if (opts.fromObserved === true) {
         if (addr !== undefined) throw new UsageError(`address ${addr}`, 'give an address or --from-observed, not both');

@@ -6,8 +6,8 @@
  * validated ports and fixed words reach the text.
  */
 import { type ChainRule, logPrefix, userChainOf } from '../../core/types.js';
-import { OBSERVE_LOG_RATE, observeLogPrefix } from '../../core/observe.js';
-import { TRAP_LOG_PREFIX, TRAP_LOG_RATE } from '../../core/trap.js';
+import { OBSERVE_LOG_RATE, observeLogPrefix, observeLogs } from '../../core/observe.js';
+import { TRAP_HASHLIMIT_NAME, TRAP_LOG_PER_SOURCE, TRAP_LOG_PREFIX, TRAP_LOG_RATE } from '../../core/trap.js';
 import { type KernelNames, kernelNamesFor } from './setNames.js';
 import type { BaseTemplate, ServiceTemplate } from './templates.js';
 
@@ -58,8 +58,11 @@ export function chainRuleLines(
       continue;
     }
     if (r.kind === 'trap') {
-      // New connections only: a connection attempt is one line, not one per packet.
-      const limit = `-m conntrack --ctstate NEW -m limit --limit ${TRAP_LOG_RATE.perSecond}/sec --limit-burst ${TRAP_LOG_RATE.burst}`;
+      // New connections only: a connection attempt is one line, not one per packet. Per source
+      // first (one flooding source, forged or not, cannot spend the budget of the others), then
+      // the global cap that keeps the journal bounded.
+      const perSource = `-m hashlimit --hashlimit-upto ${TRAP_LOG_PER_SOURCE.perSecond}/sec --hashlimit-burst ${TRAP_LOG_PER_SOURCE.burst} --hashlimit-mode srcip --hashlimit-name ${TRAP_HASHLIMIT_NAME[family]}`;
+      const limit = `-m conntrack --ctstate NEW ${perSource} -m limit --limit ${TRAP_LOG_RATE.perSecond}/sec --limit-burst ${TRAP_LOG_RATE.burst}`;
       out.push(`-A ${CHAIN} -p tcp -m multiport --dports ${r.ports.join(',')} ${limit} -j LOG --log-prefix "${TRAP_LOG_PREFIX}"`);
       continue;
     }
@@ -75,10 +78,13 @@ export function chainRuleLines(
           .replaceAll('{PORT}', r.port),
       );
     }
-    if (r.mode === 'observe') {
-      // After the template's ACCEPT of members: only non-clients reach it.
-      const limit = `-m conntrack --ctstate NEW -m limit --limit ${OBSERVE_LOG_RATE.perSecond}/sec --limit-burst ${OBSERVE_LOG_RATE.burst}`;
-      out.push(`-A ${CHAIN} -p ${r.proto} --dport ${r.port} ${limit} -j LOG --log-prefix "${observeLogPrefix(r.set)}"`);
+    if (r.mode === 'observe' && observeLogs(r.proto)) {
+      // After the template's ACCEPT of members: only non-clients reach it. Only connections that
+      // completed the handshake (a forged source never sends the ACK), once each: packet 2 in the
+      // original direction is the client's first ACK. connbytes turns conntrack accounting on.
+      const once = '-m conntrack --ctstate ESTABLISHED -m connbytes --connbytes 2:2 --connbytes-dir original --connbytes-mode packets';
+      const limit = `-m limit --limit ${OBSERVE_LOG_RATE.perSecond}/sec --limit-burst ${OBSERVE_LOG_RATE.burst}`;
+      out.push(`-A ${CHAIN} -p ${r.proto} --dport ${r.port} ${once} ${limit} -j LOG --log-prefix "${observeLogPrefix(r.set)}"`);
     }
   }
   if (!headDone) out.push(...head);

@@ -20,7 +20,7 @@
  */
 import { logicalOf } from '../../core/planSets.js';
 import { type ChainRule, type Plan, type PlanSet, type Proto, type SetFamily, logPrefix, userChainOf } from '../../core/types.js';
-import { OBSERVE_LOG_RATE, observeLogPrefix } from '../../core/observe.js';
+import { OBSERVE_CT_LABEL, OBSERVE_LOG_RATE, observeLogPrefix, observeLogs } from '../../core/observe.js';
 import { TRAP_LOG_PREFIX, TRAP_LOG_RATE } from '../../core/trap.js';
 import { type Elements, elementWithTimeout, forEachMember, hostText, netElements } from './elements.js';
 import { INPUT_CHAIN, type SetKind, TABLE_REF, nftSetName, nftType, saddr, serviceChainName } from './naming.js';
@@ -86,9 +86,12 @@ function serviceRules(r: ServiceRule): string[] {
   const out: string[] = [];
   for (const f of FAMILIES) for (const k of KINDS) out.push(`${saddr(f)} @${nftSetName(r.set, f, k)} accept`);
   if (r.mode === 'enforcing') out.push('drop');
-  if (r.mode === 'observe')
+  if (r.mode === 'observe' && observeLogs(r.proto))
+    // Only connections that completed the handshake, once each: the first established packet sets
+    // a conntrack label bit, later ones see it. nft enables connlabels itself for this rule (no
+    // sysctl, unlike `ct original packets`, which needs nf_conntrack_acct=1).
     out.push(
-      `ct state new limit rate ${OBSERVE_LOG_RATE.perSecond}/second burst ${OBSERVE_LOG_RATE.burst} packets log prefix "${observeLogPrefix(r.set)}"`,
+      `ct state established ct label != ${OBSERVE_CT_LABEL} limit rate ${OBSERVE_LOG_RATE.perSecond}/second burst ${OBSERVE_LOG_RATE.burst} packets ct label set ${OBSERVE_CT_LABEL} log prefix "${observeLogPrefix(r.set)}"`,
     );
   return out;
 }

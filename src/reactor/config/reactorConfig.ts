@@ -13,6 +13,7 @@ import { type QueueAddress, parseQueueAddress } from '../queue/address.js';
 import { NetSet, canonicalIp } from '../../core/netMatch.js';
 import type { ThresholdRule } from '../syslog/thresholds.js';
 import { PORT_SCAN_THRESHOLD } from '../syslog/portScan.js';
+import { GRANTING_EVENTS } from '../syslog/leaseTriggers.js';
 import { OBSERVED_TTL_SEC } from '../../core/observe.js';
 import { type ActionKind, type RawAction, type RawParser, type RawReactorConfig, type RawResponder, checkShape } from './reactorSchema.js';
 import {
@@ -45,6 +46,11 @@ export interface DevicePolicy {
   readonly hostnames: ReadonlySet<string> | null;
   /** Action types that events seen over UDP (spoofable) may trigger; none by default. */
   readonly udpActions: readonly string[];
+  /**
+   * The events this device's lines may produce, or null (not listed): every event but those that
+   * grant access (GRANTING_EVENTS), which come only from a device that lists them. Absent: null.
+   */
+  readonly events?: ReadonlySet<string> | null;
 }
 
 /**
@@ -164,6 +170,8 @@ export interface UserLeaseAction {
   readonly loginSec: number;
   /** Upper bound for a lease time a line states (Kea, dhcpd). */
   readonly maxLeaseSec: number;
+  /** The DHCP pools and framed ranges: an address outside them is refused, never granted. */
+  readonly networks: NetSet;
 }
 
 /** Observe mode (responder/observeAction.ts): who tried a service in mode observe, kept for ttlSec after last seen. */
@@ -225,6 +233,21 @@ function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** A device's `events`: each one some trigger produces (a typo would silently drop its lines). */
+function deviceEvents(file: string, i: number, list: readonly string[] | undefined, triggers: TriggerSet): ReadonlySet<string> | null {
+  if (list === undefined) return null;
+  list.forEach((event, j) => {
+    if (!triggers.events.includes(event))
+      throw new ConfigError(
+        file,
+        null,
+        `/parser/devices/${i}/events/${j}`,
+        `no trigger produces event "${event}" (events: ${triggers.events.join(', ') || 'none'})`,
+      );
+  });
+  return new Set(list);
+}
+
 function nets(file: string, path: string, list: readonly string[] | undefined): NetSet {
   const texts = list ?? [];
   return new NetSet(
@@ -245,11 +268,12 @@ const DEFAULT_THRESHOLDS: Readonly<Record<string, ThresholdRule>> = {
 /**
  * Actions of the built-in events that have them by default (a responder config that names the
  * event replaces them; a parser config whose builtinTriggers leaves the trigger out makes no such
- * events): a port scan is banned fleet-wide like any ban (protected addresses never), observed
- * non-clients are recorded.
+ * events): a port scan is banned fleet-wide (protected addresses never), observed non-clients are
+ * recorded. A scan's source may be forged (one SYN per trap port), so its default ban is short
+ * and does not grow on repeats (factor 1): a forged victim is cut off for an hour, not for days.
  */
 export const DEFAULT_EVENT_ACTIONS: Readonly<Record<string, readonly RawAction[]>> = {
-  'port-scan': [{ type: 'ban', set: 'rules_deny', scope: 'world' }],
+  'port-scan': [{ type: 'ban', set: 'rules_deny', scope: 'world', bantimeSec: 3600, factor: 1 }],
   observed: [{ type: 'observe' }],
 };
 const FALLBACK_THRESHOLD: ThresholdRule = { maxRetry: 1, findTimeMs: 60_000 };
@@ -332,7 +356,7 @@ function parseParser(file: string, raw: RawParser): ParserConfig {
   if (raw.allowedDevices !== undefined && raw.allowedDevices.length > 0)
     groups.push({
       nets: nets(file, '/parser/allowedDevices', raw.allowedDevices),
-      policy: { name: 'allowed', hostnames: null, udpActions: [] },
+      policy: { name: 'allowed', hostnames: null, udpActions: [], events: null },
     });
   const deviceNames = new Set<string>();
   (raw.devices ?? []).forEach((d, i) => {
@@ -352,6 +376,7 @@ function parseParser(file: string, raw: RawParser): ParserConfig {
         name: d.name,
         hostnames: d.hostnames === undefined ? null : new Set(d.hostnames.map((h) => h.toLowerCase())),
         udpActions: udp,
+        events: deviceEvents(file, i, d.events, triggerSet),
       },
     });
   });
@@ -454,7 +479,13 @@ function parseAction(file: string, where: string, a: RawAction, devices: Readonl
       const leaseSec = a.leaseSec ?? 3600;
       const maxLeaseSec = a.maxLeaseSec ?? 7 * DAY;
       if (maxLeaseSec < leaseSec) throw new ConfigError(file, null, `${where}/maxLeaseSec`, `must be at least leaseSec (${leaseSec})`);
-      return { type: 'user-lease', leaseSec, loginSec: a.loginSec ?? DAY, maxLeaseSec };
+      return {
+        type: 'user-lease',
+        leaseSec,
+        loginSec: a.loginSec ?? DAY,
+        maxLeaseSec,
+        networks: nets(file, `${where}/networks`, a.networks),
+      };
     }
     case 'observe':
       return { type: 'observe', ttlSec: a.ttlSec ?? OBSERVED_TTL_SEC };
@@ -632,6 +663,13 @@ export function parseReactorConfig(text: string, file: string): ReactorConfig {
           `no trigger produces event "${event}" (events: ${[...kinds.keys()].join(', ') || 'none'})`,
         );
       list.forEach((a, i) => {
+        if (a.type === 'user-lease' && !GRANTING_EVENTS.includes(event))
+          throw new ConfigError(
+            file,
+            null,
+            `/responder/actions/${event}/${i}`,
+            `user-lease grants access: only for events ${GRANTING_EVENTS.join(', ')} (a device sends them only when its "events" lists them)`,
+          );
         const needs = ACTION_SUBJECT[a.type];
         if (needs !== kind)
           throw new ConfigError(

@@ -78,7 +78,14 @@ const ACTION = {
       if: { properties: { type: { const: 'user-lease' } } },
       then: {
         additionalProperties: false,
-        properties: { type: {}, leaseSec: int(60, 30 * DAY), loginSec: int(60, 30 * DAY), maxLeaseSec: int(60, 365 * DAY) },
+        required: ['networks'],
+        properties: {
+          type: {},
+          leaseSec: int(60, 30 * DAY),
+          loginSec: int(60, 30 * DAY),
+          maxLeaseSec: int(60, 365 * DAY),
+          networks: { ...CIDRS, minItems: 1 },
+        },
       },
     },
   ],
@@ -147,6 +154,7 @@ const SCHEMA = {
                 uniqueItems: true,
                 items: { enum: ['ban', 'vyos-address-group', 'vyos-disable-interface', 'user-lease', 'observe'] },
               },
+              events: { type: 'array', uniqueItems: true, maxItems: 100, items: { type: 'string', pattern: EVENT } },
             },
           },
         },

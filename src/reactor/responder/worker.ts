@@ -60,12 +60,12 @@ export function newWorkerCounters(): WorkerCounters {
   };
 }
 
-/** Bans per minute, shared by a responder's workers: a sliding window of the last minute. */
-export class BanBudget {
+/** A sliding window of the last minute's bans, with its own breaker alert. */
+class BanWindow {
   private readonly times: number[] = [];
   private alerted = false;
 
-  constructor(readonly perMinute: number) {}
+  constructor(private readonly perMinute: number) {}
 
   used(nowMs: number): number {
     while (this.times.length > 0 && nowMs - (this.times[0] as number) >= 60_000) this.times.shift();
@@ -73,11 +73,6 @@ export class BanBudget {
     return this.times.length;
   }
 
-  over(nowMs: number): boolean {
-    return this.used(nowMs) >= this.perMinute;
-  }
-
-  /** True once per trip of the breaker (for one alert, not one per job). */
   firstAlert(): boolean {
     if (this.alerted) return false;
     this.alerted = true;
@@ -86,6 +81,50 @@ export class BanBudget {
 
   record(nowMs: number): void {
     this.times.push(nowMs);
+  }
+}
+
+/**
+ * Events whose bans count against a budget of their own. A port-scan job rests on one SYN whose
+ * source anyone can forge: a spray of forged "scanners" may open that breaker, never the one the
+ * bans of sshd or haproxy (a completed login attempt) go through.
+ */
+export const SEPARATE_BUDGET_EVENTS: ReadonlySet<string> = new Set(['port-scan']);
+
+/**
+ * Bans per minute, shared by a responder's workers: a sliding window of the last minute, one for
+ * SEPARATE_BUDGET_EVENTS each and one for all other events; each holds `perMinute`.
+ */
+export class BanBudget {
+  private readonly windows = new Map<string, BanWindow>();
+
+  constructor(readonly perMinute: number) {}
+
+  private window(event: string | undefined): BanWindow {
+    const lane = event !== undefined && SEPARATE_BUDGET_EVENTS.has(event) ? event : '';
+    let w = this.windows.get(lane);
+    if (w === undefined) {
+      w = new BanWindow(this.perMinute);
+      this.windows.set(lane, w);
+    }
+    return w;
+  }
+
+  used(nowMs: number, event?: string): number {
+    return this.window(event).used(nowMs);
+  }
+
+  over(nowMs: number, event?: string): boolean {
+    return this.used(nowMs, event) >= this.perMinute;
+  }
+
+  /** True once per trip of that event's breaker (for one alert, not one per job). */
+  firstAlert(event?: string): boolean {
+    return this.window(event).firstAlert();
+  }
+
+  record(nowMs: number, event?: string): void {
+    this.window(event).record(nowMs);
   }
 }
 
@@ -254,11 +293,14 @@ export class ResponderWorker {
         return this.finish(conn, reserved, jobLog);
       }
       const budget = this.opts.guard.budget;
-      if (budget.over(Date.now())) {
+      if (budget.over(Date.now(), job.event)) {
         this.counters.budgetHeld++;
-        const error = `${budget.used(Date.now())} bans in the last minute, budget ${budget.perMinute}: not acting (befw queue kick once checked)`;
-        if (budget.firstAlert())
-          this.log.error({ event: 'ban-budget-exceeded', job: jobLog, budget: budget.perMinute }, 'ban budget exceeded: circuit open');
+        const error = `${budget.used(Date.now(), job.event)} bans in the last minute, budget ${budget.perMinute}: not acting (befw queue kick once checked)`;
+        if (budget.firstAlert(job.event))
+          this.log.error(
+            { event: 'ban-budget-exceeded', job: jobLog, budget: budget.perMinute, separate: SEPARATE_BUDGET_EVENTS.has(job.event) },
+            'ban budget exceeded: circuit open',
+          );
         this.log.warn({ event: 'job-held', job: jobLog, reason: 'ban-budget' }, 'job held by the ban budget');
         await this.buryWithNote(conn, reserved, tube, { reason: 'ban-budget', error, attempt });
         return;
@@ -312,7 +354,7 @@ export class ResponderWorker {
     } finally {
       clearInterval(toucher);
     }
-    if (changed) this.opts.guard.budget.record(Date.now());
+    if (changed) this.opts.guard.budget.record(Date.now(), job.event);
     if (failure === null) return this.finish(conn, reserved, jobLog);
     await this.failed(conn, reserved, tube, job, jobLog, attempt, failure);
   }

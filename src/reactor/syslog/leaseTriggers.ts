@@ -40,6 +40,12 @@ const END = '[ \\t]*$';
 /** Kea's log4cplus head: syslog's default `INFO  [kea-dhcp4.leases.139948014891520] `, stdout's `[…leases/PID.TID]`. */
 const KEA_HEAD = '(?:[A-Z]{4,5} {1,2}\\[kea-dhcp4\\.[a-z0-9-]{1,32}(?:[./][0-9.]{1,60})?\\] )?';
 
+/**
+ * Events whose lines grant access: a device may send them only when its `events` lists them
+ * (pipeline.ts), and only they may run `user-lease` (reactorConfig.ts).
+ */
+export const GRANTING_EVENTS: readonly string[] = ['dhcp-lease', 'radius-auth'];
+
 export const DHCP_PROGRAMS = ['dnsmasq-dhcp', 'dnsmasq', 'dhcpd', 'kea-dhcp4'];
 export const RADIUS_PROGRAMS = ['radiusd', 'freeradius'];
 

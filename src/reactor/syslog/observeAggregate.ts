@@ -7,9 +7,11 @@
  *
  * The same anchoring as port-scan.ts: facility kern, program `kernel`, the fixed word
  * `befw-obs:` then a tag of set-name characters, then the packet logger's own fields.
- * Bounded: at most `maxEntries` pending sums and MAX_PER_TAG per tag; past that, a new address
- * replaces the pending one with the lowest count (a spray of addresses cannot grow memory, and
- * frequent ones are kept).
+ * Bounded: at most `maxEntries` pending sums and MAX_PER_TAG per tag; past that, a new address is
+ * refused (counted in `refused`) until the next flush, while the addresses already pending keep
+ * counting. Refusing costs O(1) per line; replacing the lowest count meant a scan of every pending
+ * sum per line, which a spray of addresses turned into a CPU sink. The kernel logs only completed
+ * TCP handshakes (core/observe.ts), so filling a window takes real connections.
  */
 import { OBSERVE_LOG_WORD, observedKey } from '../../core/observe.js';
 import { KERN_FACILITY, kernelPacketPattern } from './portScan.js';
@@ -22,7 +24,7 @@ export const OBSERVE_TRIGGERS: readonly TriggerSpec[] = [
     name: 'observe',
     event: OBSERVED_EVENT,
     programs: ['kernel'],
-    pattern: kernelPacketPattern(`${OBSERVE_LOG_WORD}(?<set>[a-z0-9._~-]{1,19}) `, 'TCP|UDP'),
+    pattern: kernelPacketPattern(`${OBSERVE_LOG_WORD}(?<set>[a-z0-9._~-]{1,19}) `, 'TCP'),
     subject: 'attacker',
     subjectKind: 'ip',
     perDevice: false,
@@ -52,7 +54,8 @@ export class ObserveAggregator<D> {
   private pending = new Map<string, ObservedSum<D>>();
   private perTag = new Map<string, number>();
   private lastFlushMs: number | null = null;
-  replaced = 0;
+  /** New addresses not taken because the window was full (per tag or in all). */
+  refused = 0;
 
   constructor(private readonly maxEntries: number) {}
 
@@ -76,7 +79,8 @@ export class ObserveAggregator<D> {
     }
     const tagCount = this.perTag.get(tag) ?? 0;
     if (tagCount >= MAX_PER_TAG || this.pending.size >= this.maxEntries) {
-      if (!this.evictLowest(tagCount >= MAX_PER_TAG ? tag : null, weight)) return;
+      this.refused++;
+      return;
     }
     this.pending.set(key, {
       tag,
@@ -88,21 +92,7 @@ export class ObserveAggregator<D> {
       sample,
       origin,
     });
-    this.perTag.set(tag, (this.perTag.get(tag) ?? 0) + 1);
-  }
-
-  /** Makes room by dropping the lowest pending count (of `tag`, or of all) if it is below `weight`. */
-  private evictLowest(tag: string | null, weight: number): boolean {
-    let low: [string, ObservedSum<D>] | null = null;
-    for (const e of this.pending) {
-      if (tag !== null && e[1].tag !== tag) continue;
-      if (low === null || e[1].count < low[1].count) low = e;
-    }
-    if (low === null || low[1].count > weight) return false;
-    this.pending.delete(low[0]);
-    this.perTag.set(low[1].tag, (this.perTag.get(low[1].tag) ?? 1) - 1);
-    this.replaced++;
-    return true;
+    this.perTag.set(tag, tagCount + 1);
   }
 
   /** The pending sums when a flush is due (and forgets them); otherwise nothing. */

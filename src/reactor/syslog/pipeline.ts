@@ -19,6 +19,7 @@ import { type Observation, ThresholdTracker } from './thresholds.js';
 import { matchFields } from './triggers.js';
 import { DistinctValues } from './portScan.js';
 import { OBSERVED_EVENT, ObserveAggregator } from './observeAggregate.js';
+import { GRANTING_EVENTS } from './leaseTriggers.js';
 
 export interface ParserCounters {
   received: number;
@@ -28,6 +29,8 @@ export interface ParserCounters {
   badSubject: number;
   ignored: number;
   suppressed: number;
+  /** Lines of an event their device may not produce (DevicePolicy.events). */
+  refusedEvent: number;
   jobs: number;
   /** Malformed input by reason (framing, PROXY, syslog, connection limits). */
   readonly problems: Record<string, number>;
@@ -42,6 +45,7 @@ export function newCounters(): ParserCounters {
     badSubject: 0,
     ignored: 0,
     suppressed: 0,
+    refusedEvent: 0,
     jobs: 0,
     problems: Object.create(null) as Record<string, number>,
   };
@@ -58,6 +62,11 @@ export interface Problem {
 export interface Sender extends Omit<JobDevice, 'hostname' | 'name'> {
   /** The device's entry in the config (already found to allow it). */
   readonly policy: DevicePolicy;
+}
+
+/** A device's events: those it lists, or (none listed) every event that does not grant access. */
+export function mayProduce(policy: DevicePolicy, event: string): boolean {
+  return policy.events === undefined || policy.events === null ? !GRANTING_EVENTS.includes(event) : policy.events.has(event);
 }
 
 export class SyslogPipeline {
@@ -162,6 +171,18 @@ export class SyslogPipeline {
     for (const match of matches) {
       this.counters.matched++;
       const t = match.trigger;
+      if (!mayProduce(sender.policy, t.event)) {
+        // A granting line from a device not listed for it (an sshd host logging `Login OK`).
+        this.counters.refusedEvent++;
+        this.problem({
+          reason: 'event-not-allowed',
+          detail: `${t.name}: device ${sender.policy.name} may not produce event ${t.event}${GRANTING_EVENTS.includes(t.event) ? ' (it grants access: list it in the device\'s "events")' : ''}`,
+          device: sender.address,
+          listener: sender.listener,
+          sample: printable(line, 120),
+        });
+        continue;
+      }
       if (t.subjectKind === 'ip' && this.isIgnored(match.subject)) {
         this.counters.ignored++;
         continue;
