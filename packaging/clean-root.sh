@@ -22,23 +22,8 @@ command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install
 command -v dpkg-repack >/dev/null || die "dpkg-repack not found (apt-get install dpkg-repack)"
 mkdir -p "$cache"
 
-# The main Debian archive URI this machine uses (same reading as scripts/install-deps.sh).
-archive_uri() {
-  local f
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    awk '
-      /^URIs:/ { uri = $2 }
-      /^Suites:/ { for (i = 2; i <= NF; i++) if ($i !~ /-/) main = 1 }
-      /^$/ { if (uri != "" && main && uri !~ /security/) { print uri; exit } uri = ""; main = 0 }
-      END { if (uri != "" && main && uri !~ /security/) print uri }
-    ' "$f" | head -n 1
-  done
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -f "$f" ] || continue
-    awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { if ($i !~ /security/ && $(i+1) !~ /-/) print $i; break } }' "$f"
-  done
-}
+# shellcheck source=scripts/lib/archive.sh
+. scripts/lib/archive.sh
 
 if [ ! -f "$cache/nodejs.deb" ]; then
   log "repacking this machine's nodejs $(dpkg-query -W -f='${Version}' nodejs)"

@@ -1,12 +1,15 @@
 /**
  * Fakes and factories shared by the reactor's unit tests: an in-memory KV with Consul's
  * check-and-set semantics and a members list, a valid (v2) job, a quiet logger, and the
- * protection a responder builds, from a protect list and what the fake Consul holds.
+ * protection a responder builds, from a protect list and what the fake Consul holds; a syslog
+ * pipeline built from a config, collecting its jobs and problems.
  */
 import { Writable } from 'node:stream';
 import { createLogger } from '../../src/log/logger.js';
 import { NetSet } from '../../src/core/netMatch.js';
 import type { ReactorJob } from '../../src/reactor/queue/job.js';
+import { parseReactorConfig } from '../../src/reactor/config/reactorConfig.js';
+import { type Problem, SyslogPipeline } from '../../src/reactor/syslog/pipeline.js';
 import type { ConsulMember, KvEntry, ReactorKv, TxnOp, TxnResult } from '../../src/reactor/responder/consulKv.js';
 import { ProtectedList } from '../../src/reactor/responder/protectedList.js';
 import { Protection } from '../../src/reactor/responder/protection.js';
@@ -94,4 +97,29 @@ export function testJob(subject = '198.51.100.5', over: Partial<ReactorJob> = {}
     sample: 'x',
     ...over,
   };
+}
+
+/** A parser pipeline for `parser` (merged over one UDP listener and the queue), collecting what it emits. */
+export function testPipeline(
+  parser: Record<string, unknown>,
+  protect: readonly string[] = [],
+): { p: SyslogPipeline; jobs: ReactorJob[]; problems: Problem[] } {
+  const c = parseReactorConfig(
+    JSON.stringify({
+      protect,
+      queue: { servers: ['127.0.0.1:11300'], hmacKeyFile: '/etc/befw/reactor.key' },
+      parser: { listeners: [{ protocol: 'udp', port: 514 }], ...parser },
+    }),
+    'test.json',
+  );
+  const jobs: ReactorJob[] = [];
+  const problems: Problem[] = [];
+  const p = new SyslogPipeline(
+    c.parser!,
+    c.protect,
+    (j) => jobs.push(j),
+    (x) => problems.push(x),
+    'test:1',
+  );
+  return { p, jobs, problems };
 }

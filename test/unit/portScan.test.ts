@@ -7,37 +7,14 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ReactorJob } from '../../src/reactor/queue/job.js';
 import { decodeJob, encodeJob } from '../../src/reactor/queue/job.js';
-import { type Problem, type Sender, SyslogPipeline } from '../../src/reactor/syslog/pipeline.js';
-import { parseReactorConfig } from '../../src/reactor/config/reactorConfig.js';
+import type { Sender } from '../../src/reactor/syslog/pipeline.js';
 import { ObserveRunner } from '../../src/reactor/responder/observeAction.js';
 import { OBSERVED_MAX_PER_SET, observedKey, parseObservedRecord } from '../../src/core/observe.js';
-import { FakeKv, testJob } from '../helpers/reactorFakes.js';
+import { FakeKv, testJob, testPipeline } from '../helpers/reactorFakes.js';
 import { readObserved } from '../../src/cli/observed.js';
 
-function pipeline(udpActions: string[] = []): { p: SyslogPipeline; jobs: ReactorJob[]; problems: Problem[] } {
-  const c = parseReactorConfig(
-    JSON.stringify({
-      queue: { servers: ['127.0.0.1:11300'], hmacKeyFile: '/etc/befw/reactor.key' },
-      parser: {
-        listeners: [{ protocol: 'udp', port: 514 }],
-        devices: [{ name: 'nodes', addresses: ['198.51.100.0/24'], udpActions }],
-      },
-    }),
-    'test.json',
-  );
-  const jobs: ReactorJob[] = [];
-  const problems: Problem[] = [];
-  return {
-    p: new SyslogPipeline(
-      c.parser!,
-      c.protect,
-      (j) => jobs.push(j),
-      (x) => problems.push(x),
-      'test:1',
-    ),
-    jobs,
-    problems,
-  };
+function pipeline(udpActions: string[] = []): ReturnType<typeof testPipeline> {
+  return testPipeline({ devices: [{ name: 'nodes', addresses: ['198.51.100.0/24'], udpActions }] });
 }
 
 const POLICY = { name: 'nodes', hostnames: null, udpActions: [] };
@@ -99,22 +76,7 @@ describe('port-scan trigger', () => {
   });
 
   test('a protected subject is never counted', () => {
-    const c = parseReactorConfig(
-      JSON.stringify({
-        protect: ['203.0.113.0/24'],
-        queue: { servers: ['127.0.0.1:11300'], hmacKeyFile: '/etc/befw/reactor.key' },
-        parser: { listeners: [{ protocol: 'udp', port: 514 }], allowedDevices: ['198.51.100.0/24'] },
-      }),
-      'test.json',
-    );
-    const jobs: ReactorJob[] = [];
-    const p = new SyslogPipeline(
-      c.parser!,
-      c.protect,
-      (j) => jobs.push(j),
-      () => undefined,
-      't:1',
-    );
+    const { p, jobs } = testPipeline({ allowedDevices: ['198.51.100.0/24'] }, ['203.0.113.0/24']);
     for (let i = 0; i < 20; i++) p.handleText(kern(V4(2000 + i)), NODE, 1000 + i);
     assert.deepEqual(jobs, []);
   });

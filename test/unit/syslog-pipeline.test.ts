@@ -1,35 +1,11 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ReactorJob } from '../../src/reactor/queue/job.js';
 import { decodeJob, encodeJob } from '../../src/reactor/queue/job.js';
-import { type Problem, type Sender, SyslogPipeline } from '../../src/reactor/syslog/pipeline.js';
-import { parseReactorConfig } from '../../src/reactor/config/reactorConfig.js';
+import type { Sender } from '../../src/reactor/syslog/pipeline.js';
+import { testPipeline } from '../helpers/reactorFakes.js';
 
-function pipeline(
-  parser: Record<string, unknown> = {},
-  ignore: string[] = [],
-): { p: SyslogPipeline; jobs: ReactorJob[]; problems: Problem[] } {
-  const c = parseReactorConfig(
-    JSON.stringify({
-      protect: ignore,
-      queue: { servers: ['127.0.0.1:11300'], hmacKeyFile: '/etc/befw/reactor.key' },
-      parser: { listeners: [{ protocol: 'udp', port: 514 }], allowedDevices: ['198.51.100.0/24'], ...parser },
-    }),
-    'test.json',
-  );
-  const jobs: ReactorJob[] = [];
-  const problems: Problem[] = [];
-  return {
-    p: new SyslogPipeline(
-      c.parser!,
-      c.protect,
-      (j) => jobs.push(j),
-      (x) => problems.push(x),
-      'test:1',
-    ),
-    jobs,
-    problems,
-  };
+function pipeline(parser: Record<string, unknown> = {}, ignore: string[] = []): ReturnType<typeof testPipeline> {
+  return testPipeline({ allowedDevices: ['198.51.100.0/24'], ...parser }, ignore);
 }
 
 const POLICY = { name: 'allowed', hostnames: null, udpActions: [] };

@@ -13,32 +13,15 @@ import { ActionError } from '../../src/reactor/responder/actionTypes.js';
 import { UserLeaseRunner, addrIndexKey, macRecordKey } from '../../src/reactor/responder/userLease.js';
 import { NetSet } from '../../src/core/netMatch.js';
 import type { TxnOp, TxnResult } from '../../src/reactor/responder/consulKv.js';
-import { FakeKv, testJob } from '../helpers/reactorFakes.js';
+import { FakeKv, testJob, testPipeline } from '../helpers/reactorFakes.js';
 
-function pipeline(parser: Record<string, unknown> = {}): { p: SyslogPipeline; jobs: ReactorJob[] } {
-  const c = parseReactorConfig(
-    JSON.stringify({
-      queue: { servers: ['127.0.0.1:11300'], hmacKeyFile: '/etc/befw/reactor.key' },
-      parser: {
-        listeners: [{ protocol: 'tcp', port: 514 }],
-        allowedDevices: ['198.51.100.1/32'],
-        builtinTriggers: ['dhcp-lease', 'radius'],
-        ...parser,
-      },
-    }),
-    'test.json',
-  );
-  const jobs: ReactorJob[] = [];
-  return {
-    p: new SyslogPipeline(
-      c.parser!,
-      c.protect,
-      (j) => jobs.push(j),
-      () => undefined,
-      'test:1',
-    ),
-    jobs,
-  };
+function pipeline(parser: Record<string, unknown> = {}): ReturnType<typeof testPipeline> {
+  return testPipeline({
+    listeners: [{ protocol: 'tcp', port: 514 }],
+    allowedDevices: ['198.51.100.1/32'],
+    builtinTriggers: ['dhcp-lease', 'radius'],
+    ...parser,
+  });
 }
 
 const SERVER: Sender = {

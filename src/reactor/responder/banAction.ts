@@ -21,10 +21,9 @@ import type { BanAction } from '../config/reactorConfig.js';
 import { familyOf } from '../../core/netMatch.js';
 import { ActionError, type ActionOutcome, type ActionRunner, type JobContext } from './actionTypes.js';
 import { asNet } from './protection.js';
-import { ConsulError } from '../../consul/connection.js';
 import type { ReactorKv, TxnOp } from './consulKv.js';
-import { hostname } from 'node:os';
-import { auditKeyFor, encodeAudit } from '../../core/audit.js';
+import { ConsulError } from '../../consul/connection.js';
+import { auditOp, jobEvidence, txnAudited } from './reactorAudit.js';
 import { VERSION } from '../../core/version.js';
 import { JOBS_REMEMBERED, type OffenceRecord, banKey, bantimeFor, offenceKey, parseOffence, previousBans } from './banPolicy.js';
 import type { Protection } from './protection.js';
@@ -118,8 +117,19 @@ export class BanRunner implements ActionRunner {
         { verb: 'cas', key: recKey, value: JSON.stringify(next), index: rec?.modifyIndex ?? 0 },
         { verb: 'cas', key, value: String(expiry), index: ban?.modifyIndex ?? 0 },
       ];
-      const audited = banAudit(job, key, String(expiry), previous + 1, bantimeSec, nowMs);
-      const r = await this.txnAudited(ops, audited);
+      const audit = auditOp(
+        key,
+        {
+          op: 'add',
+          by: 'reactor',
+          reason: `${job.event}: ${job.trigger}, ${job.count} event(s), offence ${previous + 1}, banned ${bantimeSec}s`,
+          tool: `befw-reactor ${VERSION} ban`,
+          value: String(expiry),
+          evidence: jobEvidence(job),
+        },
+        nowMs,
+      );
+      const r = await txnAudited(this.ctx.kv, ops, audit);
       if (r.ok) {
         jobCtx.banExpiry = expiry;
         return {
@@ -138,52 +148,4 @@ export class BanRunner implements ActionRunner {
     }
     throw new ActionError('ban', false, `lost ${MAX_RACES} check-and-set races on ${key}`, where);
   }
-
-  /**
-   * The ban with its audit record in one transaction. A token that may write the ban but not
-   * befw-audit/ (a deployment not yet given the new permission) must not stop bans: the ban is
-   * written without the record, and the outcome says so.
-   */
-  private async txnAudited(ops: readonly TxnOp[], audit: TxnOp | null): Promise<{ ok: boolean; audit: string }> {
-    if (audit === null) return { ...(await this.ctx.kv.txn(ops)), audit: 'none' };
-    let denied: string;
-    try {
-      const r = await this.ctx.kv.txn([...ops, audit]);
-      // Consul reports a denied operation of a transaction as a rollback (409) naming it.
-      if (r.ok || !r.errors.some((e) => /permission denied/i.test(e))) return { ok: r.ok, audit: 'written' };
-      denied = r.errors.join('; ');
-    } catch (err) {
-      if (!(err instanceof ConsulError) || err.statusCode !== 403) throw err;
-      denied = err.message;
-    }
-    return { ...(await this.ctx.kv.txn(ops)), audit: `not written: ${denied}` };
-  }
-}
-
-/** The reactor's audit record of a ban: by reactor, with the evidence (log text cleaned and capped by encodeAudit). */
-function banAudit(job: ReactorJob, key: string, value: string, offence: number, bantimeSec: number, nowMs: number): TxnOp | null {
-  const auditKey = auditKeyFor(key);
-  if (auditKey === null) return null;
-  const record = encodeAudit({
-    v: 1,
-    op: 'add',
-    by: 'reactor',
-    reason: `${job.event}: ${job.trigger}, ${job.count} event(s), offence ${offence}, banned ${bantimeSec}s`,
-    at: new Date(nowMs).toISOString(),
-    from: hostname(),
-    tool: `befw-reactor ${VERSION} ban`,
-    value,
-    evidence: {
-      event: job.event,
-      trigger: job.trigger,
-      count: job.count,
-      firstSeenMs: job.firstSeenMs,
-      lastSeenMs: job.lineReceivedMs,
-      device: job.device.name || job.device.address,
-      transport: job.device.transport,
-      sample: job.sample,
-      spoofable: job.evidence.spoofable,
-    },
-  });
-  return { verb: 'set', key: auditKey, value: record };
 }

@@ -16,11 +16,10 @@ import type { JobKeys } from '../queue/jobAuth.js';
 import { broadcastForget } from '../queue/control.js';
 import { banKey, offenceKey, parseOffence } from './banPolicy.js';
 import type { ReactorKv, TxnOp } from './consulKv.js';
-import { hostname } from 'node:os';
-import { auditKeyFor, encodeAudit, operatorIdentity } from '../../core/audit.js';
+import { operatorIdentity } from '../../core/audit.js';
 import { VERSION } from '../../core/version.js';
-import { ConsulError } from '../../consul/connection.js';
 import { asNet } from './protection.js';
+import { auditOp, txnAudited } from './reactorAudit.js';
 import type { VyosFleet } from './vyosActions.js';
 import { type GroupEntry, groupRecordKey, parseGroupRecord, removeEntries } from './vyosGroups.js';
 
@@ -76,15 +75,7 @@ export async function unban(
       // Tombstones (who unbanned, when) in the same transaction; a token without write on
       // befw-audit/ must not keep a ban in place, so then the bans go without them.
       const tombstones = present.flatMap((key) => unbanTombstone(key, was.get(key) ?? null, now()));
-      let r;
-      try {
-        r = await kv.txn([...deletes, ...tombstones]);
-        // Consul reports a denied operation of a transaction as a rollback naming it.
-        if (!r.ok && r.errors.some((e) => /permission denied/i.test(e))) r = await kv.txn(deletes);
-      } catch (err) {
-        if (!(err instanceof ConsulError) || err.statusCode !== 403) throw err;
-        r = await kv.txn(deletes);
-      }
+      const r = await txnAudited(kv, deletes, tombstones);
       if (!r.ok) throw new Error(r.errors.join('; '));
     }
     return present.length === 0 ? 'no ban in place' : `deleted ${present.join(', ')}`;
@@ -149,17 +140,6 @@ export async function unban(
 
 /** The audit tombstone of a ban an operator lifted: who (from the environment), when, what it was. */
 function unbanTombstone(key: string, was: string | null, nowMs: number): TxnOp[] {
-  const auditKey = auditKeyFor(key);
-  if (auditKey === null) return [];
-  const value = encodeAudit({
-    v: 1,
-    op: 'rm',
-    by: operatorIdentity(null, null, process.env),
-    reason: 'befw reactor unban',
-    at: new Date(nowMs).toISOString(),
-    from: hostname(),
-    tool: `befw ${VERSION} reactor unban`,
-    value: was,
-  });
-  return [{ verb: 'set', key: auditKey, value }];
+  const by = operatorIdentity(null, null, process.env);
+  return auditOp(key, { op: 'rm', by, reason: 'befw reactor unban', tool: `befw ${VERSION} reactor unban`, value: was }, nowMs);
 }

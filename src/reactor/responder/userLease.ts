@@ -23,13 +23,12 @@
  * a revocation its tombstone, in the same transaction; a token that may not write befw-audit/
  * still gets the grant written, and the outcome says the record was not.
  */
-import { hostname } from 'node:os';
-import { ConsulError } from '../../consul/connection.js';
-import { auditKeyFor, encodeAudit } from '../../core/audit.js';
 import { VERSION } from '../../core/version.js';
 import type { UserLeaseAction } from '../config/reactorConfig.js';
 import type { ReactorJob } from '../queue/job.js';
 import { LEASE_OPS } from '../syslog/leaseTriggers.js';
+import { ConsulError } from '../../consul/connection.js';
+import { auditOp, jobEvidence, txnAudited } from './reactorAudit.js';
 import {
   type Decision,
   type LeaseEvent,
@@ -157,13 +156,13 @@ export class UserLeaseRunner implements ActionRunner {
         if (key === null) continue;
         ops.push({ verb: 'delete', key });
         const reason = key === d.revoke ? why : `${why}: address ${index.evicted?.addr ?? ''} taken from ${index.evicted?.mac ?? ''}`;
-        audits.push(...auditOp(job, key, 'rm', null, reason, nowMs));
+        audits.push(...leaseAudit(job, key, 'rm', null, reason, nowMs));
       }
       if (d.grant !== null) {
         ops.push({ verb: 'set', key: d.grant.key, value: String(d.grant.expiry) });
-        audits.push(...auditOp(job, d.grant.key, 'add', String(d.grant.expiry), why, nowMs));
+        audits.push(...leaseAudit(job, d.grant.key, 'add', String(d.grant.expiry), why, nowMs));
       }
-      const r = await this.txnAudited(ops, audits);
+      const r = await txnAudited(this.ctx.kv, ops, audits);
       if (!r.ok) continue; // another responder wrote the record in between: read again
       const result = d.grant !== null ? (d.revoke !== null ? 'moved' : 'granted') : d.revoke !== null ? 'revoked' : 'recorded';
       return {
@@ -220,47 +219,10 @@ export class UserLeaseRunner implements ActionRunner {
     }
     return { decision, ops, evicted };
   }
-
-  /** The writes with their audit records; without the records when the token may not write them. */
-  private async txnAudited(ops: readonly TxnOp[], audits: readonly TxnOp[]): Promise<{ ok: boolean; audit: string }> {
-    if (audits.length === 0) return { ...(await this.ctx.kv.txn(ops)), audit: 'none' };
-    let denied: string;
-    try {
-      const r = await this.ctx.kv.txn([...ops, ...audits]);
-      if (r.ok || !r.errors.some((e) => /permission denied/i.test(e))) return { ok: r.ok, audit: 'written' };
-      denied = r.errors.join('; ');
-    } catch (err) {
-      if (!(err instanceof ConsulError) || err.statusCode !== 403) throw err;
-      denied = err.message;
-    }
-    return { ...(await this.ctx.kv.txn(ops)), audit: `not written: ${denied}` };
-  }
 }
 
 /** The audit record of a grant (`add`) or its removal (`rm`, a tombstone), by reactor with the line as evidence. */
-function auditOp(job: ReactorJob, key: string, op: 'add' | 'rm', value: string | null, reason: string, nowMs: number): TxnOp[] {
-  const auditKey = auditKeyFor(key);
-  if (auditKey === null) return [];
-  const record = encodeAudit({
-    v: 1,
-    op,
-    by: 'reactor',
-    reason,
-    at: new Date(nowMs).toISOString(),
-    from: hostname(),
-    tool: `befw-reactor ${VERSION} user-lease`,
-    value,
-    evidence: {
-      event: job.event,
-      trigger: job.trigger,
-      count: job.count,
-      firstSeenMs: job.firstSeenMs,
-      lastSeenMs: job.lineReceivedMs,
-      device: job.device.name || job.device.address,
-      transport: job.device.transport,
-      sample: job.sample,
-      spoofable: job.evidence.spoofable,
-    },
-  });
-  return [{ verb: 'set', key: auditKey, value: record }];
+function leaseAudit(job: ReactorJob, key: string, op: 'add' | 'rm', value: string | null, reason: string, nowMs: number): TxnOp[] {
+  const tool = `befw-reactor ${VERSION} user-lease`;
+  return auditOp(key, { op, by: 'reactor', reason, tool, value, evidence: jobEvidence(job) }, nowMs);
 }
